@@ -1,0 +1,3952 @@
+/*
+ * shardproxy -- a Redis sharding proxy in one C file.
+ *
+ * Clients speak RESP to shardproxy as if it were one Redis server.  Each
+ * command is routed by its key to one of N independent Redis backends chosen
+ * by a Maglev table whose placement is exactly Envoy's redis_proxy (cluster
+ * lb_policy MAGLEV, hash tags on), so a deployment can swap Envoy out without
+ * moving a key.  Multi-key commands are split per backend and merged; every
+ * client gets its replies in request order over shared, pipelined backend
+ * connections.  One poll() loop, libc and POSIX only.
+ *
+ * Copyright (c) 2026 the shardproxy authors.  MIT licence (see LICENSE).
+ *
+ * Sections, bottom-up (each uses only what comes before it):
+ *   tunables and limits . utility macros . private types . globals
+ *   logging      log_*      timestamped lines on stderr, client bytes escaped
+ *   buffers      buf_*      growable byte queues
+ *   hashing      hash_*     MurmurHash64A, XXH64, hash tags
+ *   Maglev       maglev_*   Envoy-compatible lookup table
+ *   RESP parser  resp_*     resumable request and reply framing, no I/O
+ *   RESP replies reply_*    building replies the proxy sends itself
+ *   config       config_*   directive table, parse, validate
+ *   commands     route_*    the Redis 7.0 command table and key extraction
+ *   requests     req_*      request records, the client and backend FIFOs
+ *   backends     backend_*  pooled, pipelined backend connections
+ *   clients      client_*   client connections, local commands, splitting
+ *   stats        stats_*    counters defined once, one report writer
+ *   signals      sig_*      handlers only set flags
+ *   event loop   loop_*     poll(), timers, batching of writes
+ *   main
+ *
+ * Build: cc -std=c99 -O2 shardproxy.c -o shardproxy  (no libraries)
+ */
+
+#define _POSIX_C_SOURCE 200809L
+
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/resource.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <assert.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shardproxy.h"
+
+/* ======================================================= tunables, limits */
+
+#define READ_CHUNK (64 * 1024)       /* bytes asked of read() per call */
+#define MAX_INLINE (64 * 1024)       /* longest inline command line (Redis: 64 KiB) */
+#define RECONNECT_MIN_MS 100         /* first retry delay after a failed connect */
+#define RECONNECT_MAX_MS 5000        /* backoff ceiling */
+#define ACCEPT_PAUSE_MS 100          /* accept() hit EMFILE/ENFILE: wait this long */
+#define ACCEPT_BATCH 256             /* connections accepted per loop pass at most */
+#define SHUTDOWN_GRACE_MS 10000      /* drain bound on SIGTERM when timeout is 0 */
+#define REPLY_ERR_MAX 512            /* longest error line the proxy builds */
+#define SPLIT_INLINE_KEYS 16         /* split key maps up to this size need no malloc */
+
+/* ======================================================== utility macros */
+
+#define UNUSED(x) ((void)(x))
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#if defined(__GNUC__) || defined(__clang__)
+#define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
+#define NORETURN __attribute__((noreturn))
+#else
+#define PRINTF_LIKE(f, a)
+#define NORETURN
+#endif
+
+/* ========================================================= private types */
+
+/* A byte queue: bytes [r, w) of data are pending; cap is the allocation.
+ * An empty buffer may hold no allocation at all (data == NULL), which is how
+ * idle clients keep their memory near zero. */
+struct buf {
+    char *data; /* allocation, or NULL */
+    size_t r;   /* first unread byte */
+    size_t w;   /* one past the last written byte */
+    size_t cap; /* bytes allocated */
+};
+
+/* Severity of a log line; the config's log_level drops what is above it. */
+enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
+
+/* ============================================================== logging */
+
+static enum log_level log_threshold = LOG_INFO; /* set from the config */
+
+/* Write one line "2026-11-24T15:40:00.123Z [level] message" to stderr. */
+static void log_at(enum log_level level, const char *fmt, ...) PRINTF_LIKE(2, 3);
+static void log_at(enum log_level level, const char *fmt, ...)
+{
+    static const char *names[] = {"error", "warn", "info", "debug"};
+    char line[1024];
+    struct timespec ts;
+    struct tm tm;
+    va_list ap;
+    int n;
+
+    if (level > log_threshold)
+        return;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ [%s] ",
+                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                 tm.tm_sec, ts.tv_nsec / 1000000L, names[level]);
+    va_start(ap, fmt);
+    vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "%s\n", line);
+}
+
+/* Copy at most OUTLEN-1 printable characters of untrusted bytes into OUT,
+ * escaping everything else as \xHH, so client data can never forge log
+ * lines or terminal escapes.  Long input is cut and marked with "...". */
+static const char *log_escape(const char *p, size_t len, char *out, size_t outlen)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0, i;
+
+    for (i = 0; i < len && o + 8 < outlen; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (ch >= 0x20 && ch < 0x7f && ch != '\\') {
+            out[o++] = (char)ch;
+        } else {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[ch >> 4];
+            out[o++] = hex[ch & 15];
+        }
+    }
+    if (i < len && o + 4 <= outlen) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* Startup failure: log and exit.  Never called once the loop runs. */
+static NORETURN void die(const char *fmt, ...) PRINTF_LIKE(1, 2);
+static NORETURN void die(const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    log_at(LOG_ERROR, "%s", msg);
+    exit(1);
+}
+
+/* malloc that treats exhaustion as fatal.  Out of memory with a bounded
+ * design means the limits are wrong for the machine; limping on would
+ * misdeliver replies, which is worse than a restart. */
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) {
+        log_at(LOG_ERROR, "out of memory allocating %zu bytes", n);
+        abort();
+    }
+    return p;
+}
+
+static void *xrealloc(void *old, size_t n)
+{
+    void *p = realloc(old, n ? n : 1);
+    if (!p) {
+        log_at(LOG_ERROR, "out of memory allocating %zu bytes", n);
+        abort();
+    }
+    return p;
+}
+
+static char *xstrndup(const char *s, size_t n)
+{
+    char *p = xmalloc(n + 1);
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+/* ============================================================== buffers */
+
+static size_t buf_len(const struct buf *b) { return b->w - b->r; }
+
+/* Make room for at least N more bytes after w, compacting before growing. */
+static void buf_reserve(struct buf *b, size_t n)
+{
+    size_t cap;
+
+    if (b->cap - b->w >= n)
+        return;
+    if (b->r > 0) { /* slide pending bytes to the front */
+        memmove(b->data, b->data + b->r, b->w - b->r);
+        b->w -= b->r;
+        b->r = 0;
+        if (b->cap - b->w >= n)
+            return;
+    }
+    cap = b->cap ? b->cap : 256;
+    while (cap - b->w < n)
+        cap *= 2;
+    b->data = xrealloc(b->data, cap);
+    b->cap = cap;
+}
+
+static void buf_append(struct buf *b, const void *p, size_t n)
+{
+    if (n == 0)
+        return;
+    buf_reserve(b, n);
+    memcpy(b->data + b->w, p, n);
+    b->w += n;
+}
+
+static void buf_append_str(struct buf *b, const char *s) { buf_append(b, s, strlen(s)); }
+
+static void buf_printf(struct buf *b, const char *fmt, ...) PRINTF_LIKE(2, 3);
+static void buf_printf(struct buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n <= 0)
+        return;
+    buf_reserve(b, (size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->w, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->w += (size_t)n;
+}
+
+/* Drop N bytes from the front; an emptied buffer rewinds to offset 0. */
+static void buf_consume(struct buf *b, size_t n)
+{
+    b->r += n;
+    if (b->r == b->w)
+        b->r = b->w = 0;
+}
+
+static void buf_free(struct buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->r = b->w = b->cap = 0;
+}
+
+/* ============================================================== hashing */
+
+static uint64_t hash_load64le(const unsigned char *p)
+{
+    return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24 |
+           (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48 |
+           (uint64_t)p[7] << 56;
+}
+
+static uint64_t hash_load32le(const unsigned char *p)
+{
+    return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24;
+}
+
+static uint64_t hash_shift_mix(uint64_t v) { return v ^ (v >> 47); }
+
+uint64_t hash_murmur64a(const void *data, size_t len, uint64_t seed)
+{
+    const uint64_t m = 0xc6a4a7935bd1e995ULL;
+    const unsigned char *p = data;
+    uint64_t h = seed ^ (len * m);
+    size_t blocks = len / 8, i;
+
+    for (i = 0; i < blocks; i++, p += 8) {
+        h ^= hash_shift_mix(hash_load64le(p) * m) * m;
+        h *= m;
+    }
+    if (len & 7) { /* the tail, read little-endian as one integer */
+        uint64_t tail = 0;
+        size_t n = len & 7;
+        while (n--)
+            tail = (tail << 8) | p[n];
+        h ^= tail;
+        h *= m;
+    }
+    h = hash_shift_mix(h) * m;
+    return hash_shift_mix(h);
+}
+
+#define XXH_P1 0x9E3779B185EBCA87ULL
+#define XXH_P2 0xC2B2AE3D27D4EB4FULL
+#define XXH_P3 0x165667B19E3779F9ULL
+#define XXH_P4 0x85EBCA77C2B2AE63ULL
+#define XXH_P5 0x27D4EB2F165667C5ULL
+
+static uint64_t hash_rotl(uint64_t v, int r) { return (v << r) | (v >> (64 - r)); }
+
+static uint64_t hash_xxh_round(uint64_t acc, uint64_t lane)
+{
+    acc += lane * XXH_P2;
+    return hash_rotl(acc, 31) * XXH_P1;
+}
+
+static uint64_t hash_xxh_merge(uint64_t acc, uint64_t v)
+{
+    acc ^= hash_xxh_round(0, v);
+    return acc * XXH_P1 + XXH_P4;
+}
+
+uint64_t hash_xxh64(const void *data, size_t len, uint64_t seed)
+{
+    const unsigned char *p = data, *end = p + len;
+    uint64_t h;
+
+    if (len >= 32) { /* four parallel lanes over 32-byte stripes */
+        uint64_t v1 = seed + XXH_P1 + XXH_P2, v2 = seed + XXH_P2, v3 = seed, v4 = seed - XXH_P1;
+        do {
+            v1 = hash_xxh_round(v1, hash_load64le(p));
+            v2 = hash_xxh_round(v2, hash_load64le(p + 8));
+            v3 = hash_xxh_round(v3, hash_load64le(p + 16));
+            v4 = hash_xxh_round(v4, hash_load64le(p + 24));
+            p += 32;
+        } while (end - p >= 32);
+        h = hash_rotl(v1, 1) + hash_rotl(v2, 7) + hash_rotl(v3, 12) + hash_rotl(v4, 18);
+        h = hash_xxh_merge(h, v1);
+        h = hash_xxh_merge(h, v2);
+        h = hash_xxh_merge(h, v3);
+        h = hash_xxh_merge(h, v4);
+    } else {
+        h = seed + XXH_P5;
+    }
+    h += (uint64_t)len;
+    for (; end - p >= 8; p += 8) {
+        h ^= hash_xxh_round(0, hash_load64le(p));
+        h = hash_rotl(h, 27) * XXH_P1 + XXH_P4;
+    }
+    if (end - p >= 4) {
+        h ^= hash_load32le(p) * XXH_P1;
+        h = hash_rotl(h, 23) * XXH_P2 + XXH_P3;
+        p += 4;
+    }
+    for (; p < end; p++) {
+        h ^= (uint64_t)*p * XXH_P5;
+        h = hash_rotl(h, 11) * XXH_P1;
+    }
+    h ^= h >> 33;
+    h *= XXH_P2;
+    h ^= h >> 29;
+    h *= XXH_P3;
+    h ^= h >> 32;
+    return h;
+}
+
+size_t hash_tag(const char *key, size_t len, const char **start)
+{
+    const char *open = memchr(key, '{', len), *close;
+
+    *start = key;
+    if (!open)
+        return len;
+    close = memchr(open + 1, '}', len - (size_t)(open + 1 - key));
+    if (!close || close == open + 1)
+        return len;
+    *start = open + 1;
+    return (size_t)(close - open - 1);
+}
+
+/* =============================================================== Maglev */
+
+int maglev_is_prime(uint64_t n)
+{
+    uint64_t d;
+
+    if (n < 2)
+        return 0;
+    for (d = 2; d * d <= n; d++)
+        if (n % d == 0)
+            return 0;
+    return 1;
+}
+
+/* One backend's walk through its permutation while the table fills. */
+struct maglev_entry {
+    const char *id;  /* identity string, the sort key */
+    int index;       /* position in the caller's (config) order */
+    double weight;   /* weight / sum of weights */
+    double target;   /* fill credit consumed so far */
+    uint64_t offset; /* XXH64(id, 0) % m */
+    uint64_t skip;   /* XXH64(id, 1) % (m - 1) + 1 */
+    uint64_t next;   /* next permutation index to try */
+};
+
+static int maglev_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct maglev_entry *)a)->id, ((const struct maglev_entry *)b)->id);
+}
+
+int maglev_build(uint16_t *table, uint32_t m, const char *const *ids, const uint32_t *weights,
+                 int n)
+{
+    struct maglev_entry *e;
+    double sum = 0, max_w = 0;
+    uint64_t filled = 0, iteration = 1, c;
+    const uint16_t empty = UINT16_MAX;
+    int i;
+
+    if (n <= 0 || n > MAGLEV_MAX_BACKENDS || m < (uint32_t)n || m < 2 || m > MAGLEV_MAX_SIZE ||
+        !maglev_is_prime(m))
+        return -1;
+    for (i = 0; i < n; i++) {
+        if (weights[i] == 0)
+            return -1;
+        sum += weights[i];
+    }
+    e = xmalloc(sizeof *e * (size_t)n);
+    for (i = 0; i < n; i++) {
+        size_t len = strlen(ids[i]);
+        e[i].id = ids[i];
+        e[i].index = i;
+        e[i].weight = weights[i] / sum;
+        e[i].target = 0.0;
+        e[i].offset = hash_xxh64(ids[i], len, 0) % m;
+        e[i].skip = hash_xxh64(ids[i], len, 1) % (m - 1) + 1;
+        e[i].next = 0;
+        if (e[i].weight > max_w)
+            max_w = e[i].weight;
+    }
+    qsort(e, (size_t)n, sizeof *e, maglev_cmp);
+    for (c = 0; c < m; c++)
+        table[c] = empty;
+    for (; filled < m; iteration++) {
+        for (i = 0; i < n && filled < m; i++) {
+            if ((double)iteration * e[i].weight < e[i].target)
+                continue;
+            e[i].target += max_w;
+            c = (e[i].offset + e[i].skip * e[i].next) % m;
+            while (table[c] != empty) {
+                e[i].next++;
+                c = (e[i].offset + e[i].skip * e[i].next) % m;
+            }
+            table[c] = (uint16_t)e[i].index;
+            e[i].next++;
+            filled++;
+        }
+    }
+    free(e);
+    return 0;
+}
+
+/* ========================================================== RESP parser */
+
+/* Parse a decimal integer that must fill [p, p+n) exactly: an optional '-'
+ * and 1..19 digits, no overflow.  Returns 0 on success, -1 otherwise. */
+static int resp_parse_ll(const char *p, size_t n, int64_t *out)
+{
+    uint64_t v = 0, limit;
+    int neg = 0;
+    size_t i = 0;
+
+    if (n > 0 && p[0] == '-') {
+        neg = 1;
+        i = 1;
+    }
+    if (i == n || n - i > 19)
+        return -1;
+    limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    for (; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        v = v * 10 + (uint64_t)(p[i] - '0');
+        if (v > limit) /* 19 digits cannot wrap a uint64 first */
+            return -1;
+    }
+    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
+    return 0;
+}
+
+/* Request parser states. */
+enum { RQ_START, RQ_ARRAY_LEN, RQ_BULK_LEN, RQ_BULK_DATA, RQ_INLINE };
+
+/* Longest "*<count>" or "$<len>" header line we wait for (Redis: 64 KiB). */
+#define RESP_MAX_HEADER 64
+
+void resp_req_init(struct resp_req_parser *p) { memset(p, 0, sizeof *p); }
+
+/* Find the line that starts at buf[pos]: returns the offset of its '\n', or
+ * -1 if not there yet.  The line must end in "\r\n" for RESP headers. */
+static long resp_find_nl(const char *buf, size_t pos, size_t len)
+{
+    const char *nl = memchr(buf + pos, '\n', len - pos);
+    return nl ? (long)(nl - buf) : -1;
+}
+
+/* Parse a "<type><number>\r\n" header line at buf[p->pos]. */
+static enum resp_result resp_req_header(struct resp_req_parser *p, const char *buf, size_t len,
+                                        int64_t *num)
+{
+    long nl = resp_find_nl(buf, p->pos, len);
+
+    if (nl < 0) {
+        if (len - p->pos > RESP_MAX_HEADER) {
+            p->err = buf[p->pos] == '*' ? "too big mbulk count string"
+                                        : "too big bulk count string";
+            return RESP_ERROR;
+        }
+        return RESP_AGAIN;
+    }
+    if ((size_t)nl < p->pos + 2 || buf[nl - 1] != '\r' ||
+        resp_parse_ll(buf + p->pos + 1, (size_t)nl - 1 - p->pos - 1, num) != 0) {
+        p->err = buf[p->pos] == '*' ? "invalid multibulk length" : "invalid bulk length";
+        return RESP_ERROR;
+    }
+    p->pos = (size_t)nl + 1;
+    return RESP_OK;
+}
+
+enum resp_result resp_req_parse(struct resp_req_parser *p, const char *buf, size_t len,
+                                const struct resp_limits *lim)
+{
+    int64_t n;
+    enum resp_result r;
+
+    for (;;) {
+        if (p->pos >= len && p->state != RQ_BULK_DATA)
+            return RESP_AGAIN;
+        switch (p->state) {
+        case RQ_START:
+            if (buf[0] == '*') {
+                p->state = RQ_ARRAY_LEN;
+            } else {
+                p->state = RQ_INLINE;
+                p->inline_req = 1;
+            }
+            break;
+        case RQ_ARRAY_LEN:
+            if ((r = resp_req_header(p, buf, len, &n)) != RESP_OK)
+                return r;
+            /* each element takes at least 6 bytes ("$0\r\n\r\n") */
+            if (n < 0 || (uint64_t)n > lim->max_request / 6 || n > INT32_MAX) {
+                p->err = "invalid multibulk length";
+                return RESP_ERROR;
+            }
+            p->argc = p->args_left = n;
+            if (n == 0)
+                return RESP_OK;
+            p->state = RQ_BULK_LEN;
+            break;
+        case RQ_BULK_LEN:
+            if (buf[p->pos] != '$') {
+                p->err = "expected '$' before a request argument";
+                return RESP_ERROR;
+            }
+            if ((r = resp_req_header(p, buf, len, &n)) != RESP_OK)
+                return r;
+            if (n < 0 || (uint64_t)n > lim->max_request ||
+                p->pos + (uint64_t)n + 2 > lim->max_request) {
+                p->err = "invalid bulk length";
+                return RESP_ERROR;
+            }
+            p->bulk_left = n + 2;
+            p->state = RQ_BULK_DATA;
+            break;
+        case RQ_BULK_DATA: {
+            size_t avail = len - p->pos, take = MIN(avail, (size_t)p->bulk_left);
+            p->pos += take;
+            p->bulk_left -= (int64_t)take;
+            if (p->bulk_left > 0)
+                return RESP_AGAIN;
+            if (buf[p->pos - 2] != '\r' || buf[p->pos - 1] != '\n') {
+                p->err = "bulk string not terminated by CRLF";
+                return RESP_ERROR;
+            }
+            if (--p->args_left == 0)
+                return RESP_OK;
+            p->state = RQ_BULK_LEN;
+            break;
+        }
+        case RQ_INLINE: {
+            long nl = resp_find_nl(buf, p->pos, len);
+            size_t i, end;
+            if (nl < 0) {
+                if (len > lim->max_inline) {
+                    p->err = "too big inline request";
+                    return RESP_ERROR;
+                }
+                p->pos = len; /* nothing before len holds a newline */
+                return RESP_AGAIN;
+            }
+            end = (size_t)nl > 0 && buf[nl - 1] == '\r' ? (size_t)nl - 1 : (size_t)nl;
+            if (end > lim->max_inline) {
+                p->err = "too big inline request";
+                return RESP_ERROR;
+            }
+            p->pos = (size_t)nl + 1;
+            p->argc = 0; /* 0 for a blank line; the real count comes from resp_req_args */
+            for (i = 0; i < end; i++)
+                if (!isspace((unsigned char)buf[i])) {
+                    p->argc = 1;
+                    break;
+                }
+            return RESP_OK;
+        }
+        default:
+            p->err = "parser state corrupt";
+            return RESP_ERROR;
+        }
+    }
+}
+
+static int resp_hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = tolower(c);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Split an inline line into arguments the way Redis's sdssplitargs does:
+ * blanks separate words; "double quotes" take \xHH \n \r \t \b \a and \\-style
+ * escapes; 'single quotes' take only \'; a closing quote must be followed by
+ * a blank or the end.  Words are unquoted into SCRATCH. */
+static int64_t resp_inline_args(const char *p, size_t len, struct resp_arg *argv, size_t cap,
+                                char *scratch)
+{
+    const char *end = p + len;
+    int64_t argc = 0;
+
+    for (;;) {
+        char *start = scratch;
+        int inq = 0, insq = 0, done = 0;
+
+        while (p < end && isspace((unsigned char)*p))
+            p++;
+        if (p == end)
+            return argc;
+        while (!done) {
+            if (inq) {
+                if (p == end)
+                    return -1; /* unbalanced quotes */
+                if (p[0] == '\\' && p + 3 < end && p[1] == 'x' && resp_hexval(p[2]) >= 0 &&
+                    resp_hexval(p[3]) >= 0) {
+                    *scratch++ = (char)(resp_hexval(p[2]) * 16 + resp_hexval(p[3]));
+                    p += 3;
+                } else if (p[0] == '\\' && p + 1 < end) {
+                    char c;
+                    p++;
+                    switch (*p) {
+                    case 'n': c = '\n'; break;
+                    case 'r': c = '\r'; break;
+                    case 't': c = '\t'; break;
+                    case 'b': c = '\b'; break;
+                    case 'a': c = '\a'; break;
+                    default: c = *p; break;
+                    }
+                    *scratch++ = c;
+                } else if (*p == '"') {
+                    if (p + 1 < end && !isspace((unsigned char)p[1]))
+                        return -1; /* closing quote must be followed by a blank */
+                    done = 1;
+                } else {
+                    *scratch++ = *p;
+                }
+            } else if (insq) {
+                if (p == end)
+                    return -1;
+                if (p[0] == '\\' && p + 1 < end && p[1] == '\'') {
+                    p++;
+                    *scratch++ = '\'';
+                } else if (*p == '\'') {
+                    if (p + 1 < end && !isspace((unsigned char)p[1]))
+                        return -1;
+                    done = 1;
+                } else {
+                    *scratch++ = *p;
+                }
+            } else if (p == end || isspace((unsigned char)*p)) {
+                done = 1;
+                p--; /* the blank is skipped by the next word */
+            } else if (*p == '"') {
+                inq = 1;
+            } else if (*p == '\'') {
+                insq = 1;
+            } else {
+                *scratch++ = *p;
+            }
+            if (p < end)
+                p++;
+        }
+        if ((size_t)argc < cap) {
+            argv[argc].p = start;
+            argv[argc].len = (size_t)(scratch - start);
+        }
+        argc++;
+    }
+}
+
+int64_t resp_req_args(const struct resp_req_parser *p, const char *buf, struct resp_arg *argv,
+                      size_t cap, char *scratch)
+{
+    size_t pos, i;
+    int64_t argc;
+
+    if (p->inline_req) {
+        size_t end = p->pos - 1; /* the '\n' */
+        if (end > 0 && buf[end - 1] == '\r')
+            end--;
+        return resp_inline_args(buf, end, argv, cap, scratch);
+    }
+    /* the framing was validated by resp_req_parse: walk it without checks */
+    pos = (size_t)((const char *)memchr(buf, '\n', p->pos) - buf) + 1;
+    argc = p->argc;
+    for (i = 0; i < (size_t)argc; i++) {
+        const char *nl = memchr(buf + pos, '\n', p->pos - pos);
+        size_t n = (size_t)strtoull(buf + pos + 1, NULL, 10);
+        pos = (size_t)(nl - buf) + 1;
+        if (i < cap) {
+            argv[i].p = buf + pos;
+            argv[i].len = n;
+        }
+        pos += n + 2;
+    }
+    return argc;
+}
+
+void resp_reply_init(struct resp_reply_parser *p)
+{
+    p->pos = 0;
+    p->pending = 1;
+    p->bulk_left = 0;
+    p->err = NULL;
+}
+
+/* Longest simple line a backend may send (status, error, integer, header). */
+#define RESP_MAX_REPLY_LINE (1024 * 1024)
+
+enum resp_result resp_reply_parse(struct resp_reply_parser *p, const char *buf, size_t len)
+{
+    while (p->pending > 0) {
+        long nl;
+        int64_t n;
+
+        if (p->bulk_left > 0) {
+            size_t take = MIN(len - p->pos, (size_t)p->bulk_left);
+            p->pos += take;
+            p->bulk_left -= (int64_t)take;
+            if (p->bulk_left > 0)
+                return RESP_AGAIN;
+            if (buf[p->pos - 2] != '\r' || buf[p->pos - 1] != '\n') {
+                p->err = "bulk reply not terminated by CRLF";
+                return RESP_ERROR;
+            }
+            p->pending--;
+            continue;
+        }
+        if (p->pos >= len)
+            return RESP_AGAIN;
+        nl = resp_find_nl(buf, p->pos, len);
+        if (nl < 0) {
+            if (len - p->pos > RESP_MAX_REPLY_LINE) {
+                p->err = "reply line too long";
+                return RESP_ERROR;
+            }
+            return RESP_AGAIN;
+        }
+        if ((size_t)nl < p->pos + 2 || buf[nl - 1] != '\r') {
+            p->err = "reply line not terminated by CRLF";
+            return RESP_ERROR;
+        }
+        switch (buf[p->pos]) {
+        case '+':
+        case '-':
+            p->pending--;
+            break;
+        case ':':
+            if (resp_parse_ll(buf + p->pos + 1, (size_t)nl - p->pos - 2, &n) != 0) {
+                p->err = "invalid integer reply";
+                return RESP_ERROR;
+            }
+            p->pending--;
+            break;
+        case '$':
+            if (resp_parse_ll(buf + p->pos + 1, (size_t)nl - p->pos - 2, &n) != 0 || n < -1 ||
+                (uint64_t)(n + 1) > RESP_MAX_REPLY_BULK + 1) {
+                p->err = "invalid bulk length in reply";
+                return RESP_ERROR;
+            }
+            if (n == -1)
+                p->pending--;
+            else
+                p->bulk_left = n + 2;
+            break;
+        case '*':
+            if (resp_parse_ll(buf + p->pos + 1, (size_t)nl - p->pos - 2, &n) != 0 || n < -1 ||
+                n > RESP_MAX_REPLY_ARRAY || p->pending > INT64_MAX - RESP_MAX_REPLY_ARRAY) {
+                p->err = "invalid multibulk length in reply";
+                return RESP_ERROR;
+            }
+            p->pending += (n == -1 ? 0 : n) - 1;
+            break;
+        default:
+            p->err = "unknown reply type";
+            return RESP_ERROR;
+        }
+        p->pos = (size_t)nl + 1;
+    }
+    return RESP_OK;
+}
+
+
+/* =========================================================== RESP replies */
+
+/* Append a RESP bulk string. */
+static void reply_bulk(struct buf *b, const char *p, size_t n)
+{
+    buf_printf(b, "$%zu\r\n", n);
+    buf_append(b, p, n);
+    buf_append(b, "\r\n", 2);
+}
+
+/* Append an error line "-<msg>\r\n" built from a format; CR and LF coming
+ * from arguments are turned into blanks so a reply can never be split. */
+static void reply_error(struct buf *b, const char *fmt, ...) PRINTF_LIKE(2, 3);
+static void reply_error(struct buf *b, const char *fmt, ...)
+{
+    char msg[REPLY_ERR_MAX];
+    va_list ap;
+    size_t i, n;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    n = strlen(msg);
+    for (i = 0; i < n; i++)
+        if (msg[i] == '\r' || msg[i] == '\n')
+            msg[i] = ' ';
+    buf_append(b, "-", 1);
+    buf_append(b, msg, n);
+    buf_append(b, "\r\n", 2);
+}
+
+/* Append a RESP array header "*<n>\r\n". */
+static void reply_array(struct buf *b, size_t n) { buf_printf(b, "*%zu\r\n", n); }
+
+/* Append the request ARGV re-encoded as a RESP array (inline commands and
+ * the sub-commands of a split command are sent to backends this way). */
+static void reply_command(struct buf *b, const struct resp_arg *argv, size_t argc)
+{
+    size_t i;
+
+    reply_array(b, argc);
+    for (i = 0; i < argc; i++)
+        reply_bulk(b, argv[i].p, argv[i].len);
+}
+
+/* ================================================================ config */
+
+/* One `backend` line, with its address resolved at load time (no DNS in the
+ * loop). */
+struct config_backend {
+    char *addr;                  /* address exactly as written */
+    char *name;                  /* name= option, or NULL */
+    const char *id;              /* identity hashed by Maglev: name, else addr */
+    uint32_t weight;             /* weight= option, default 1 */
+    struct sockaddr_storage sa;  /* resolved address (unset with resolve off) */
+    socklen_t salen;             /* 0 until resolved */
+};
+
+/* One `listen` line. */
+struct config_listen {
+    char *addr;                 /* as written: host:port, [v6]:port or /path */
+    struct sockaddr_storage sa; /* resolved address */
+    socklen_t salen;            /* 0 until resolved */
+};
+
+/* The whole configuration; only the config parser writes it. */
+struct config {
+    char *path;                        /* file it was read from */
+    struct config_listen *listens;     /* listen directives, in order */
+    int nlistens;                      /* entries in listens */
+    struct config_backend *backends;   /* backend directives, in config order */
+    int nbackends;                     /* entries in backends */
+    uint64_t hash_tags;                /* 1: hash only the {tag} of a key */
+    uint64_t table_size;               /* Maglev table size M (prime) */
+    uint64_t timeout_ms;               /* backend reply deadline; 0 = none */
+    uint64_t connect_timeout_ms;       /* backend connect deadline */
+    uint64_t backend_connections;      /* pipelined connections per backend */
+    uint64_t max_clients;              /* client connections accepted at once */
+    uint64_t client_max_pending;       /* unanswered requests before reading pauses */
+    uint64_t client_output_limit;      /* unread reply bytes before disconnect */
+    uint64_t max_request_size;         /* largest request in bytes */
+    uint64_t log_level;                /* enum log_level */
+    uint16_t *table;                   /* Maglev table: slot -> backend index */
+};
+
+/* Parses the words of one directive into the config. Returns 0, or -1 with a
+ * reason in ERR. */
+typedef int (*config_parser)(struct config *c, const void *field, char **argv, int argc,
+                             char *err, size_t errlen);
+
+/* A directive: its name, parser, target field and the range of its value. */
+struct config_directive {
+    const char *name;     /* as written in the file */
+    config_parser parse;  /* parser for its words */
+    size_t offset;        /* field in struct config (numeric directives) */
+    uint64_t min, max;    /* accepted range (numeric directives) */
+};
+
+/* Resolve ADDR (host:port, [v6]:port or an absolute UNIX socket path). */
+static int config_resolve(const char *addr, int passive, struct sockaddr_storage *sa,
+                          socklen_t *salen, char *err, size_t errlen)
+{
+    char host[256], *port;
+    const char *colon;
+    struct addrinfo hints, *res;
+    int rc;
+    size_t hlen;
+
+    if (addr[0] == '/') {
+        struct sockaddr_un *un = (struct sockaddr_un *)sa;
+        if (strlen(addr) >= sizeof un->sun_path) {
+            snprintf(err, errlen, "UNIX socket path too long (max %zu bytes)",
+                     sizeof un->sun_path - 1);
+            return -1;
+        }
+        memset(sa, 0, sizeof *sa);
+        un->sun_family = AF_UNIX;
+        memcpy(un->sun_path, addr, strlen(addr) + 1);
+        *salen = (socklen_t)sizeof *un;
+        return 0;
+    }
+    if (addr[0] == '[') {
+        const char *close = strchr(addr, ']');
+        if (!close || close[1] != ':') {
+            snprintf(err, errlen, "bad address '%s': expected [ipv6]:port", addr);
+            return -1;
+        }
+        hlen = (size_t)(close - addr - 1);
+        colon = close + 1;
+        addr++;
+    } else {
+        colon = strrchr(addr, ':');
+        if (!colon) {
+            snprintf(err, errlen, "bad address '%s': expected host:port", addr);
+            return -1;
+        }
+        hlen = (size_t)(colon - addr);
+    }
+    if (hlen == 0 || hlen >= sizeof host) {
+        snprintf(err, errlen, "bad host in address");
+        return -1;
+    }
+    memcpy(host, addr, hlen);
+    host[hlen] = '\0';
+    port = (char *)colon + 1;
+    {
+        int64_t p;
+        if (resp_parse_ll(port, strlen(port), &p) != 0 || p < 1 || p > 65535) {
+            snprintf(err, errlen, "bad port '%s': expected 1-65535", port);
+            return -1;
+        }
+    }
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
+    rc = getaddrinfo(host, port, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot resolve '%s': %s", host, gai_strerror(rc));
+        return -1;
+    }
+    memcpy(sa, res->ai_addr, res->ai_addrlen);
+    *salen = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+/* Check the shape of an address without resolving it (for --route/--table). */
+static int config_check_addr(const char *addr, char *err, size_t errlen)
+{
+    const char *colon;
+    int64_t p;
+
+    if (addr[0] == '/')
+        return 0;
+    colon = addr[0] == '[' ? strstr(addr, "]:") : strrchr(addr, ':');
+    if (colon && addr[0] == '[')
+        colon++;
+    if (!colon || colon == addr || resp_parse_ll(colon + 1, strlen(colon + 1), &p) != 0 ||
+        p < 1 || p > 65535) {
+        snprintf(err, errlen, "bad address '%s': expected host:port, [ipv6]:port or /path",
+                 addr);
+        return -1;
+    }
+    return 0;
+}
+
+/* Set when the config is loaded only to print routes, without resolving. */
+static int config_no_resolve;
+
+/* Parse "123", "64kb", "512mb", "1gb" into bytes. */
+static int config_size(const char *s, uint64_t *out)
+{
+    size_t n = strlen(s), digits = 0;
+    uint64_t mult = 1;
+    int64_t v;
+
+    while (digits < n && isdigit((unsigned char)s[digits]))
+        digits++;
+    if (digits < n) {
+        const char *u = s + digits;
+        if (!strcasecmp(u, "b"))
+            mult = 1;
+        else if (!strcasecmp(u, "kb") || !strcasecmp(u, "k"))
+            mult = 1024;
+        else if (!strcasecmp(u, "mb") || !strcasecmp(u, "m"))
+            mult = 1024 * 1024;
+        else if (!strcasecmp(u, "gb") || !strcasecmp(u, "g"))
+            mult = 1024 * 1024 * 1024;
+        else
+            return -1;
+    }
+    if (digits == 0 || resp_parse_ll(s, digits, &v) != 0 || (uint64_t)v > UINT64_MAX / mult)
+        return -1;
+    *out = (uint64_t)v * mult;
+    return 0;
+}
+
+static int config_need_args(const char *name, int argc, int want, char *err, size_t errlen)
+{
+    if (argc != want) {
+        snprintf(err, errlen, "'%s' takes %d argument%s", name, want - 1, want == 2 ? "" : "s");
+        return -1;
+    }
+    return 0;
+}
+
+static int config_parse_number(struct config *c, const void *field, char **argv, int argc,
+                               char *err, size_t errlen)
+{
+    const struct config_directive *d = field;
+    int64_t v;
+
+    if (config_need_args(d->name, argc, 2, err, errlen) < 0)
+        return -1;
+    if (resp_parse_ll(argv[1], strlen(argv[1]), &v) != 0 || v < 0 || (uint64_t)v < d->min ||
+        (uint64_t)v > d->max) {
+        snprintf(err, errlen, "'%s' wants an integer from %llu to %llu, not '%s'", d->name,
+                 (unsigned long long)d->min, (unsigned long long)d->max, argv[1]);
+        return -1;
+    }
+    *(uint64_t *)((char *)c + d->offset) = (uint64_t)v;
+    return 0;
+}
+
+static int config_parse_size(struct config *c, const void *field, char **argv, int argc,
+                             char *err, size_t errlen)
+{
+    const struct config_directive *d = field;
+    uint64_t v;
+
+    if (config_need_args(d->name, argc, 2, err, errlen) < 0)
+        return -1;
+    if (config_size(argv[1], &v) != 0 || v < d->min || v > d->max) {
+        snprintf(err, errlen, "'%s' wants a size (bytes, kb, mb, gb) from %llu to %llu, not '%s'",
+                 d->name, (unsigned long long)d->min, (unsigned long long)d->max, argv[1]);
+        return -1;
+    }
+    *(uint64_t *)((char *)c + d->offset) = v;
+    return 0;
+}
+
+static int config_parse_bool(struct config *c, const void *field, char **argv, int argc,
+                             char *err, size_t errlen)
+{
+    const struct config_directive *d = field;
+    uint64_t *v = (uint64_t *)((char *)c + d->offset);
+
+    if (config_need_args(d->name, argc, 2, err, errlen) < 0)
+        return -1;
+    if (!strcmp(argv[1], "on") || !strcmp(argv[1], "yes"))
+        *v = 1;
+    else if (!strcmp(argv[1], "off") || !strcmp(argv[1], "no"))
+        *v = 0;
+    else {
+        snprintf(err, errlen, "'%s' wants on or off, not '%s'", d->name, argv[1]);
+        return -1;
+    }
+    return 0;
+}
+
+static int config_parse_log_level(struct config *c, const void *field, char **argv, int argc,
+                                  char *err, size_t errlen)
+{
+    static const char *levels[] = {"error", "warn", "info", "debug"};
+    uint64_t i;
+
+    UNUSED(field);
+    if (config_need_args("log_level", argc, 2, err, errlen) < 0)
+        return -1;
+    for (i = 0; i < ARRAY_LEN(levels); i++)
+        if (!strcmp(argv[1], levels[i])) {
+            c->log_level = i;
+            return 0;
+        }
+    snprintf(err, errlen, "'log_level' wants error, warn, info or debug, not '%s'", argv[1]);
+    return -1;
+}
+
+static int config_parse_listen(struct config *c, const void *field, char **argv, int argc,
+                               char *err, size_t errlen)
+{
+    struct config_listen *l;
+    int i;
+
+    UNUSED(field);
+    if (config_need_args("listen", argc, 2, err, errlen) < 0)
+        return -1;
+    for (i = 0; i < c->nlistens; i++)
+        if (!strcmp(c->listens[i].addr, argv[1])) {
+            snprintf(err, errlen, "duplicate listen address '%s'", argv[1]);
+            return -1;
+        }
+    c->listens = xrealloc(c->listens, sizeof *c->listens * (size_t)(c->nlistens + 1));
+    l = &c->listens[c->nlistens];
+    memset(l, 0, sizeof *l);
+    l->addr = xstrndup(argv[1], strlen(argv[1]));
+    c->nlistens++;
+    if (config_no_resolve)
+        return config_check_addr(l->addr, err, errlen);
+    return config_resolve(l->addr, 1, &l->sa, &l->salen, err, errlen);
+}
+
+static int config_parse_backend(struct config *c, const void *field, char **argv, int argc,
+                                char *err, size_t errlen)
+{
+    struct config_backend *b;
+    int i;
+
+    UNUSED(field);
+    if (argc < 2) {
+        snprintf(err, errlen, "'backend' takes ADDRESS [weight=N] [name=ID]");
+        return -1;
+    }
+    if (c->nbackends >= MAGLEV_MAX_BACKENDS) {
+        snprintf(err, errlen, "too many backends (max %d)", MAGLEV_MAX_BACKENDS);
+        return -1;
+    }
+    c->backends = xrealloc(c->backends, sizeof *c->backends * (size_t)(c->nbackends + 1));
+    b = &c->backends[c->nbackends++];
+    memset(b, 0, sizeof *b);
+    b->addr = xstrndup(argv[1], strlen(argv[1]));
+    b->weight = 1;
+    for (i = 2; i < argc; i++) {
+        int64_t w;
+        if (!strncmp(argv[i], "weight=", 7)) {
+            if (resp_parse_ll(argv[i] + 7, strlen(argv[i] + 7), &w) != 0 || w < 1 ||
+                w > 1000000) {
+                snprintf(err, errlen, "bad '%s': weight must be an integer from 1 to 1000000",
+                         argv[i]);
+                return -1;
+            }
+            b->weight = (uint32_t)w;
+        } else if (!strncmp(argv[i], "name=", 5)) {
+            if (argv[i][5] == '\0') {
+                snprintf(err, errlen, "empty name=");
+                return -1;
+            }
+            free(b->name);
+            b->name = xstrndup(argv[i] + 5, strlen(argv[i] + 5));
+        } else {
+            snprintf(err, errlen, "unknown backend option '%s' (expected weight=N or name=ID)",
+                     argv[i]);
+            return -1;
+        }
+    }
+    b->id = b->name ? b->name : b->addr;
+    for (i = 0; i < c->nbackends - 1; i++)
+        if (!strcmp(c->backends[i].id, b->id)) {
+            snprintf(err, errlen, "duplicate backend identity '%s'", b->id);
+            return -1;
+        }
+    if (config_no_resolve)
+        return config_check_addr(b->addr, err, errlen);
+    return config_resolve(b->addr, 0, &b->sa, &b->salen, err, errlen);
+}
+
+#define CONFIG_FIELD(f) offsetof(struct config, f)
+
+/* Every directive the file may hold. */
+static const struct config_directive config_directives[] = {
+    {"listen", config_parse_listen, 0, 0, 0},
+    {"backend", config_parse_backend, 0, 0, 0},
+    {"hash_tags", config_parse_bool, CONFIG_FIELD(hash_tags), 0, 1},
+    {"table_size", config_parse_number, CONFIG_FIELD(table_size), 2, MAGLEV_MAX_SIZE},
+    {"timeout", config_parse_number, CONFIG_FIELD(timeout_ms), 0, 3600000},
+    {"connect_timeout", config_parse_number, CONFIG_FIELD(connect_timeout_ms), 1, 3600000},
+    {"backend_connections", config_parse_number, CONFIG_FIELD(backend_connections), 1, 64},
+    {"max_clients", config_parse_number, CONFIG_FIELD(max_clients), 1, 10000000},
+    {"client_max_pending", config_parse_number, CONFIG_FIELD(client_max_pending), 1, 10000000},
+    {"client_output_limit", config_parse_size, CONFIG_FIELD(client_output_limit), 1024,
+     UINT64_MAX},
+    {"max_request_size", config_parse_size, CONFIG_FIELD(max_request_size), 1024,
+     4ULL << 30},
+    {"log_level", config_parse_log_level, 0, 0, 0},
+};
+
+static void config_free(struct config *c)
+{
+    int i;
+
+    if (!c)
+        return;
+    for (i = 0; i < c->nlistens; i++)
+        free(c->listens[i].addr);
+    for (i = 0; i < c->nbackends; i++) {
+        free(c->backends[i].addr);
+        free(c->backends[i].name);
+    }
+    free(c->listens);
+    free(c->backends);
+    free(c->table);
+    free(c->path);
+    free(c);
+}
+
+/* Split LINE into blank-separated words in place; '#' at the start of a word
+ * starts a comment.  Returns the word count (at most MAX). */
+static int config_words(char *line, char **argv, int max)
+{
+    int argc = 0;
+    char *p = line;
+
+    for (;;) {
+        while (*p && isspace((unsigned char)*p))
+            p++;
+        if (!*p || *p == '#')
+            return argc;
+        if (argc == max)
+            return max + 1;
+        argv[argc++] = p;
+        while (*p && !isspace((unsigned char)*p))
+            p++;
+        if (*p)
+            *p++ = '\0';
+    }
+}
+
+/* Check cross-directive rules, then build the Maglev table. */
+static int config_validate(struct config *c, char *err, size_t errlen)
+{
+    const char **ids;
+    uint32_t *weights;
+    int i, rc;
+
+    if (c->nlistens == 0) {
+        snprintf(err, errlen, "no 'listen' directive");
+        return -1;
+    }
+    if (c->nbackends == 0) {
+        snprintf(err, errlen, "no 'backend' directive");
+        return -1;
+    }
+    if (!maglev_is_prime(c->table_size)) {
+        snprintf(err, errlen, "table_size %llu is not prime (e.g. 65537, 655373, 5000011)",
+                 (unsigned long long)c->table_size);
+        return -1;
+    }
+    if (c->table_size < (uint64_t)c->nbackends) {
+        snprintf(err, errlen, "table_size %llu is smaller than the number of backends",
+                 (unsigned long long)c->table_size);
+        return -1;
+    }
+    ids = xmalloc(sizeof *ids * (size_t)c->nbackends);
+    weights = xmalloc(sizeof *weights * (size_t)c->nbackends);
+    for (i = 0; i < c->nbackends; i++) {
+        ids[i] = c->backends[i].id;
+        weights[i] = c->backends[i].weight;
+    }
+    c->table = xmalloc(sizeof *c->table * c->table_size);
+    rc = maglev_build(c->table, (uint32_t)c->table_size, ids, weights, c->nbackends);
+    free(ids);
+    free(weights);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot build the Maglev table");
+        return -1;
+    }
+    return 0;
+}
+
+/* Load and validate PATH.  Returns the config, or NULL with "FILE:LINE:
+ * reason" in ERR. */
+static struct config *config_load(const char *path, char *err, size_t errlen)
+{
+    struct config *c;
+    FILE *f;
+    char *line = NULL, *argv[32], why[512];
+    size_t cap = 0;
+    long lineno = 0;
+    int argc;
+
+    f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    c = xmalloc(sizeof *c);
+    memset(c, 0, sizeof *c);
+    c->path = xstrndup(path, strlen(path));
+    c->hash_tags = 1;
+    c->table_size = MAGLEV_DEFAULT_SIZE;
+    c->timeout_ms = 1000;
+    c->connect_timeout_ms = 1000;
+    c->backend_connections = 1;
+    c->max_clients = 10000;
+    c->client_max_pending = 1000;
+    c->client_output_limit = 64ULL << 20;
+    c->max_request_size = 512ULL << 20;
+    c->log_level = LOG_INFO;
+    while (getline(&line, &cap, f) != -1) {
+        size_t i;
+        lineno++;
+        argc = config_words(line, argv, (int)ARRAY_LEN(argv));
+        if (argc == 0)
+            continue;
+        if (argc > (int)ARRAY_LEN(argv)) {
+            snprintf(err, errlen, "%s:%ld: too many words", path, lineno);
+            goto fail;
+        }
+        for (i = 0; i < ARRAY_LEN(config_directives); i++)
+            if (!strcmp(argv[0], config_directives[i].name))
+                break;
+        if (i == ARRAY_LEN(config_directives)) {
+            snprintf(err, errlen, "%s:%ld: unknown directive '%s'", path, lineno, argv[0]);
+            goto fail;
+        }
+        if (config_directives[i].parse(c, &config_directives[i], argv, argc, why, sizeof why) !=
+            0) {
+            snprintf(err, errlen, "%s:%ld: %s", path, lineno, why);
+            goto fail;
+        }
+    }
+    if (ferror(f)) {
+        snprintf(err, errlen, "%s: read error: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (config_validate(c, why, sizeof why) != 0) {
+        snprintf(err, errlen, "%s:%ld: %s", path, lineno, why);
+        goto fail;
+    }
+    free(line);
+    fclose(f);
+    return c;
+fail:
+    free(line);
+    fclose(f);
+    config_free(c);
+    return NULL;
+}
+
+/* ============================================================== commands */
+
+/* How the proxy serves a command. */
+enum route_kind {
+    ROUTE_ONE,      /* exactly one key: forwarded to the backend that owns it */
+    ROUTE_SPLIT,    /* MGET MSET DEL UNLINK EXISTS TOUCH: one sub-command per backend, merged */
+    ROUTE_SAME,     /* several keys that must live on one backend, else -CROSSSLOT */
+    ROUTE_LOCAL,    /* answered by the proxy itself */
+    ROUTE_ANY,      /* no key: any live backend answers (COMMAND, TIME) */
+    ROUTE_ALL,      /* sent to every backend, integer replies summed (DBSIZE) */
+    ROUTE_REFUSE,   /* not served: -ERR naming the command, connection stays */
+    ROUTE_CONTAINER /* has subcommands: look up "name|sub" instead */
+};
+
+/* One Redis 7 key spec: where the keys of a command start (begin_search) and
+ * how many follow (find_keys), exactly as COMMAND INFO reports them. */
+struct route_keyspec {
+    const char *keyword; /* begin_search keyword; NULL: begin at index `start` */
+    int8_t start;        /* begin_search index, or the keyword's startfrom (negative: from the end) */
+    char find;           /* 'r' range, 'n' keynum, 'u' unknown (begin_search or find_keys type unknown) */
+    int8_t a, b, c;      /* range: lastkey, keystep, limit; keynum: keynumidx, firstkey, keystep */
+};
+#define KS_RANGE(idx, last, step, limit) {NULL, idx, 'r', last, step, limit}
+#define KS_KEYNUM(idx, numidx, first, step) {NULL, idx, 'n', numidx, first, step}
+#define KS_KW_RANGE(kw, from, last, step, limit) {kw, from, 'r', last, step, limit}
+#define KS_KW_KEYNUM(kw, from, numidx, first, step) {kw, from, 'n', numidx, first, step}
+#define KS_UNKNOWN {NULL, 0, 'u', 0, 0, 0}
+#define KS_NONE {NULL, 0, 0, 0, 0, 0}
+
+/* One row of the command table. */
+struct route_cmd {
+    const char *name;              /* lower case; "container|sub" for a subcommand */
+    int16_t arity;                 /* Redis arity: N exactly N args (name included), -N at least N */
+    uint8_t kind;                  /* enum route_kind */
+    uint8_t nspecs;                /* key specs used in specs[] */
+    struct route_keyspec specs[3]; /* Redis 7 key specs, in the server's order */
+};
+
+/*
+ * route_cmds[]: the command table, one row per Redis 7.0 command and
+ * subcommand, sorted by strcmp() on the name so route lookup can bsearch().
+ *
+ * Where the data comes from.  Name, arity and key specs are copied verbatim
+ * from `COMMAND` (same as `COMMAND INFO`, subcommands nested) of Debian's
+ * redis-server 7.0.15, no modules loaded: 367 rows, which are that server's
+ * 366 commands and subcommands plus "client|setinfo" (a Redis 7.2 command
+ * that redis-py and go-redis send on connect; answered here).  Each reply
+ * entry is [name, arity, flags, first, last, step, acl, tips, key_specs,
+ * subcommands]; this table keeps name, arity and key_specs:
+ *   - arity counts the name (and, for "container|sub", the subcommand too):
+ *     N means exactly N arguments, -N at least N;
+ *   - a key spec is begin_search (type "index" {index} or "keyword"
+ *     {keyword, startfrom}, startfrom < 0 counting from the end) then
+ *     find_keys (type "range" {lastkey, keystep, limit}: lastkey < 0 counts
+ *     from the end, limit > 1 means "the first 1/limit of what remains";
+ *     or "keynum" {keynumidx, firstkey, keystep}, both relative to the
+ *     begin_search result).  A spec whose begin_search or find_keys type is
+ *     "unknown" (only SORT / SORT_RO: BY, GET and STORE) is KS_UNKNOWN;
+ *   - specs stay in the server's order; none has more than 3, every number
+ *     fits an int8_t.
+ * test/commands.bats compares this table with a live server's COMMAND reply.
+ *
+ * Unusual specs, as the server reports them:
+ *   xread       KEYWORD "STREAMS" from 1, range lastkey -1 step 1 limit 2
+ *   xreadgroup  KEYWORD "STREAMS" from 4, range lastkey -1 step 1 limit 2
+ *               (the keys are the first half of the arguments after STREAMS)
+ *   migrate     index 3 (one key, "" when KEYS is used) plus KEYWORD "KEYS"
+ *               searched backwards from argv[-2], range to the end
+ *   georadius(bymember)  index 1 plus KEYWORD "STORE" / "STOREDIST"
+ *   lcs         index 1, range lastkey 1: two keys from one spec
+ *   eval*, fcall*: one keynum spec, may yield zero keys (no_mandatory_keys)
+ *
+ * Kind, by the product's routing policy:
+ *   SPLIT      mget mset del unlink exists touch
+ *   LOCAL      ping echo quit select hello auth info
+ *              client|setname client|getname client|setinfo client|id
+ *   ANY        time and every command|* subcommand
+ *   ALL        dbsize
+ *   CONTAINER  every command the server lists subcommands for (acl client
+ *              cluster command config function latency memory module object
+ *              pubsub script slowlog xgroup xinfo); look up "name|sub" next
+ *              (bare COMMAND, arity -1, is valid without a subcommand)
+ *   REFUSE     every other command without key specs; every pub/sub command
+ *              (spublish ssubscribe sunsubscribe included, they have keys);
+ *              every command flagged "blocking" but xread and xreadgroup
+ *              (their BLOCK option is refused at run time); and these keyed
+ *              ones: watch move migrate pfdebug restore-asking
+ *   ONE        a keyed command whose only spec is a fixed index with range
+ *              lastkey 0 (exactly one key)
+ *   SAME       every other keyed command: all keys must hash to one backend
+ * Counts: ONE 130, SPLIT 6, SAME 41, LOCAL 11, ANY 8, ALL 1, REFUSE 155, CONTAINER 15.
+ */
+static const struct route_cmd route_cmds[] = {
+    {"acl", -2, ROUTE_CONTAINER, 0, {KS_NONE}},
+    {"acl|cat", -2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"acl|deluser", -3, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"acl|dryrun", -4, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"acl|genpass", -2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"acl|getuser", 3, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"acl|help", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"acl|list", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"acl|load", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"acl|log", -2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"acl|save", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"acl|setuser", -3, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"acl|users", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"acl|whoami", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"append", 3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"asking", 1, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"auth", -2, ROUTE_LOCAL, 0, {KS_NONE}},
+    {"bgrewriteaof", 1, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"bgsave", -1, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"bitcount", -2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"bitfield", -2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"bitfield_ro", -2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"bitop", -4, ROUTE_SAME, 2, {KS_RANGE(2, 0, 1, 0), KS_RANGE(3, -1, 1, 0)}},
+    {"bitpos", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"blmove", 6, ROUTE_REFUSE, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
+    {"blmpop", -5, ROUTE_REFUSE, 1, {KS_KEYNUM(2, 0, 1, 1)}},
+    {"blpop", -3, ROUTE_REFUSE, 1, {KS_RANGE(1, -2, 1, 0)}},
+    {"brpop", -3, ROUTE_REFUSE, 1, {KS_RANGE(1, -2, 1, 0)}},
+    {"brpoplpush", 4, ROUTE_REFUSE, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
+    {"bzmpop", -5, ROUTE_REFUSE, 1, {KS_KEYNUM(2, 0, 1, 1)}},
+    {"bzpopmax", -3, ROUTE_REFUSE, 1, {KS_RANGE(1, -2, 1, 0)}},
+    {"bzpopmin", -3, ROUTE_REFUSE, 1, {KS_RANGE(1, -2, 1, 0)}},
+    {"client", -2, ROUTE_CONTAINER, 0, {KS_NONE}},
+    {"client|caching", 3, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"client|getname", 2, ROUTE_LOCAL, 0, {KS_NONE}},
+    {"client|getredir", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"client|help", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"client|id", 2, ROUTE_LOCAL, 0, {KS_NONE}},
+    {"client|info", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"client|kill", -3, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"client|list", -2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"client|no-evict", 3, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"client|pause", -3, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"client|reply", 3, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"client|setinfo", 4, ROUTE_LOCAL, 0, {KS_NONE}},
+    {"client|setname", 3, ROUTE_LOCAL, 0, {KS_NONE}},
+    {"client|tracking", -3, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"client|trackinginfo", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"client|unblock", -3, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"client|unpause", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"cluster", -2, ROUTE_CONTAINER, 0, {KS_NONE}},
+    {"cluster|addslots", -3, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"cluster|addslotsrange", -4, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"cluster|bumpepoch", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"cluster|count-failure-reports", 3, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"cluster|countkeysinslot", 3, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"cluster|delslots", -3, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"cluster|delslotsrange", -4, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"cluster|failover", -2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"cluster|flushslots", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"cluster|forget", 3, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"cluster|getkeysinslot", 4, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"cluster|help", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"cluster|info", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"cluster|keyslot", 3, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"cluster|links", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"cluster|meet", -4, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"cluster|myid", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"cluster|nodes", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"cluster|replicas", 3, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"cluster|replicate", 3, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"cluster|reset", -2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"cluster|saveconfig", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"cluster|set-config-epoch", 3, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"cluster|setslot", -4, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"cluster|shards", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"cluster|slaves", 3, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"cluster|slots", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"command", -1, ROUTE_CONTAINER, 0, {KS_NONE}},
+    {"command|count", 2, ROUTE_ANY, 0, {KS_NONE}},
+    {"command|docs", -2, ROUTE_ANY, 0, {KS_NONE}},
+    {"command|getkeys", -4, ROUTE_ANY, 0, {KS_NONE}},
+    {"command|getkeysandflags", -4, ROUTE_ANY, 0, {KS_NONE}},
+    {"command|help", 2, ROUTE_ANY, 0, {KS_NONE}},
+    {"command|info", -2, ROUTE_ANY, 0, {KS_NONE}},
+    {"command|list", -2, ROUTE_ANY, 0, {KS_NONE}},
+    {"config", -2, ROUTE_CONTAINER, 0, {KS_NONE}},
+    {"config|get", -3, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"config|help", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"config|resetstat", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"config|rewrite", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"config|set", -4, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"copy", -3, ROUTE_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
+    {"dbsize", 1, ROUTE_ALL, 0, {KS_NONE}},
+    {"debug", -2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"decr", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"decrby", 3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"del", -2, ROUTE_SPLIT, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"discard", 1, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"dump", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"echo", 2, ROUTE_LOCAL, 0, {KS_NONE}},
+    {"eval", -3, ROUTE_SAME, 1, {KS_KEYNUM(2, 0, 1, 1)}},
+    {"eval_ro", -3, ROUTE_SAME, 1, {KS_KEYNUM(2, 0, 1, 1)}},
+    {"evalsha", -3, ROUTE_SAME, 1, {KS_KEYNUM(2, 0, 1, 1)}},
+    {"evalsha_ro", -3, ROUTE_SAME, 1, {KS_KEYNUM(2, 0, 1, 1)}},
+    {"exec", 1, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"exists", -2, ROUTE_SPLIT, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"expire", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"expireat", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"expiretime", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"failover", -1, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"fcall", -3, ROUTE_SAME, 1, {KS_KEYNUM(2, 0, 1, 1)}},
+    {"fcall_ro", -3, ROUTE_SAME, 1, {KS_KEYNUM(2, 0, 1, 1)}},
+    {"flushall", -1, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"flushdb", -1, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"function", -2, ROUTE_CONTAINER, 0, {KS_NONE}},
+    {"function|delete", 3, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"function|dump", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"function|flush", -2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"function|help", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"function|kill", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"function|list", -2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"function|load", -3, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"function|restore", -3, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"function|stats", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"geoadd", -5, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"geodist", -4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"geohash", -2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"geopos", -2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"georadius", -6, ROUTE_SAME, 3,
+     {KS_RANGE(1, 0, 1, 0),
+      KS_KW_RANGE("STORE", 6, 0, 1, 0),
+      KS_KW_RANGE("STOREDIST", 6, 0, 1, 0)}},
+    {"georadius_ro", -6, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"georadiusbymember", -5, ROUTE_SAME, 3,
+     {KS_RANGE(1, 0, 1, 0),
+      KS_KW_RANGE("STORE", 5, 0, 1, 0),
+      KS_KW_RANGE("STOREDIST", 5, 0, 1, 0)}},
+    {"georadiusbymember_ro", -5, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"geosearch", -7, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"geosearchstore", -8, ROUTE_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
+    {"get", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"getbit", 3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"getdel", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"getex", -2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"getrange", 4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"getset", 3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hdel", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hello", -1, ROUTE_LOCAL, 0, {KS_NONE}},
+    {"hexists", 3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hget", 3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hgetall", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hincrby", 4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hincrbyfloat", 4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hkeys", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hlen", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hmget", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hmset", -4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hrandfield", -2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hscan", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hset", -4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hsetnx", 4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hstrlen", 3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hvals", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"incr", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"incrby", 3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"incrbyfloat", 3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"info", -1, ROUTE_LOCAL, 0, {KS_NONE}},
+    {"keys", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"lastsave", 1, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"latency", -2, ROUTE_CONTAINER, 0, {KS_NONE}},
+    {"latency|doctor", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"latency|graph", 3, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"latency|help", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"latency|histogram", -2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"latency|history", 3, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"latency|latest", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"latency|reset", -2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"lcs", -3, ROUTE_SAME, 1, {KS_RANGE(1, 1, 1, 0)}},
+    {"lindex", 3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"linsert", 5, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"llen", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"lmove", 5, ROUTE_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
+    {"lmpop", -4, ROUTE_SAME, 1, {KS_KEYNUM(1, 0, 1, 1)}},
+    {"lolwut", -1, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"lpop", -2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"lpos", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"lpush", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"lpushx", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"lrange", 4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"lrem", 4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"lset", 4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"ltrim", 4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"memory", -2, ROUTE_CONTAINER, 0, {KS_NONE}},
+    {"memory|doctor", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"memory|help", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"memory|malloc-stats", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"memory|purge", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"memory|stats", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"memory|usage", -3, ROUTE_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"mget", -2, ROUTE_SPLIT, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"migrate", -6, ROUTE_REFUSE, 2, {KS_RANGE(3, 0, 1, 0), KS_KW_RANGE("KEYS", -2, -1, 1, 0)}},
+    {"module", -2, ROUTE_CONTAINER, 0, {KS_NONE}},
+    {"module|help", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"module|list", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"module|load", -3, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"module|loadex", -3, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"module|unload", 3, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"monitor", 1, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"move", 3, ROUTE_REFUSE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"mset", -3, ROUTE_SPLIT, 1, {KS_RANGE(1, -1, 2, 0)}},
+    {"msetnx", -3, ROUTE_SAME, 1, {KS_RANGE(1, -1, 2, 0)}},
+    {"multi", 1, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"object", -2, ROUTE_CONTAINER, 0, {KS_NONE}},
+    {"object|encoding", 3, ROUTE_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"object|freq", 3, ROUTE_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"object|help", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"object|idletime", 3, ROUTE_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"object|refcount", 3, ROUTE_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"persist", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"pexpire", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"pexpireat", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"pexpiretime", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"pfadd", -2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"pfcount", -2, ROUTE_SAME, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"pfdebug", 3, ROUTE_REFUSE, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"pfmerge", -2, ROUTE_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, -1, 1, 0)}},
+    {"pfselftest", 1, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"ping", -1, ROUTE_LOCAL, 0, {KS_NONE}},
+    {"psetex", 4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"psubscribe", -2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"psync", -3, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"pttl", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"publish", 3, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"pubsub", -2, ROUTE_CONTAINER, 0, {KS_NONE}},
+    {"pubsub|channels", -2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"pubsub|help", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"pubsub|numpat", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"pubsub|numsub", -2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"pubsub|shardchannels", -2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"pubsub|shardnumsub", -2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"punsubscribe", -1, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"quit", -1, ROUTE_LOCAL, 0, {KS_NONE}},
+    {"randomkey", 1, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"readonly", 1, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"readwrite", 1, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"rename", 3, ROUTE_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
+    {"renamenx", 3, ROUTE_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
+    {"replconf", -1, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"replicaof", 3, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"reset", 1, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"restore", -4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"restore-asking", -4, ROUTE_REFUSE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"role", 1, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"rpop", -2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"rpoplpush", 3, ROUTE_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
+    {"rpush", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"rpushx", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"sadd", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"save", 1, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"scan", -2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"scard", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"script", -2, ROUTE_CONTAINER, 0, {KS_NONE}},
+    {"script|debug", 3, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"script|exists", -3, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"script|flush", -2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"script|help", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"script|kill", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"script|load", 3, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"sdiff", -2, ROUTE_SAME, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"sdiffstore", -3, ROUTE_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, -1, 1, 0)}},
+    {"select", 2, ROUTE_LOCAL, 0, {KS_NONE}},
+    {"set", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"setbit", 4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"setex", 4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"setnx", 3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"setrange", 4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"shutdown", -1, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"sinter", -2, ROUTE_SAME, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"sintercard", -3, ROUTE_SAME, 1, {KS_KEYNUM(1, 0, 1, 1)}},
+    {"sinterstore", -3, ROUTE_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, -1, 1, 0)}},
+    {"sismember", 3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"slaveof", 3, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"slowlog", -2, ROUTE_CONTAINER, 0, {KS_NONE}},
+    {"slowlog|get", -2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"slowlog|help", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"slowlog|len", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"slowlog|reset", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"smembers", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"smismember", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"smove", 4, ROUTE_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
+    {"sort", -2, ROUTE_SAME, 3, {KS_RANGE(1, 0, 1, 0), KS_UNKNOWN, KS_UNKNOWN}},
+    {"sort_ro", -2, ROUTE_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_UNKNOWN}},
+    {"spop", -2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"spublish", 3, ROUTE_REFUSE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"srandmember", -2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"srem", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"sscan", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"ssubscribe", -2, ROUTE_REFUSE, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"strlen", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"subscribe", -2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"substr", 4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"sunion", -2, ROUTE_SAME, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"sunionstore", -3, ROUTE_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, -1, 1, 0)}},
+    {"sunsubscribe", -1, ROUTE_REFUSE, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"swapdb", 3, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"sync", 1, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"time", 1, ROUTE_ANY, 0, {KS_NONE}},
+    {"touch", -2, ROUTE_SPLIT, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"ttl", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"type", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"unlink", -2, ROUTE_SPLIT, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"unsubscribe", -1, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"unwatch", 1, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"wait", 3, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"watch", -2, ROUTE_REFUSE, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"xack", -4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"xadd", -5, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"xautoclaim", -6, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"xclaim", -6, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"xdel", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"xgroup", -2, ROUTE_CONTAINER, 0, {KS_NONE}},
+    {"xgroup|create", -5, ROUTE_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"xgroup|createconsumer", 5, ROUTE_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"xgroup|delconsumer", 5, ROUTE_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"xgroup|destroy", 4, ROUTE_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"xgroup|help", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"xgroup|setid", -5, ROUTE_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"xinfo", -2, ROUTE_CONTAINER, 0, {KS_NONE}},
+    {"xinfo|consumers", 4, ROUTE_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"xinfo|groups", 3, ROUTE_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"xinfo|help", 2, ROUTE_REFUSE, 0, {KS_NONE}},
+    {"xinfo|stream", -3, ROUTE_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"xlen", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"xpending", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"xrange", -4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"xread", -4, ROUTE_SAME, 1, {KS_KW_RANGE("STREAMS", 1, -1, 1, 2)}},
+    {"xreadgroup", -7, ROUTE_SAME, 1, {KS_KW_RANGE("STREAMS", 4, -1, 1, 2)}},
+    {"xrevrange", -4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"xsetid", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"xtrim", -4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zadd", -4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zcard", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zcount", 4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zdiff", -3, ROUTE_SAME, 1, {KS_KEYNUM(1, 0, 1, 1)}},
+    {"zdiffstore", -4, ROUTE_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_KEYNUM(2, 0, 1, 1)}},
+    {"zincrby", 4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zinter", -3, ROUTE_SAME, 1, {KS_KEYNUM(1, 0, 1, 1)}},
+    {"zintercard", -3, ROUTE_SAME, 1, {KS_KEYNUM(1, 0, 1, 1)}},
+    {"zinterstore", -4, ROUTE_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_KEYNUM(2, 0, 1, 1)}},
+    {"zlexcount", 4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zmpop", -4, ROUTE_SAME, 1, {KS_KEYNUM(1, 0, 1, 1)}},
+    {"zmscore", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zpopmax", -2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zpopmin", -2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zrandmember", -2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zrange", -4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zrangebylex", -4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zrangebyscore", -4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zrangestore", -5, ROUTE_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
+    {"zrank", 3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zrem", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zremrangebylex", 4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zremrangebyrank", 4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zremrangebyscore", 4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zrevrange", -4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zrevrangebylex", -4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zrevrangebyscore", -4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zrevrank", 3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zscan", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zscore", 3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zunion", -3, ROUTE_SAME, 1, {KS_KEYNUM(1, 0, 1, 1)}},
+    {"zunionstore", -4, ROUTE_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_KEYNUM(2, 0, 1, 1)}},
+};
+
+/* Compare a command name from the wire (any case) with a table name. */
+static int route_cmp(const char *name, size_t len, const char *table_name)
+{
+    size_t i;
+
+    for (i = 0; i < len && table_name[i]; i++) {
+        int a = tolower((unsigned char)name[i]), b = (unsigned char)table_name[i];
+        if (a != b)
+            return a - b;
+    }
+    if (i < len)
+        return 1;
+    return table_name[i] ? -1 : 0;
+}
+
+/* Binary-search the command table.  Returns the row or NULL. */
+static const struct route_cmd *route_find(const char *name, size_t len)
+{
+    size_t lo = 0, hi = ARRAY_LEN(route_cmds);
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = route_cmp(name, len, route_cmds[mid].name);
+        if (c == 0)
+            return &route_cmds[mid];
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return NULL;
+}
+
+/* Look up "container|sub" for a container command's subcommand. */
+static const struct route_cmd *route_find_sub(const struct route_cmd *container,
+                                              const struct resp_arg *sub)
+{
+    char name[64];
+    size_t n = strlen(container->name);
+
+    if (n + 1 + sub->len >= sizeof name)
+        return NULL;
+    memcpy(name, container->name, n);
+    name[n] = '|';
+    memcpy(name + n + 1, sub->p, sub->len);
+    return route_find(name, n + 1 + sub->len);
+}
+
+static int route_arity_ok(const struct route_cmd *cmd, int64_t argc)
+{
+    return cmd->arity >= 0 ? argc == cmd->arity : argc >= -cmd->arity;
+}
+
+static int route_argeq(const struct resp_arg *a, const char *s)
+{
+    size_t n = strlen(s);
+    return a->len == n && strncasecmp(a->p, s, n) == 0;
+}
+
+/* Append to POS the argument indexes of the keys that SPEC names in ARGV,
+ * following Redis's getKeysUsingKeySpecs: a keyword that is absent yields no
+ * keys; a spec the arguments cannot satisfy is an error.  Returns the new
+ * count of POS, or -1. */
+static int64_t route_spec_keys(const struct route_keyspec *spec, const struct resp_arg *argv,
+                               int64_t argc, int64_t *pos, int64_t npos)
+{
+    int64_t first = 0, last, step, i;
+
+    if (spec->find == 'u')
+        return npos; /* only SORT's BY/GET/STORE; STORE is found by route_sort_store */
+    if (!spec->keyword) {
+        first = spec->start;
+    } else {
+        int64_t from = spec->start > 0 ? spec->start : argc + spec->start;
+        int64_t to = spec->start > 0 ? argc - 1 : 0;
+        for (i = from; i != to; i += from <= to ? 1 : -1) {
+            if (i >= argc || i < 1)
+                break;
+            if (route_argeq(&argv[i], spec->keyword)) {
+                first = i + 1;
+                break;
+            }
+        }
+        if (!first)
+            return npos;
+    }
+    if (spec->find == 'r') {
+        step = spec->b;
+        if (spec->a >= 0)
+            last = first + spec->a;
+        else if (!spec->c)
+            last = argc + spec->a;
+        else
+            last = first + ((argc - first) / spec->c + spec->a);
+    } else {
+        int64_t numkeys;
+        const struct resp_arg *nk;
+        if (spec->a >= argc - first)
+            return -1;
+        nk = &argv[first + spec->a];
+        if (resp_parse_ll(nk->p, nk->len, &numkeys) != 0 || numkeys < 0 || numkeys > argc)
+            return -1;
+        step = spec->c;
+        first += spec->b;
+        last = first + numkeys - 1;
+        if (numkeys == 0)
+            return npos;
+    }
+    if (last >= argc || last < first || first >= argc || step < 1)
+        return -1;
+    for (i = first; i <= last; i += step)
+        pos[npos++] = i;
+    return npos;
+}
+
+/* SORT's STORE destination, which its key specs leave "unknown": the
+ * argument after the last STORE, skipping LIMIT's two and BY/GET's one
+ * operands (as Redis's sortGetKeys does).  Returns its index or 0. */
+static int64_t route_sort_store(const struct resp_arg *argv, int64_t argc)
+{
+    int64_t i, found = 0;
+
+    for (i = 2; i < argc; i++) {
+        if (route_argeq(&argv[i], "limit"))
+            i += 2;
+        else if (route_argeq(&argv[i], "get") || route_argeq(&argv[i], "by"))
+            i += 1;
+        else if (route_argeq(&argv[i], "store") && i + 1 < argc)
+            found = ++i;
+    }
+    return found;
+}
+
+/* Every key index of a command, into POS (room for argc entries).
+ * Returns the count, or -1 when the arguments do not fit the key specs. */
+static int64_t route_keys(const struct route_cmd *cmd, const struct resp_arg *argv, int64_t argc,
+                          int64_t *pos)
+{
+    int64_t n = 0, store;
+    int i;
+
+    for (i = 0; i < cmd->nspecs && n >= 0; i++)
+        n = route_spec_keys(&cmd->specs[i], argv, argc, pos, n);
+    if (n >= 0 && !strcmp(cmd->name, "sort") && (store = route_sort_store(argv, argc)) > 0)
+        pos[n++] = store;
+    return n;
+}
+
+/* 1 if a blocking option (XREAD/XREADGROUP BLOCK) appears before STREAMS. */
+static int route_blocking_opt(const struct resp_arg *argv, int64_t argc)
+{
+    int64_t i;
+
+    for (i = 1; i < argc; i++) {
+        if (route_argeq(&argv[i], "streams"))
+            return 0;
+        if (route_argeq(&argv[i], "block"))
+            return 1;
+    }
+    return 0;
+}
+
+/* Maglev slot of a key: MurmurHash64A of its hash tag (or whole key). */
+static uint32_t route_slot(const struct config *c, const char *key, size_t len)
+{
+    const char *p = key;
+    size_t n = c->hash_tags ? hash_tag(key, len, &p) : len;
+
+    return (uint32_t)(hash_murmur64a(p, n, HASH_SEED) % c->table_size);
+}
+
+/* Index (config order) of the backend that owns KEY. */
+static int route_backend(const struct config *c, const char *key, size_t len)
+{
+    return c->table[route_slot(c, key, len)];
+}
+
+/* ============================================================== requests */
+
+/*
+ * A request record ties one client request to its reply.  It sits on two
+ * FIFOs at once:
+ *
+ *   client A: [r1] -> [r2] -> [r3]        replies leave in this order
+ *                |       |
+ *   backend 0:  [r1] -> [b7] -> [r3]      replies arrive in this order
+ *   backend 1:          [r2]
+ *
+ * A backend connection answers in the order it was written to, so the head
+ * of its FIFO owns the next reply.  That reply goes straight to the client if
+ * the record is also the head of the client's FIFO, else it waits in the
+ * record.  A split command is a parent on the client FIFO only, with one
+ * child per backend on the backend FIFOs; the parent completes when all
+ * children have.  A record whose client has gone is an orphan: its reply is
+ * still read (to keep the stream in sync) and dropped.
+ */
+
+/* How a split parent combines its children's replies. */
+enum req_merge {
+    MERGE_NONE,  /* not a split parent */
+    MERGE_ARRAY, /* MGET: elements back in the order of the keys */
+    MERGE_OK,    /* MSET: +OK when every part said +OK */
+    MERGE_SUM    /* DEL UNLINK EXISTS TOUCH DBSIZE: sum of integers */
+};
+
+struct client;
+struct bconn;
+struct backend;
+
+/* One request in flight, waiting for its turn, or a split parent. */
+struct req {
+    struct req *next;          /* next on the client FIFO (or the free list) */
+    struct req *next_sent;     /* next on the backend connection FIFO */
+    struct client *client;     /* owner; NULL when orphaned and for children */
+    struct req *parent;        /* the split parent of a child, else NULL */
+    struct backend *backend;   /* backend a forwarded request or child went to */
+    uint64_t sent_us;          /* when it was queued to the backend (timeouts, latency) */
+    struct buf reply;          /* the reply, when it cannot go straight out */
+    uint8_t done;              /* the reply is complete */
+    uint8_t proxy_error;       /* the reply is an error the proxy generated */
+    uint8_t merge;             /* enum req_merge, for a parent */
+    uint32_t nchild;           /* parent: children created */
+    uint32_t pending;          /* parent: children not yet answered */
+    struct req **child;        /* parent: the children, in creation order */
+    uint32_t *keymap;          /* MGET parent: child index of each key, in key order */
+    uint32_t nkeys;            /* MGET parent: entries in keymap */
+};
+
+/* ============================================================== backends */
+
+/* State of one backend connection. */
+enum bconn_state {
+    BCONN_DOWN,       /* no socket; (re)connect at retry_us */
+    BCONN_CONNECTING, /* non-blocking connect in progress */
+    BCONN_UP          /* connected; requests flow */
+};
+
+/* One shared, pipelined connection to a backend. */
+struct bconn {
+    struct backend *backend;      /* owner */
+    int fd;                       /* socket, -1 when down */
+    enum bconn_state state;       /* see enum */
+    int failed;                   /* the last connect failed: answer "unavailable" at once */
+    struct buf in;                /* replies read, not yet matched */
+    struct buf out;               /* requests queued, not yet written */
+    struct resp_reply_parser rp;  /* framing state of the reply at in.r */
+    struct req *head, *tail;      /* FIFO of requests written or queued, oldest first */
+    uint32_t inflight;            /* entries in that FIFO */
+    uint64_t retry_us;            /* DOWN: when to connect again */
+    uint64_t deadline_us;         /* CONNECTING: when to give up */
+    uint64_t backoff_ms;          /* next retry delay, doubling to RECONNECT_MAX_MS */
+};
+
+/* Per-backend counters, defined once: name, help text. */
+#define STATS_BACKEND(X)                                                          \
+    X(requests, "requests sent to the backend")                                  \
+    X(responses, "replies received from the backend")                            \
+    X(errors, "error replies received from the backend")                         \
+    X(failures, "requests the proxy failed (backend unavailable or timed out)")  \
+    X(timeouts, "requests that timed out")                                       \
+    X(reconnects, "connection attempts after the first")                        \
+    X(bytes_in, "bytes read from the backend")                                   \
+    X(bytes_out, "bytes written to the backend")
+
+/* Proxy-wide counters, defined once: name, help text. */
+#define STATS_PROXY(X)                                                            \
+    X(clients_total, "client connections accepted")                              \
+    X(clients_rejected, "client connections refused at max_clients")             \
+    X(commands, "commands received from clients")                                \
+    X(errors, "error replies sent to clients")                                   \
+    X(protocol_errors, "clients closed for a protocol error")                    \
+    X(output_overflows, "clients closed for exceeding client_output_limit")      \
+    X(bytes_in, "bytes read from clients")                                       \
+    X(bytes_out, "bytes written to clients")
+
+#define STATS_FIELD(name, help) uint64_t name;
+
+/* Counters of one backend. */
+struct backend_stats {
+    STATS_BACKEND(STATS_FIELD)
+};
+
+/* Counters of the whole proxy. */
+struct proxy_stats {
+    STATS_PROXY(STATS_FIELD)
+};
+
+/* Runtime state of one configured backend. */
+struct backend {
+    const struct config_backend *cfg; /* its config line */
+    int index;                        /* position in config order */
+    struct bconn *conns;              /* backend_connections connections */
+    int nconns;                       /* entries in conns */
+    uint32_t slots;                   /* Maglev slots it owns */
+    struct backend_stats st;          /* counters */
+};
+
+/* =============================================================== clients */
+
+/* State of a client connection. */
+enum client_state {
+    CLIENT_OPEN,    /* reading requests */
+    CLIENT_CLOSING, /* QUIT, EOF or protocol error: write what is owed, then close */
+    CLIENT_DEAD     /* closed; freed at the end of the loop pass */
+};
+
+/* One client connection. */
+struct client {
+    struct client *prev, *next;       /* list of all clients */
+    int fd;                           /* socket, -1 once dead */
+    uint64_t id;                      /* CLIENT ID, unique for the process */
+    enum client_state state;          /* see enum */
+    struct buf in;                    /* a partial request (empty when idle) */
+    struct buf out;                   /* replies not yet written (empty when idle) */
+    struct resp_req_parser parser;    /* framing state of the request at in.r */
+    struct req *head, *tail;          /* FIFO of requests awaiting their replies */
+    uint32_t npending;                /* entries in that FIFO */
+    uint8_t dirty;                    /* on the loop's list of clients to flush */
+    uint8_t throttled;                /* input left unparsed at client_max_pending */
+    char *name;                       /* CLIENT SETNAME, or NULL */
+    char addr[64];                    /* peer address for logs */
+    uint64_t created_us;              /* accept time */
+};
+
+/* What a file descriptor is, for the poll loop's dispatch. */
+enum fd_type { FD_NONE, FD_LISTENER, FD_CLIENT, FD_BACKEND };
+
+/* fd -> object, indexed by descriptor number. */
+struct fdref {
+    enum fd_type type; /* what ptr points to */
+    void *ptr;         /* struct client, struct bconn, or listener index */
+};
+
+/* ================================================================ globals */
+
+/* The one server: everything the loop owns. */
+static struct server {
+    struct config *cfg;            /* the configuration in force */
+    struct backend *backends;      /* runtime backends, config order */
+    int nbackends;                 /* entries in backends */
+    int *listen_fds;               /* one socket per listen directive, -1 when closed */
+    struct fdref *fds;             /* fd -> object */
+    int maxfds;                    /* entries in fds (RLIMIT_NOFILE) */
+    struct client *clients;        /* all open clients */
+    uint64_t nclients;             /* open clients */
+    uint64_t next_client_id;       /* for CLIENT ID */
+    struct client **dirty;         /* clients to flush (and reparse) this pass */
+    size_t ndirty, dirty_cap;      /* entries / allocation of dirty */
+    struct client *dead;           /* closed clients to free, linked by next */
+    struct req *free_reqs;         /* recycled request records */
+    struct pollfd *pfds;           /* poll set, rebuilt each pass */
+    size_t pfd_cap;                /* allocation of pfds */
+    char *rbuf;                    /* shared read buffer for clients */
+    struct resp_arg *argv;         /* arguments of the request being routed */
+    size_t argv_cap;               /* allocation of argv */
+    int64_t *keypos;               /* key indexes of the request being routed */
+    char *scratch;                 /* unquoted inline arguments */
+    size_t scratch_cap;            /* allocation of scratch (and keypos entries) */
+    int *split_child;              /* backend index -> child index during a split */
+    uint64_t now_us;               /* monotonic clock, read once per pass */
+    uint64_t start_us;             /* when the loop started */
+    time_t start_time;             /* wall clock at start, for uptime */
+    int stopping;                  /* SIGTERM seen: draining */
+    uint64_t stop_deadline_us;     /* drain bound */
+    uint64_t accept_paused_until;  /* after EMFILE: no accept before this */
+    uint32_t any_next;             /* round-robin cursor for ROUTE_ANY */
+    struct proxy_stats st;         /* counters */
+} srv;
+
+static volatile sig_atomic_t sig_stop;  /* SIGTERM/SIGINT seen */
+static volatile sig_atomic_t sig_stats; /* SIGUSR1 seen */
+static volatile sig_atomic_t sig_hup;   /* SIGHUP seen */
+
+static uint64_t now_monotonic_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* ------------------------------------------------------- request records */
+
+static struct req *req_new(void)
+{
+    struct req *r = srv.free_reqs;
+
+    if (r)
+        srv.free_reqs = r->next;
+    else
+        r = xmalloc(sizeof *r);
+    memset(r, 0, sizeof *r);
+    return r;
+}
+
+/* Recycle a record, and a parent's children with it. */
+static void req_free(struct req *r)
+{
+    uint32_t i;
+
+    for (i = 0; i < r->nchild; i++)
+        req_free(r->child[i]);
+    free(r->child);
+    free(r->keymap);
+    buf_free(&r->reply);
+    r->next = srv.free_reqs;
+    srv.free_reqs = r;
+}
+
+/* ================================================================ clients */
+
+static void client_release(struct client *c);
+
+/* Queue C to be flushed (and re-parsed if throttled) at the end of the pass. */
+static void client_mark_dirty(struct client *c)
+{
+    if (c->dirty)
+        return;
+    if (srv.ndirty == srv.dirty_cap) {
+        srv.dirty_cap = srv.dirty_cap ? srv.dirty_cap * 2 : 64;
+        srv.dirty = xrealloc(srv.dirty, sizeof *srv.dirty * srv.dirty_cap);
+    }
+    srv.dirty[srv.ndirty++] = c;
+    c->dirty = 1;
+}
+
+/* Bytes leave for the client: count errors, append, schedule the write. */
+static void client_emit(struct client *c, const char *p, size_t n)
+{
+    if (n > 0 && p[0] == '-')
+        srv.st.errors++;
+    buf_append(&c->out, p, n);
+    client_mark_dirty(c);
+}
+
+/* Close a client now: its fd goes, records in flight become orphans, the
+ * struct itself is freed at the end of the pass (it may still be on the
+ * dirty list). */
+static void client_close(struct client *c, const char *why)
+{
+    struct req *r, *next;
+
+    if (c->state == CLIENT_DEAD)
+        return;
+    log_at(LOG_DEBUG, "client %llu %s closed: %s", (unsigned long long)c->id, c->addr, why);
+    for (r = c->head; r; r = next) {
+        next = r->next;
+        if (r->done)
+            req_free(r);
+        else
+            r->client = NULL; /* orphan: the backend side frees it */
+    }
+    c->head = c->tail = NULL;
+    c->npending = 0;
+    srv.fds[c->fd].type = FD_NONE;
+    srv.fds[c->fd].ptr = NULL;
+    close(c->fd);
+    c->fd = -1;
+    buf_free(&c->in);
+    buf_free(&c->out);
+    c->state = CLIENT_DEAD;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv.clients = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->next = srv.dead;
+    srv.dead = c;
+    srv.nclients--;
+}
+
+/* Enforce client_output_limit after replies were appended. */
+static void client_check_output(struct client *c)
+{
+    if (c->state != CLIENT_DEAD && buf_len(&c->out) > srv.cfg->client_output_limit) {
+        log_at(LOG_WARN, "client %llu %s closed: %zu bytes of unread replies exceed "
+               "client_output_limit", (unsigned long long)c->id, c->addr, buf_len(&c->out));
+        srv.st.output_overflows++;
+        client_close(c, "output limit");
+    }
+}
+
+/* Append R to C's reply FIFO. */
+static void client_push(struct client *c, struct req *r)
+{
+    r->client = c;
+    if (c->tail)
+        c->tail->next = r;
+    else
+        c->head = r;
+    c->tail = r;
+    c->npending++;
+}
+
+/* Pop and free the head record. */
+static void client_pop(struct client *c)
+{
+    struct req *r = c->head;
+
+    c->head = r->next;
+    if (!c->head)
+        c->tail = NULL;
+    c->npending--;
+    req_free(r);
+}
+
+/* Move every completed record at the head of the FIFO to the output. */
+static void client_release(struct client *c)
+{
+    while (c->head && c->head->done) {
+        client_emit(c, c->head->reply.data + c->head->reply.r, buf_len(&c->head->reply));
+        client_pop(c);
+    }
+    client_check_output(c);
+}
+
+/* A reply the proxy makes itself: straight out when nothing is owed before
+ * it, else a completed record in line. */
+static void client_reply(struct client *c, const char *p, size_t n)
+{
+    struct req *r;
+
+    if (!c->head) {
+        client_emit(c, p, n);
+        client_check_output(c);
+        return;
+    }
+    r = req_new();
+    buf_append(&r->reply, p, n);
+    r->done = 1;
+    client_push(c, r);
+}
+
+static void client_reply_str(struct client *c, const char *s) { client_reply(c, s, strlen(s)); }
+
+/* Format an error reply for C. */
+static void client_error(struct client *c, const char *fmt, ...) PRINTF_LIKE(2, 3);
+static void client_error(struct client *c, const char *fmt, ...)
+{
+    char msg[REPLY_ERR_MAX];
+    struct buf b = {0, 0, 0, 0};
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    reply_error(&b, "%s", msg);
+    client_reply(c, b.data, buf_len(&b));
+    buf_free(&b);
+}
+
+/* ============================================================ completion */
+
+/* Build a split parent's reply from its children's and release it. */
+static void req_merge(struct req *p)
+{
+    struct buf *out = &p->reply;
+    uint32_t i;
+    int64_t sum = 0;
+
+    for (i = 0; i < p->nchild; i++) { /* any failure fails the whole command */
+        struct req *ch = p->child[i];
+        const char *rp = ch->reply.data + ch->reply.r;
+        if (rp[0] != '-')
+            continue;
+        if (ch->proxy_error)
+            buf_append(out, rp, buf_len(&ch->reply));
+        else
+            reply_error(out, "ERR backend %s failed: %.*s", ch->backend->cfg->id,
+                        (int)MIN(buf_len(&ch->reply) - 3, 200), rp + 1);
+        goto done;
+    }
+    if (p->merge == MERGE_ARRAY) {
+        size_t *cursor = xmalloc(sizeof *cursor * p->nchild);
+        for (i = 0; i < p->nchild; i++) {
+            struct req *ch = p->child[i];
+            const char *rp = ch->reply.data + ch->reply.r;
+            cursor[i] = (size_t)((const char *)memchr(rp, '\n', buf_len(&ch->reply)) - rp) + 1;
+            if (rp[0] != '*') {
+                free(cursor);
+                reply_error(out, "ERR backend %s sent an unexpected reply", ch->backend->cfg->id);
+                goto done;
+            }
+        }
+        reply_array(out, p->nkeys);
+        for (i = 0; i < p->nkeys; i++) {
+            struct req *ch = p->child[p->keymap[i]];
+            const char *rp = ch->reply.data + ch->reply.r;
+            struct resp_reply_parser rpp;
+            size_t at = cursor[p->keymap[i]];
+            resp_reply_init(&rpp);
+            if (at >= buf_len(&ch->reply) ||
+                resp_reply_parse(&rpp, rp + at, buf_len(&ch->reply) - at) != RESP_OK) {
+                out->r = out->w = 0;
+                reply_error(out, "ERR backend %s sent a short reply", ch->backend->cfg->id);
+                break;
+            }
+            buf_append(out, rp + at, rpp.pos);
+            cursor[p->keymap[i]] += rpp.pos;
+        }
+        free(cursor);
+    } else {
+        for (i = 0; i < p->nchild; i++) {
+            struct req *ch = p->child[i];
+            const char *rp = ch->reply.data + ch->reply.r;
+            int64_t v;
+            int ok = p->merge == MERGE_OK
+                         ? buf_len(&ch->reply) == 5 && !memcmp(rp, "+OK\r\n", 5)
+                         : rp[0] == ':' &&
+                               resp_parse_ll(rp + 1, buf_len(&ch->reply) - 3, &v) == 0;
+            if (!ok) {
+                reply_error(out, "ERR backend %s sent an unexpected reply", ch->backend->cfg->id);
+                goto done;
+            }
+            if (p->merge == MERGE_SUM)
+                sum += v;
+        }
+        if (p->merge == MERGE_OK)
+            buf_append_str(out, "+OK\r\n");
+        else
+            buf_printf(out, ":%lld\r\n", (long long)sum);
+    }
+done:
+    for (i = 0; i < p->nchild; i++)
+        req_free(p->child[i]);
+    free(p->child);
+    p->child = NULL;
+    p->nchild = 0;
+    p->done = 1;
+}
+
+/* The reply P[0..N) for record R is complete (from its backend, or an error
+ * the proxy made when the backend could not answer). */
+static void req_complete(struct req *r, const char *p, size_t n, int proxy_error)
+{
+    struct client *c;
+
+    if (r->parent) {
+        struct req *parent = r->parent;
+        buf_append(&r->reply, p, n);
+        r->done = 1;
+        r->proxy_error = (uint8_t)proxy_error;
+        if (--parent->pending > 0)
+            return;
+        if (!parent->client) { /* orphaned parent: nobody wants the merge */
+            req_free(parent);
+            return;
+        }
+        req_merge(parent);
+        c = parent->client;
+        if (c->head == parent)
+            client_release(c);
+        return;
+    }
+    c = r->client;
+    if (!c) { /* orphan */
+        req_free(r);
+        return;
+    }
+    if (c->head == r) { /* fast path: no copy into the record */
+        client_emit(c, p, n);
+        client_pop(c);
+        client_release(c);
+        return;
+    }
+    buf_append(&r->reply, p, n);
+    r->done = 1;
+}
+
+/* Complete R with an error the proxy generated. */
+static void req_fail(struct req *r, const char *fmt, ...) PRINTF_LIKE(2, 3);
+static void req_fail(struct req *r, const char *fmt, ...)
+{
+    char msg[REPLY_ERR_MAX];
+    struct buf b = {0, 0, 0, 0};
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    reply_error(&b, "%s", msg);
+    if (r->backend)
+        r->backend->st.failures++;
+    req_complete(r, b.data, buf_len(&b), 1);
+    buf_free(&b);
+}
+
+/* ======================================================= backend sockets */
+
+static void backend_nodelay(int fd)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+}
+
+static int set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+static void backend_connect(struct bconn *bc);
+
+/* The connection's stream can no longer be trusted: close it, answer every
+ * record on it with an error, and schedule a reconnect (at once when a live
+ * connection was lost, after the backoff when connecting failed). */
+static void backend_fail(struct bconn *bc, int timed_out, const char *why)
+{
+    struct backend *b = bc->backend;
+    int was_up = bc->state == BCONN_UP;
+    struct req *r;
+
+    log_at(was_up ? LOG_WARN : LOG_INFO, "backend %s (%s): %s%s", b->cfg->id, b->cfg->addr, why,
+           bc->inflight ? ", failing requests in flight" : "");
+    if (bc->fd >= 0) {
+        srv.fds[bc->fd].type = FD_NONE;
+        close(bc->fd);
+        bc->fd = -1;
+    }
+    bc->state = BCONN_DOWN;
+    bc->out.r = bc->out.w = 0;
+    bc->in.r = bc->in.w = 0;
+    resp_reply_init(&bc->rp);
+    if (was_up && !timed_out) { /* a lost connection is retried at once */
+        bc->failed = 0;
+        bc->retry_us = srv.now_us;
+    } else {
+        bc->failed = 1;
+        bc->retry_us = srv.now_us + bc->backoff_ms * 1000;
+        bc->backoff_ms = MIN(bc->backoff_ms * 2, RECONNECT_MAX_MS);
+    }
+    while ((r = bc->head) != NULL) {
+        bc->head = r->next_sent;
+        bc->inflight--;
+        if (timed_out) {
+            b->st.timeouts++;
+            req_fail(r, "ERR backend %s timed out", b->cfg->id);
+        } else {
+            req_fail(r, "ERR backend %s unavailable", b->cfg->id);
+        }
+    }
+    bc->tail = NULL;
+}
+
+static void backend_up(struct bconn *bc)
+{
+    bc->state = BCONN_UP;
+    bc->failed = 0;
+    bc->backoff_ms = RECONNECT_MIN_MS;
+    if (bc->backend->cfg->sa.ss_family != AF_UNIX)
+        backend_nodelay(bc->fd);
+    log_at(LOG_INFO, "backend %s (%s): connected", bc->backend->cfg->id, bc->backend->cfg->addr);
+}
+
+/* Start a non-blocking connect. */
+static void backend_connect(struct bconn *bc)
+{
+    const struct config_backend *cb = bc->backend->cfg;
+    int fd;
+
+    if (bc->retry_us != 0) /* set by an earlier failure */
+        bc->backend->st.reconnects++;
+    fd = socket(cb->sa.ss_family, SOCK_STREAM, 0);
+    if (fd < 0) {
+        backend_fail(bc, 0, strerror(errno));
+        return;
+    }
+    if (fd >= srv.maxfds || set_nonblock(fd) < 0) {
+        close(fd);
+        backend_fail(bc, 0, "no descriptor available");
+        return;
+    }
+    bc->fd = fd;
+    srv.fds[fd].type = FD_BACKEND;
+    srv.fds[fd].ptr = bc;
+    if (connect(fd, (const struct sockaddr *)&cb->sa, cb->salen) == 0) {
+        backend_up(bc);
+    } else if (errno == EINPROGRESS || errno == EINTR) {
+        bc->state = BCONN_CONNECTING;
+        bc->deadline_us = srv.now_us + srv.cfg->connect_timeout_ms * 1000;
+    } else {
+        char why[128];
+        snprintf(why, sizeof why, "connect: %s", strerror(errno));
+        bc->state = BCONN_CONNECTING;
+        backend_fail(bc, 0, why);
+    }
+}
+
+/* POLLOUT on a connecting socket: did the connect succeed? */
+static void backend_connected(struct bconn *bc)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+
+    if (getsockopt(bc->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    if (err) {
+        char why[128];
+        snprintf(why, sizeof why, "connect: %s", strerror(err));
+        backend_fail(bc, 0, why);
+        return;
+    }
+    backend_up(bc);
+}
+
+/* The connection a client's requests to B use: fixed per client, so one
+ * client's requests to one backend stay on one ordered stream. */
+static struct bconn *backend_pick(struct backend *b, const struct client *c)
+{
+    return &b->conns[c ? c->id % (uint64_t)b->nconns : 0];
+}
+
+/* Queue R on BC; its bytes must already be in bc->out. */
+static void backend_push(struct bconn *bc, struct req *r)
+{
+    r->backend = bc->backend;
+    r->sent_us = srv.now_us;
+    r->next_sent = NULL;
+    if (bc->tail)
+        bc->tail->next_sent = r;
+    else
+        bc->head = r;
+    bc->tail = r;
+    bc->inflight++;
+    bc->backend->st.requests++;
+}
+
+/* Match every complete reply in bc->in with the head of the FIFO. */
+static void backend_replies(struct bconn *bc)
+{
+    while (buf_len(&bc->in) > 0) {
+        const char *p = bc->in.data + bc->in.r;
+        enum resp_result rc = resp_reply_parse(&bc->rp, p, buf_len(&bc->in));
+        struct req *r;
+        size_t n;
+
+        if (rc == RESP_AGAIN)
+            return;
+        if (rc == RESP_ERROR) {
+            char why[160];
+            snprintf(why, sizeof why, "protocol error from backend: %s", bc->rp.err);
+            backend_fail(bc, 0, why);
+            return;
+        }
+        r = bc->head;
+        if (!r) {
+            backend_fail(bc, 0, "reply nobody asked for");
+            return;
+        }
+        bc->head = r->next_sent;
+        if (!bc->head)
+            bc->tail = NULL;
+        bc->inflight--;
+        n = bc->rp.pos;
+        bc->backend->st.responses++;
+        if (p[0] == '-')
+            bc->backend->st.errors++;
+        req_complete(r, p, n, 0);
+        buf_consume(&bc->in, n);
+        resp_reply_init(&bc->rp);
+    }
+}
+
+static void backend_read(struct bconn *bc)
+{
+    for (;;) {
+        ssize_t n;
+        size_t room;
+
+        buf_reserve(&bc->in, READ_CHUNK);
+        room = bc->in.cap - bc->in.w;
+        n = read(bc->fd, bc->in.data + bc->in.w, room);
+        if (n > 0) {
+            bc->in.w += (size_t)n;
+            bc->backend->st.bytes_in += (uint64_t)n;
+            backend_replies(bc);
+            if (bc->state != BCONN_UP || (size_t)n < room)
+                return;
+        } else if (n == 0) {
+            backend_fail(bc, 0, "connection closed by the backend");
+            return;
+        } else if (errno == EINTR) {
+            continue;
+        } else {
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                char why[128];
+                snprintf(why, sizeof why, "read: %s", strerror(errno));
+                backend_fail(bc, 0, why);
+            }
+            return;
+        }
+    }
+}
+
+/* One write() of everything queued; keeps the rest for POLLOUT. */
+static void backend_flush(struct bconn *bc)
+{
+    ssize_t n;
+
+    if (bc->state != BCONN_UP || buf_len(&bc->out) == 0)
+        return;
+    n = write(bc->fd, bc->out.data + bc->out.r, buf_len(&bc->out));
+    if (n > 0) {
+        bc->backend->st.bytes_out += (uint64_t)n;
+        buf_consume(&bc->out, (size_t)n);
+        if (buf_len(&bc->out) == 0 && bc->out.cap > 4 * READ_CHUNK)
+            buf_free(&bc->out); /* give back what a burst grew */
+    } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        char why[128];
+        snprintf(why, sizeof why, "write: %s", strerror(errno));
+        backend_fail(bc, 0, why);
+    }
+}
+
+/* Timers of one connection: connect deadline, reply deadline, retry. */
+static void backend_timers(struct bconn *bc)
+{
+    if (bc->state == BCONN_DOWN && srv.now_us >= bc->retry_us) {
+        backend_connect(bc);
+        return;
+    }
+    if (bc->state == BCONN_CONNECTING && srv.now_us >= bc->deadline_us) {
+        backend_fail(bc, 0, "connect timed out");
+        return;
+    }
+    if (bc->head && srv.cfg->timeout_ms &&
+        srv.now_us - bc->head->sent_us >= srv.cfg->timeout_ms * 1000) {
+        /* a DOWN connection still holding records waits for its reconnect */
+        if (bc->state != BCONN_DOWN)
+            backend_fail(bc, 1, "request timed out");
+    }
+}
+
+/* Earliest time any of BC's timers fires, or UINT64_MAX. */
+static uint64_t backend_next_timer(const struct bconn *bc)
+{
+    uint64_t t = UINT64_MAX;
+
+    if (bc->state == BCONN_DOWN)
+        t = bc->retry_us;
+    else if (bc->state == BCONN_CONNECTING)
+        t = bc->deadline_us;
+    if (bc->head && srv.cfg->timeout_ms)
+        t = MIN(t, bc->head->sent_us + srv.cfg->timeout_ms * 1000);
+    return t;
+}
+
+/* Create the runtime backends for the config and start connecting. */
+static void backend_init_all(void)
+{
+    const struct config *c = srv.cfg;
+    uint64_t s;
+    int i, j;
+
+    srv.nbackends = c->nbackends;
+    srv.backends = xmalloc(sizeof *srv.backends * (size_t)c->nbackends);
+    srv.split_child = xmalloc(sizeof *srv.split_child * (size_t)c->nbackends);
+    for (i = 0; i < c->nbackends; i++) {
+        struct backend *b = &srv.backends[i];
+        memset(b, 0, sizeof *b);
+        b->cfg = &c->backends[i];
+        b->index = i;
+        b->nconns = (int)c->backend_connections;
+        b->conns = xmalloc(sizeof *b->conns * (size_t)b->nconns);
+        memset(b->conns, 0, sizeof *b->conns * (size_t)b->nconns);
+        for (j = 0; j < b->nconns; j++) {
+            b->conns[j].backend = b;
+            b->conns[j].fd = -1;
+            b->conns[j].backoff_ms = RECONNECT_MIN_MS;
+            resp_reply_init(&b->conns[j].rp);
+        }
+        srv.split_child[i] = -1;
+    }
+    for (s = 0; s < c->table_size; s++)
+        srv.backends[c->table[s]].slots++;
+    for (i = 0; i < srv.nbackends; i++)
+        for (j = 0; j < srv.backends[i].nconns; j++)
+            backend_connect(&srv.backends[i].conns[j]);
+}
+
+/* ------------------------------------------------------------- routing */
+
+/* Forward a request to backend BI: raw bytes, or re-encoded when it came
+ * inline.  A backend known to be down answers at once. */
+static void client_forward(struct client *c, int bi, const char *raw, size_t rawlen,
+                           const struct resp_arg *argv, int64_t argc)
+{
+    struct backend *b = &srv.backends[bi];
+    struct bconn *bc = backend_pick(b, c);
+    struct req *r;
+
+    if (bc->failed) {
+        b->st.failures++;
+        client_error(c, "ERR backend %s unavailable", b->cfg->id);
+        return;
+    }
+    r = req_new();
+    client_push(c, r);
+    if (c->parser.inline_req)
+        reply_command(&bc->out, argv, (size_t)argc);
+    else
+        buf_append(&bc->out, raw, rawlen);
+    backend_push(bc, r);
+}
+
+/* Send child CH of a split: its bytes are already encoded in ENC. */
+static void client_send_child(struct client *c, struct req *ch, const struct buf *enc)
+{
+    struct bconn *bc = backend_pick(ch->backend, c);
+
+    if (bc->failed) {
+        req_fail(ch, "ERR backend %s unavailable", ch->backend->cfg->id);
+        return;
+    }
+    buf_append(&bc->out, enc->data + enc->r, buf_len(enc));
+    backend_push(bc, ch);
+}
+
+/* Make a split parent with NCHILD children, pushed on C's FIFO. */
+static struct req *client_new_parent(struct client *c, enum req_merge merge, uint32_t nchild)
+{
+    struct req *p = req_new();
+
+    p->merge = (uint8_t)merge;
+    p->child = xmalloc(sizeof *p->child * nchild);
+    p->nchild = p->pending = nchild;
+    client_push(c, p);
+    return p;
+}
+
+/* MGET MSET DEL UNLINK EXISTS TOUCH: one sub-command per backend touched,
+ * carrying that backend's keys in request order. */
+static void client_split(struct client *c, const struct route_cmd *cmd, const struct resp_arg *argv,
+                         int64_t argc, const char *raw, size_t rawlen)
+{
+    int step = !strcmp(cmd->name, "mset") ? 2 : 1;
+    uint32_t nkeys = (uint32_t)((argc - 1) / step), i, nchild = 0, local[SPLIT_INLINE_KEYS];
+    uint32_t *keymap = nkeys <= SPLIT_INLINE_KEYS ? local : xmalloc(sizeof *keymap * nkeys);
+    int backend_of_child[SPLIT_INLINE_KEYS], *boc = backend_of_child;
+    struct req *p;
+    struct buf enc = {0, 0, 0, 0};
+
+    if ((argc - 1) % step != 0) {
+        client_error(c, "ERR wrong number of arguments for '%s' command", cmd->name);
+        goto out;
+    }
+    if (nkeys > SPLIT_INLINE_KEYS)
+        boc = xmalloc(sizeof *boc * (size_t)MIN((int64_t)nkeys, srv.nbackends));
+    for (i = 0; i < nkeys; i++) {
+        const struct resp_arg *k = &argv[1 + (int64_t)i * step];
+        int bi = route_backend(srv.cfg, k->p, k->len);
+        if (srv.split_child[bi] < 0) {
+            srv.split_child[bi] = (int)nchild;
+            boc[nchild++] = bi;
+        }
+        keymap[i] = (uint32_t)srv.split_child[bi];
+    }
+    for (i = 0; i < nchild; i++)
+        srv.split_child[boc[i]] = -1;
+    if (nchild == 1) { /* one backend: no split, no merge */
+        client_forward(c, boc[0], raw, rawlen, argv, argc);
+        goto out;
+    }
+    p = client_new_parent(c, !strcmp(cmd->name, "mget")   ? MERGE_ARRAY
+                             : !strcmp(cmd->name, "mset") ? MERGE_OK
+                                                          : MERGE_SUM,
+                          nchild);
+    for (i = 0; i < nchild; i++) {
+        struct req *ch = p->child[i] = req_new();
+        ch->parent = p;
+        ch->backend = &srv.backends[boc[i]];
+    }
+    if (p->merge == MERGE_ARRAY) {
+        p->keymap = xmalloc(sizeof *p->keymap * nkeys);
+        memcpy(p->keymap, keymap, sizeof *keymap * nkeys);
+        p->nkeys = nkeys;
+    }
+    for (i = 0; i < nchild; i++) { /* the last send may complete and merge p */
+        uint32_t k, count = 0;
+        int s;
+        for (k = 0; k < nkeys; k++)
+            count += keymap[k] == i;
+        enc.r = enc.w = 0;
+        reply_array(&enc, 1 + (size_t)count * (size_t)step);
+        reply_bulk(&enc, argv[0].p, argv[0].len);
+        for (k = 0; k < nkeys; k++)
+            if (keymap[k] == i)
+                for (s = 0; s < step; s++)
+                    reply_bulk(&enc, argv[1 + k * step + s].p, argv[1 + k * step + s].len);
+        client_send_child(c, p->child[i], &enc);
+    }
+out:
+    buf_free(&enc);
+    if (keymap != local)
+        free(keymap);
+    if (boc != backend_of_child)
+        free(boc);
+}
+
+/* DBSIZE: ask every backend, sum the answers. */
+static void client_all(struct client *c, const struct resp_arg *argv, int64_t argc)
+{
+    struct req *p = client_new_parent(c, MERGE_SUM, (uint32_t)srv.nbackends);
+    struct buf enc = {0, 0, 0, 0};
+    int i;
+
+    reply_command(&enc, argv, (size_t)argc);
+    for (i = 0; i < srv.nbackends; i++) {
+        struct req *ch = p->child[i] = req_new();
+        ch->parent = p;
+        ch->backend = &srv.backends[i];
+    }
+    for (i = 0; i < srv.nbackends; i++)
+        client_send_child(c, p->child[i], &enc);
+    buf_free(&enc);
+}
+
+/* COMMAND, TIME: the next backend (round robin) that is not known down. */
+static void client_any(struct client *c, const char *raw, size_t rawlen,
+                       const struct resp_arg *argv, int64_t argc)
+{
+    int i;
+
+    for (i = 0; i < srv.nbackends; i++) {
+        int bi = (int)((srv.any_next + (uint32_t)i) % (uint32_t)srv.nbackends);
+        if (!backend_pick(&srv.backends[bi], c)->failed) {
+            srv.any_next = (uint32_t)bi + 1;
+            client_forward(c, bi, raw, rawlen, argv, argc);
+            return;
+        }
+    }
+    client_error(c, "ERR no backend available");
+}
+
+/* Route a keyed command whose keys must all live on one backend. */
+static void client_same(struct client *c, const struct route_cmd *cmd, const char *raw,
+                        size_t rawlen, const struct resp_arg *argv, int64_t argc)
+{
+    int64_t n = route_keys(cmd, argv, argc, srv.keypos), i;
+    int bi;
+
+    if (n < 0) {
+        client_error(c, "ERR wrong number of keys or arguments for '%s' command", cmd->name);
+        return;
+    }
+    if (n == 0) {
+        client_error(c, "ERR '%s' without keys cannot be routed by the proxy", cmd->name);
+        return;
+    }
+    if ((!strcmp(cmd->name, "xread") || !strcmp(cmd->name, "xreadgroup")) &&
+        route_blocking_opt(argv, argc)) {
+        client_error(c, "ERR blocking '%s' (BLOCK) is not supported by the proxy", cmd->name);
+        return;
+    }
+    bi = route_backend(srv.cfg, argv[srv.keypos[0]].p, argv[srv.keypos[0]].len);
+    for (i = 1; i < n; i++)
+        if (route_backend(srv.cfg, argv[srv.keypos[i]].p, argv[srv.keypos[i]].len) != bi) {
+            client_reply_str(c, "-CROSSSLOT Keys in request don't hash to the same backend\r\n");
+            return;
+        }
+    client_forward(c, bi, raw, rawlen, argv, argc);
+}
+
+/* ================================================================= stats */
+
+static const char *stats_conn_state(const struct backend *b)
+{
+    int i, connecting = 0;
+
+    for (i = 0; i < b->nconns; i++) {
+        if (b->conns[i].state == BCONN_UP)
+            return "up";
+        if (b->conns[i].state == BCONN_CONNECTING && !b->conns[i].failed)
+            connecting = 1;
+    }
+    return connecting ? "connecting" : "down";
+}
+
+static uint64_t stats_inflight(const struct backend *b)
+{
+    uint64_t n = 0;
+    int i;
+
+    for (i = 0; i < b->nconns; i++)
+        n += b->conns[i].inflight;
+    return n;
+}
+
+/* The human-readable report (SIGUSR1). */
+static void stats_write_text(struct buf *out)
+{
+    int i;
+
+    buf_printf(out, "shardproxy %s pid %ld uptime %llds clients %llu\n", SHARDPROXY_VERSION,
+               (long)getpid(), (long long)(time(NULL) - srv.start_time),
+               (unsigned long long)srv.nclients);
+#define STATS_TEXT(name, help) buf_printf(out, "  %-18s %llu\n", #name, (unsigned long long)srv.st.name);
+    STATS_PROXY(STATS_TEXT)
+#undef STATS_TEXT
+    for (i = 0; i < srv.nbackends; i++) {
+        const struct backend *b = &srv.backends[i];
+        buf_printf(out, "backend %s addr %s weight %u state %s slots %u inflight %llu\n", b->cfg->id,
+                   b->cfg->addr, b->cfg->weight, stats_conn_state(b), b->slots,
+                   (unsigned long long)stats_inflight(b));
+#define STATS_TEXT(name, help) buf_printf(out, "  %-18s %llu\n", #name, (unsigned long long)b->st.name);
+        STATS_BACKEND(STATS_TEXT)
+#undef STATS_TEXT
+    }
+}
+
+/* INFO [section] in Redis's format. */
+static void stats_info(struct buf *out, const struct resp_arg *section)
+{
+    int all = !section || route_argeq(section, "all") || route_argeq(section, "default") ||
+              route_argeq(section, "everything");
+    int i;
+
+    if (all || route_argeq(section, "server"))
+        buf_printf(out, "# Server\r\nshardproxy_version:%s\r\nuptime_in_seconds:%lld\r\n"
+                   "process_id:%ld\r\n\r\n", SHARDPROXY_VERSION,
+                   (long long)(time(NULL) - srv.start_time), (long)getpid());
+    if (all || route_argeq(section, "clients"))
+        buf_printf(out, "# Clients\r\nconnected_clients:%llu\r\n\r\n",
+                   (unsigned long long)srv.nclients);
+    if (all || route_argeq(section, "stats"))
+        buf_printf(out, "# Stats\r\ntotal_connections_received:%llu\r\n"
+                   "rejected_connections:%llu\r\ntotal_commands_processed:%llu\r\n"
+                   "total_net_input_bytes:%llu\r\ntotal_net_output_bytes:%llu\r\n\r\n",
+                   (unsigned long long)srv.st.clients_total,
+                   (unsigned long long)srv.st.clients_rejected,
+                   (unsigned long long)srv.st.commands, (unsigned long long)srv.st.bytes_in,
+                   (unsigned long long)srv.st.bytes_out);
+    if (all || route_argeq(section, "backends")) {
+        buf_printf(out, "# Backends\r\n");
+        for (i = 0; i < srv.nbackends; i++) {
+            const struct backend *b = &srv.backends[i];
+            buf_printf(out, "backend%d:id=%s,addr=%s,state=%s,slots=%u,inflight=%llu\r\n", i,
+                       b->cfg->id, b->cfg->addr, stats_conn_state(b), b->slots,
+                       (unsigned long long)stats_inflight(b));
+        }
+        buf_printf(out, "\r\n");
+    }
+}
+
+/* ======================================================= local commands */
+
+/* HELLO [protover [AUTH user pass] [SETNAME name]]: only RESP2 is spoken. */
+static void client_hello(struct client *c, const struct resp_arg *argv, int64_t argc)
+{
+    struct buf b = {0, 0, 0, 0};
+    int64_t ver = 2, i;
+    const struct resp_arg *setname = NULL;
+
+    if (argc >= 2 && (resp_parse_ll(argv[1].p, argv[1].len, &ver) != 0)) {
+        client_error(c, "ERR Protocol version is not an integer or out of range");
+        return;
+    }
+    if (ver != 2) {
+        client_reply_str(c, "-NOPROTO sorry, this protocol version is not supported.\r\n");
+        return;
+    }
+    for (i = 2; i < argc; i++) {
+        if (route_argeq(&argv[i], "auth") && i + 2 < argc) {
+            i += 2; /* no password is configured: any credentials pass */
+        } else if (route_argeq(&argv[i], "setname") && i + 1 < argc) {
+            setname = &argv[++i];
+        } else {
+            client_error(c, "ERR Syntax error in HELLO option '%.*s'", (int)MIN(argv[i].len, 64),
+                         argv[i].p);
+            return;
+        }
+    }
+    if (setname) {
+        free(c->name);
+        c->name = setname->len ? xstrndup(setname->p, setname->len) : NULL;
+    }
+    reply_array(&b, 14);
+    reply_bulk(&b, "server", 6);
+    reply_bulk(&b, "shardproxy", 10);
+    reply_bulk(&b, "version", 7);
+    reply_bulk(&b, SHARDPROXY_VERSION, strlen(SHARDPROXY_VERSION));
+    reply_bulk(&b, "proto", 5);
+    buf_append_str(&b, ":2\r\n");
+    reply_bulk(&b, "id", 2);
+    buf_printf(&b, ":%llu\r\n", (unsigned long long)c->id);
+    reply_bulk(&b, "mode", 4);
+    reply_bulk(&b, "standalone", 10);
+    reply_bulk(&b, "role", 4);
+    reply_bulk(&b, "master", 6);
+    reply_bulk(&b, "modules", 7);
+    reply_array(&b, 0);
+    client_reply(c, b.data, buf_len(&b));
+    buf_free(&b);
+}
+
+/* CLIENT SETNAME / GETNAME / ID / SETINFO. */
+static void client_client(struct client *c, const struct route_cmd *cmd, const struct resp_arg *argv)
+{
+    struct buf b = {0, 0, 0, 0};
+    size_t i;
+
+    if (!strcmp(cmd->name, "client|id")) {
+        buf_printf(&b, ":%llu\r\n", (unsigned long long)c->id);
+    } else if (!strcmp(cmd->name, "client|getname")) {
+        if (c->name)
+            reply_bulk(&b, c->name, strlen(c->name));
+        else
+            buf_append_str(&b, "$-1\r\n");
+    } else if (!strcmp(cmd->name, "client|setname")) {
+        for (i = 0; i < argv[2].len; i++)
+            if (argv[2].p[i] < '!' || argv[2].p[i] > '~') {
+                client_error(c, "ERR Client names cannot contain spaces, newlines or special "
+                                "characters.");
+                return;
+            }
+        free(c->name);
+        c->name = argv[2].len ? xstrndup(argv[2].p, argv[2].len) : NULL;
+        buf_append_str(&b, "+OK\r\n");
+    } else { /* client|setinfo */
+        if (!route_argeq(&argv[2], "lib-name") && !route_argeq(&argv[2], "lib-ver")) {
+            client_error(c, "ERR Unrecognized option '%.*s'", (int)MIN(argv[2].len, 64),
+                         argv[2].p);
+            return;
+        }
+        buf_append_str(&b, "+OK\r\n");
+    }
+    client_reply(c, b.data, buf_len(&b));
+    buf_free(&b);
+}
+
+/* Commands the proxy answers itself. */
+static void client_local(struct client *c, const struct route_cmd *cmd, const struct resp_arg *argv,
+                         int64_t argc)
+{
+    struct buf b = {0, 0, 0, 0};
+    const char *name = cmd->name;
+    int64_t db;
+
+    if (!strcmp(name, "ping")) {
+        if (argc > 2)
+            client_error(c, "ERR wrong number of arguments for 'ping' command");
+        else if (argc == 2)
+            reply_bulk(&b, argv[1].p, argv[1].len);
+        else
+            buf_append_str(&b, "+PONG\r\n");
+    } else if (!strcmp(name, "echo")) {
+        reply_bulk(&b, argv[1].p, argv[1].len);
+    } else if (!strcmp(name, "quit")) {
+        buf_append_str(&b, "+OK\r\n");
+        c->state = CLIENT_CLOSING;
+    } else if (!strcmp(name, "select")) {
+        if (resp_parse_ll(argv[1].p, argv[1].len, &db) != 0)
+            client_error(c, "ERR value is not an integer or out of range");
+        else if (db != 0)
+            client_error(c, "ERR DB index is out of range (the proxy serves database 0 only)");
+        else
+            buf_append_str(&b, "+OK\r\n");
+    } else if (!strcmp(name, "hello")) {
+        client_hello(c, argv, argc);
+    } else if (!strcmp(name, "auth")) {
+        if (argc == 3 && argv[1].len == 7 && !memcmp(argv[1].p, "default", 7))
+            buf_append_str(&b, "+OK\r\n"); /* the default user has no password */
+        else if (argc == 3)
+            client_reply_str(c, "-WRONGPASS invalid username-password pair or user is "
+                                "disabled.\r\n");
+        else if (argc == 2)
+            client_error(c, "ERR AUTH <password> called without any password configured for "
+                            "the default user. Are you sure your configuration is correct?");
+        else
+            client_error(c, "ERR syntax error");
+    } else if (!strcmp(name, "info")) {
+        struct buf text = {0, 0, 0, 0};
+        stats_info(&text, argc > 1 ? &argv[1] : NULL);
+        reply_bulk(&b, text.data ? text.data : "", buf_len(&text));
+        buf_free(&text);
+    } else {
+        client_client(c, cmd, argv);
+    }
+    if (buf_len(&b))
+        client_reply(c, b.data, buf_len(&b));
+    buf_free(&b);
+}
+
+/* ----------------------------------------------------------- dispatching */
+
+/* Make sure the routing scratch space fits a request of RAWLEN bytes with up
+ * to ARGC arguments. */
+static void client_scratch(size_t argc, size_t rawlen)
+{
+    if (argc > srv.argv_cap) {
+        srv.argv_cap = MAX(argc, srv.argv_cap * 2);
+        srv.argv = xrealloc(srv.argv, sizeof *srv.argv * srv.argv_cap);
+        srv.keypos = xrealloc(srv.keypos, sizeof *srv.keypos * (srv.argv_cap * 3 + 1));
+    }
+    if (rawlen > srv.scratch_cap) {
+        srv.scratch_cap = MAX(rawlen, srv.scratch_cap * 2);
+        srv.scratch = xrealloc(srv.scratch, srv.scratch_cap);
+    }
+}
+
+/* Quote an unknown command and its first arguments for the error reply, the
+ * way Redis does ("'a' 'b' "), capped in length. */
+static void client_unknown(struct client *c, const struct resp_arg *argv, int64_t argc)
+{
+    char args[160];
+    size_t o = 0;
+    int64_t i;
+
+    args[0] = '\0';
+    for (i = 1; i < argc && o < 128; i++) {
+        int n = snprintf(args + o, sizeof args - o, "'%.*s' ", (int)MIN(argv[i].len, 128 - o),
+                         argv[i].p);
+        if (n < 0 || (size_t)n >= sizeof args - o)
+            break;
+        o += (size_t)n;
+    }
+    client_error(c, "ERR unknown command '%.*s', with args beginning with: %s",
+                 (int)MIN(argv[0].len, 128), argv[0].p, args);
+    if (log_threshold >= LOG_DEBUG) {
+        char esc[160];
+        log_at(LOG_DEBUG, "client %llu %s: unknown command '%s'", (unsigned long long)c->id,
+               c->addr, log_escape(argv[0].p, argv[0].len, esc, sizeof esc));
+    }
+}
+
+/* Serve one framed request at RAW[0..RAWLEN). */
+static void client_dispatch(struct client *c, const char *raw, size_t rawlen)
+{
+    const struct route_cmd *cmd;
+    struct resp_arg *argv;
+    int64_t argc;
+
+    client_scratch(c->parser.inline_req ? rawlen / 2 + 2 : (size_t)c->parser.argc, rawlen);
+    argc = resp_req_args(&c->parser, raw, srv.argv, srv.argv_cap, srv.scratch);
+    argv = srv.argv;
+    if (argc < 0) {
+        srv.st.protocol_errors++;
+        client_error(c, "ERR Protocol error: unbalanced quotes in request");
+        c->state = CLIENT_CLOSING;
+        return;
+    }
+    if (argc == 0)
+        return;
+    srv.st.commands++;
+    cmd = route_find(argv[0].p, argv[0].len);
+    if (cmd && cmd->kind == ROUTE_CONTAINER) {
+        if (argc == 1 && !strcmp(cmd->name, "command")) {
+            client_any(c, raw, rawlen, argv, argc);
+            return;
+        }
+        if (argc == 1) {
+            client_error(c, "ERR wrong number of arguments for '%s' command", cmd->name);
+            return;
+        }
+        if (!(cmd = route_find_sub(cmd, &argv[1]))) {
+            client_error(c, "ERR unknown subcommand '%.*s'. Try %.*s HELP.",
+                         (int)MIN(argv[1].len, 128), argv[1].p, (int)MIN(argv[0].len, 32),
+                         argv[0].p);
+            return;
+        }
+    }
+    if (!cmd) {
+        client_unknown(c, argv, argc);
+        return;
+    }
+    if (!route_arity_ok(cmd, argc)) {
+        client_error(c, "ERR wrong number of arguments for '%s' command", cmd->name);
+        return;
+    }
+    switch ((enum route_kind)cmd->kind) {
+    case ROUTE_ONE: {
+        const struct resp_arg *k = &argv[cmd->specs[0].start];
+        client_forward(c, route_backend(srv.cfg, k->p, k->len), raw, rawlen, argv, argc);
+        break;
+    }
+    case ROUTE_SPLIT:
+        client_split(c, cmd, argv, argc, raw, rawlen);
+        break;
+    case ROUTE_SAME:
+        client_same(c, cmd, raw, rawlen, argv, argc);
+        break;
+    case ROUTE_LOCAL:
+        client_local(c, cmd, argv, argc);
+        break;
+    case ROUTE_ANY:
+        client_any(c, raw, rawlen, argv, argc);
+        break;
+    case ROUTE_ALL:
+        client_all(c, argv, argc);
+        break;
+    case ROUTE_REFUSE:
+    case ROUTE_CONTAINER:
+        client_error(c, "ERR '%s' is not supported by the proxy", cmd->name);
+        break;
+    }
+}
+
+/* Frame and serve every complete request in DATA[0..LEN).  OWN says DATA is
+ * c->in; otherwise it is the shared read buffer and any partial request left
+ * over is copied into c->in.  Stops at client_max_pending. */
+static void client_process(struct client *c, const char *data, size_t len, int own)
+{
+    struct resp_limits lim;
+    size_t pos = 0;
+
+    lim.max_request = srv.cfg->max_request_size;
+    lim.max_inline = MAX_INLINE;
+    c->throttled = 0;
+    while (pos < len && c->state == CLIENT_OPEN) {
+        enum resp_result rc;
+        if (c->npending >= srv.cfg->client_max_pending) {
+            c->throttled = 1;
+            break;
+        }
+        rc = resp_req_parse(&c->parser, data + pos, len - pos, &lim);
+        if (rc == RESP_AGAIN)
+            break;
+        if (rc == RESP_ERROR) {
+            srv.st.protocol_errors++;
+            log_at(LOG_INFO, "client %llu %s: protocol error: %s", (unsigned long long)c->id,
+                   c->addr, c->parser.err);
+            client_error(c, "ERR Protocol error: %s", c->parser.err);
+            c->state = CLIENT_CLOSING;
+            pos = len;
+            break;
+        }
+        if (c->parser.argc > 0)
+            client_dispatch(c, data + pos, c->parser.pos);
+        pos += c->parser.pos;
+        resp_req_init(&c->parser);
+    }
+    if (c->state == CLIENT_DEAD)
+        return;
+    if (c->state != CLIENT_OPEN)
+        pos = len; /* nothing after QUIT or a protocol error is read */
+    if (own) {
+        buf_consume(&c->in, pos);
+        if (buf_len(&c->in) == 0)
+            buf_free(&c->in); /* an idle client holds no buffers */
+    } else if (pos < len) {
+        buf_append(&c->in, data + pos, len - pos);
+    }
+}
+
+static void client_read(struct client *c)
+{
+    ssize_t n;
+
+    if (buf_len(&c->in) == 0) {
+        n = read(c->fd, srv.rbuf, READ_CHUNK);
+        if (n > 0) {
+            srv.st.bytes_in += (uint64_t)n;
+            client_process(c, srv.rbuf, (size_t)n, 0);
+            return;
+        }
+    } else {
+        /* a request spans reads: grow towards its declared size */
+        buf_reserve(&c->in, READ_CHUNK);
+        n = read(c->fd, c->in.data + c->in.w, c->in.cap - c->in.w);
+        if (n > 0) {
+            srv.st.bytes_in += (uint64_t)n;
+            c->in.w += (size_t)n;
+            client_process(c, c->in.data + c->in.r, buf_len(&c->in), 1);
+            return;
+        }
+    }
+    if (n == 0) {
+        /* EOF: what was asked is still answered (half-closed pipes), then close */
+        c->state = CLIENT_CLOSING;
+        buf_free(&c->in);
+        client_mark_dirty(c);
+    } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        client_close(c, strerror(errno));
+    }
+}
+
+/* One write() of the pending output; closes a CLOSING client once nothing
+ * is owed. */
+static void client_flush(struct client *c)
+{
+    if (buf_len(&c->out) > 0) {
+        ssize_t n = write(c->fd, c->out.data + c->out.r, buf_len(&c->out));
+        if (n > 0) {
+            srv.st.bytes_out += (uint64_t)n;
+            buf_consume(&c->out, (size_t)n);
+        } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            client_close(c, strerror(errno));
+            return;
+        }
+        if (buf_len(&c->out) == 0)
+            buf_free(&c->out);
+    }
+    if (c->state == CLIENT_CLOSING && !c->head && buf_len(&c->out) == 0)
+        client_close(c, "done");
+}
+
+static void client_free(struct client *c)
+{
+    free(c->name);
+    free(c);
+}
+
+/* A new connection on listener fd LFD was accepted as FD. */
+static void client_new(int fd, const struct sockaddr_storage *ss)
+{
+    struct client *c = xmalloc(sizeof *c);
+
+    memset(c, 0, sizeof *c);
+    c->fd = fd;
+    c->id = ++srv.next_client_id;
+    c->state = CLIENT_OPEN;
+    c->created_us = srv.now_us;
+    resp_req_init(&c->parser);
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+        char ip[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
+        snprintf(c->addr, sizeof c->addr, "%s:%u", ip, ntohs(in->sin_port));
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+        char ip[INET6_ADDRSTRLEN];
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);
+        snprintf(c->addr, sizeof c->addr, "[%s]:%u", ip, ntohs(in6->sin6_port));
+    } else {
+        snprintf(c->addr, sizeof c->addr, "unix");
+    }
+    c->next = srv.clients;
+    if (srv.clients)
+        srv.clients->prev = c;
+    srv.clients = c;
+    srv.nclients++;
+    srv.st.clients_total++;
+    srv.fds[fd].type = FD_CLIENT;
+    srv.fds[fd].ptr = c;
+    log_at(LOG_DEBUG, "client %llu %s connected", (unsigned long long)c->id, c->addr);
+}
+
+/* Accept what the listener has, up to a batch; EMFILE pauses accepting
+ * instead of spinning on a listener that stays readable. */
+static void client_accept(int lfd)
+{
+    int i;
+
+    for (i = 0; i < ACCEPT_BATCH; i++) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof ss;
+        int fd = accept(lfd, (struct sockaddr *)&ss, &len);
+
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                log_at(LOG_WARN, "accept: %s; pausing accepts for %d ms", strerror(errno),
+                       ACCEPT_PAUSE_MS);
+                srv.accept_paused_until = srv.now_us + ACCEPT_PAUSE_MS * 1000;
+            }
+            return;
+        }
+        if (fd >= srv.maxfds || srv.nclients >= srv.cfg->max_clients) {
+            static const char msg[] = "-ERR max number of clients reached\r\n";
+            if (write(fd, msg, sizeof msg - 1) < 0) { /* best effort */
+            }
+            close(fd);
+            srv.st.clients_rejected++;
+            continue;
+        }
+        if (set_nonblock(fd) < 0) {
+            close(fd);
+            continue;
+        }
+        if (ss.ss_family != AF_UNIX)
+            backend_nodelay(fd);
+        client_new(fd, &ss);
+    }
+}
+
+/* =============================================================== signals */
+
+static void sig_handler(int sig)
+{
+    if (sig == SIGTERM || sig == SIGINT)
+        sig_stop = 1;
+    else if (sig == SIGUSR1)
+        sig_stats = 1;
+    else if (sig == SIGHUP)
+        sig_hup = 1;
+}
+
+static void sig_install(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = sig_handler; /* no SA_RESTART: poll() returns EINTR */
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+}
+
+/* ============================================================ event loop */
+
+/* Bind every listen address; failures are fatal at startup. */
+static void loop_listen(void)
+{
+    const struct config *c = srv.cfg;
+    int i, one = 1;
+
+    srv.listen_fds = xmalloc(sizeof *srv.listen_fds * (size_t)c->nlistens);
+    for (i = 0; i < c->nlistens; i++) {
+        const struct config_listen *l = &c->listens[i];
+        int fd = socket(l->sa.ss_family, SOCK_STREAM, 0);
+        struct stat st;
+
+        if (fd < 0)
+            die("listen %s: socket: %s", l->addr, strerror(errno));
+        if (l->sa.ss_family == AF_UNIX) {
+            if (stat(l->addr, &st) == 0 && S_ISSOCK(st.st_mode))
+                unlink(l->addr); /* a stale socket from an earlier run */
+        } else {
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        }
+        if (bind(fd, (const struct sockaddr *)&l->sa, l->salen) < 0)
+            die("listen %s: bind: %s", l->addr, strerror(errno));
+        if (listen(fd, 511) < 0 || set_nonblock(fd) < 0)
+            die("listen %s: %s", l->addr, strerror(errno));
+        if (fd >= srv.maxfds)
+            die("listen %s: descriptor beyond the fd limit", l->addr);
+        srv.fds[fd].type = FD_LISTENER;
+        srv.listen_fds[i] = fd;
+        log_at(LOG_INFO, "listening on %s", l->addr);
+    }
+}
+
+static void loop_close_listeners(void)
+{
+    int i;
+
+    for (i = 0; i < srv.cfg->nlistens; i++) {
+        if (srv.listen_fds[i] < 0)
+            continue;
+        srv.fds[srv.listen_fds[i]].type = FD_NONE;
+        close(srv.listen_fds[i]);
+        srv.listen_fds[i] = -1;
+        if (srv.cfg->listens[i].addr[0] == '/')
+            unlink(srv.cfg->listens[i].addr);
+    }
+}
+
+/* Add one descriptor to the poll set. */
+static void loop_add(size_t *n, int fd, short events)
+{
+    if (*n == srv.pfd_cap) {
+        srv.pfd_cap = srv.pfd_cap ? srv.pfd_cap * 2 : 256;
+        srv.pfds = xrealloc(srv.pfds, sizeof *srv.pfds * srv.pfd_cap);
+    }
+    srv.pfds[*n].fd = fd;
+    srv.pfds[*n].events = events;
+    srv.pfds[*n].revents = 0;
+    (*n)++;
+}
+
+/* Build the poll set from the state of every connection: POLLIN where we
+ * want input, POLLOUT only while bytes wait. */
+static size_t loop_pollset(void)
+{
+    size_t n = 0;
+    struct client *c;
+    int i, j;
+
+    if (!srv.stopping && srv.now_us >= srv.accept_paused_until)
+        for (i = 0; i < srv.cfg->nlistens; i++)
+            loop_add(&n, srv.listen_fds[i], POLLIN);
+    for (i = 0; i < srv.nbackends; i++)
+        for (j = 0; j < srv.backends[i].nconns; j++) {
+            struct bconn *bc = &srv.backends[i].conns[j];
+            if (bc->state == BCONN_CONNECTING)
+                loop_add(&n, bc->fd, POLLOUT);
+            else if (bc->state == BCONN_UP)
+                loop_add(&n, bc->fd, (short)(POLLIN | (buf_len(&bc->out) ? POLLOUT : 0)));
+        }
+    for (c = srv.clients; c; c = c->next) {
+        short ev = 0;
+        if (c->state == CLIENT_OPEN && !c->throttled && !srv.stopping)
+            ev |= POLLIN;
+        if (buf_len(&c->out))
+            ev |= POLLOUT;
+        loop_add(&n, c->fd, ev);
+    }
+    return n;
+}
+
+/* Milliseconds poll() may sleep: until the earliest timer, at most 1 s. */
+static int loop_timeout(void)
+{
+    uint64_t t = srv.now_us + 1000000;
+    int i, j;
+
+    for (i = 0; i < srv.nbackends; i++)
+        for (j = 0; j < srv.backends[i].nconns; j++)
+            t = MIN(t, backend_next_timer(&srv.backends[i].conns[j]));
+    if (srv.accept_paused_until > srv.now_us)
+        t = MIN(t, srv.accept_paused_until);
+    if (srv.stopping)
+        t = MIN(t, srv.stop_deadline_us);
+    return t <= srv.now_us ? 0 : (int)((t - srv.now_us + 999) / 1000);
+}
+
+/* Handle the events of one descriptor. */
+static void loop_event(const struct pollfd *pfd)
+{
+    struct fdref *ref = &srv.fds[pfd->fd];
+
+    if (ref->type == FD_LISTENER) {
+        if (pfd->revents & POLLIN)
+            client_accept(pfd->fd);
+    } else if (ref->type == FD_BACKEND) {
+        struct bconn *bc = ref->ptr;
+        if (bc->state == BCONN_CONNECTING) {
+            backend_connected(bc);
+        } else if (bc->state == BCONN_UP) {
+            if (pfd->revents & (POLLIN | POLLHUP | POLLERR))
+                backend_read(bc);
+            if (bc->state == BCONN_UP && (pfd->revents & POLLOUT))
+                backend_flush(bc);
+        }
+    } else if (ref->type == FD_CLIENT) {
+        struct client *c = ref->ptr;
+        if ((pfd->revents & (POLLIN | POLLHUP | POLLERR)) && c->state == CLIENT_OPEN)
+            client_read(c);
+        else if ((pfd->revents & (POLLHUP | POLLERR)) && buf_len(&c->out) == 0)
+            client_close(c, "connection lost"); /* nothing to read or write: gone */
+        if (c->state != CLIENT_DEAD && (pfd->revents & POLLOUT))
+            client_flush(c);
+    }
+}
+
+/* End of a pass: resume throttled clients, then one write per backend
+ * connection and per client with output, then free closed clients. */
+static void loop_flush(void)
+{
+    struct client *c;
+    size_t i;
+    int b, j;
+
+    for (i = 0; i < srv.ndirty; i++) {
+        c = srv.dirty[i];
+        if (c->state == CLIENT_OPEN && c->throttled && !srv.stopping &&
+            c->npending < srv.cfg->client_max_pending)
+            client_process(c, c->in.data + c->in.r, buf_len(&c->in), 1);
+    }
+    for (b = 0; b < srv.nbackends; b++)
+        for (j = 0; j < srv.backends[b].nconns; j++)
+            backend_flush(&srv.backends[b].conns[j]);
+    for (i = 0; i < srv.ndirty; i++) {
+        c = srv.dirty[i];
+        c->dirty = 0;
+        if (c->state != CLIENT_DEAD)
+            client_flush(c);
+    }
+    srv.ndirty = 0;
+    while ((c = srv.dead) != NULL) {
+        srv.dead = c->next;
+        client_free(c);
+    }
+}
+
+/* SIGTERM: stop accepting and reading; finish what is in flight. */
+static void loop_begin_stop(void)
+{
+    log_at(LOG_INFO, "shutting down: draining %llu client(s)", (unsigned long long)srv.nclients);
+    srv.stopping = 1;
+    srv.stop_deadline_us = srv.now_us + (srv.cfg->timeout_ms ? srv.cfg->timeout_ms * 1000 + 100000
+                                                             : SHUTDOWN_GRACE_MS * 1000ULL);
+    loop_close_listeners();
+}
+
+/* While stopping: close every client that is owed nothing; 1 when none remain. */
+static int loop_drained(void)
+{
+    struct client *c, *next;
+
+    for (c = srv.clients; c; c = next) {
+        next = c->next;
+        if (!c->head && buf_len(&c->out) == 0)
+            client_close(c, "shutdown");
+    }
+    return srv.clients == NULL;
+}
+
+static void loop_run(void)
+{
+    srv.start_us = srv.now_us = now_monotonic_us();
+    for (;;) {
+        size_t n, i;
+        int rc;
+
+        srv.now_us = now_monotonic_us();
+        if (sig_stop && !srv.stopping)
+            loop_begin_stop();
+        if (sig_stats) {
+            struct buf b = {0, 0, 0, 0};
+            sig_stats = 0;
+            stats_write_text(&b);
+            fwrite(b.data, 1, buf_len(&b), stderr);
+            buf_free(&b);
+        }
+        if (sig_hup) {
+            sig_hup = 0;
+            log_at(LOG_WARN, "SIGHUP ignored: configuration reload is not supported yet");
+        }
+        if (srv.stopping && (loop_drained() || srv.now_us >= srv.stop_deadline_us))
+            break;
+        n = loop_pollset();
+        rc = poll(srv.pfds, (nfds_t)n, loop_timeout());
+        if (rc < 0 && errno != EINTR)
+            die("poll: %s", strerror(errno));
+        srv.now_us = now_monotonic_us();
+        for (i = 0; rc > 0 && i < n; i++)
+            if (srv.pfds[i].revents)
+                loop_event(&srv.pfds[i]);
+        for (i = 0; i < (size_t)srv.nbackends; i++) {
+            int j;
+            for (j = 0; j < srv.backends[i].nconns; j++)
+                backend_timers(&srv.backends[i].conns[j]);
+        }
+        loop_flush();
+    }
+    log_at(LOG_INFO, "exiting");
+}
+
+/* Free everything, so leak checkers see a clean exit. */
+static void loop_cleanup(void)
+{
+    struct req *r;
+    int i, j;
+
+    while (srv.clients)
+        client_close(srv.clients, "exit");
+    loop_flush();
+    loop_close_listeners();
+    for (i = 0; i < srv.nbackends; i++) {
+        struct backend *b = &srv.backends[i];
+        for (j = 0; j < b->nconns; j++) {
+            struct bconn *bc = &b->conns[j];
+            while ((r = bc->head) != NULL) { /* only orphans remain */
+                bc->head = r->next_sent;
+                if (r->parent) {
+                    if (--r->parent->pending == 0)
+                        req_free(r->parent);
+                } else {
+                    req_free(r);
+                }
+            }
+            if (bc->fd >= 0)
+                close(bc->fd);
+            buf_free(&bc->in);
+            buf_free(&bc->out);
+        }
+        free(b->conns);
+    }
+    while ((r = srv.free_reqs) != NULL) {
+        srv.free_reqs = r->next;
+        free(r);
+    }
+    free(srv.backends);
+    free(srv.split_child);
+    free(srv.listen_fds);
+    free(srv.fds);
+    free(srv.dirty);
+    free(srv.pfds);
+    free(srv.rbuf);
+    free(srv.argv);
+    free(srv.keypos);
+    free(srv.scratch);
+    config_free(srv.cfg);
+}
+
+/* ================================================================== main */
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: shardproxy [-c FILE] [-t] [--route KEY]... [--table] [-V] [-h]\n"
+            "  -c FILE      configuration file (default: shardproxy.conf)\n"
+            "  -t           check the configuration and exit (0 if OK)\n"
+            "  --route KEY  print the backend KEY maps to: NAME ADDRESS SLOT (repeatable)\n"
+            "  --table      print the Maglev table: one backend identity per slot\n"
+            "  -V           print the version and exit\n"
+            "  -h           print this help and exit\n");
+}
+
+/* Raise the soft descriptor limit to the hard one and size the fd table. */
+static void main_fd_limit(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        if (rl.rlim_cur < rl.rlim_max) {
+            rl.rlim_cur = rl.rlim_max == RLIM_INFINITY ? 1048576 : rl.rlim_max;
+            if (rl.rlim_cur > 1048576)
+                rl.rlim_cur = 1048576;
+            setrlimit(RLIMIT_NOFILE, &rl);
+            getrlimit(RLIMIT_NOFILE, &rl);
+        }
+        srv.maxfds = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1048576 ? 1048576
+                                                                            : (int)rl.rlim_cur;
+    } else {
+        srv.maxfds = 1024;
+    }
+    srv.fds = xmalloc(sizeof *srv.fds * (size_t)srv.maxfds);
+    memset(srv.fds, 0, sizeof *srv.fds * (size_t)srv.maxfds);
+}
+
+/* --route and --table: placement only, no network. */
+static int main_print(const struct config *c, char **keys, int nkeys, int table)
+{
+    uint64_t s;
+    int i;
+
+    for (i = 0; i < nkeys; i++) {
+        uint32_t slot = route_slot(c, keys[i], strlen(keys[i]));
+        const struct config_backend *b = &c->backends[c->table[slot]];
+        printf("%s %s %u\n", b->id, b->addr, slot);
+    }
+    if (table)
+        for (s = 0; s < c->table_size; s++)
+            printf("%s\n", c->backends[c->table[s]].id);
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = "shardproxy.conf";
+    char **keys = xmalloc(sizeof *keys * (size_t)argc), err[1024];
+    int i, nkeys = 0, check = 0, table = 0, rc;
+    struct config *c;
+
+    for (i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-c") && i + 1 < argc) {
+            path = argv[++i];
+        } else if (!strcmp(argv[i], "-t")) {
+            check = 1;
+        } else if (!strcmp(argv[i], "--route") && i + 1 < argc) {
+            keys[nkeys++] = argv[++i];
+        } else if (!strcmp(argv[i], "--table")) {
+            table = 1;
+        } else if (!strcmp(argv[i], "-V") || !strcmp(argv[i], "--version")) {
+            printf("shardproxy %s\n", SHARDPROXY_VERSION);
+            free(keys);
+            return 0;
+        } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(stdout);
+            free(keys);
+            return 0;
+        } else {
+            fprintf(stderr, "shardproxy: unknown or incomplete option '%s'\n", argv[i]);
+            usage(stderr);
+            free(keys);
+            return 2;
+        }
+    }
+    config_no_resolve = (nkeys > 0 || table) && !check;
+    c = config_load(path, err, sizeof err);
+    if (!c) {
+        fprintf(stderr, "%s\n", err);
+        free(keys);
+        return 1;
+    }
+    if (check) {
+        printf("configuration OK\n");
+        config_free(c);
+        free(keys);
+        return 0;
+    }
+    if (nkeys > 0 || table) {
+        rc = main_print(c, keys, nkeys, table);
+        config_free(c);
+        free(keys);
+        return rc;
+    }
+    free(keys);
+    srv.cfg = c;
+    log_threshold = (enum log_level)c->log_level;
+    srv.start_time = time(NULL);
+    srv.now_us = now_monotonic_us();
+    srv.rbuf = xmalloc(READ_CHUNK);
+    main_fd_limit();
+    sig_install();
+    loop_listen();
+    backend_init_all();
+    log_at(LOG_INFO, "shardproxy %s started: %d backend(s), table_size %llu, pid %ld",
+           SHARDPROXY_VERSION, srv.nbackends, (unsigned long long)c->table_size, (long)getpid());
+    loop_run();
+    loop_cleanup();
+    return 0;
+}
