@@ -603,7 +603,9 @@ enum resp_result resp_req_parse(struct resp_req_parser *p, const char *buf, size
             long nl = resp_find_nl(buf, p->pos, len);
             size_t i, end;
             if (nl < 0) {
-                if (len > lim->max_inline) {
+                /* a full-length line may still be waiting for its "\n" after "\r" */
+                if (len > (size_t)lim->max_inline + 1 ||
+                    (len == (size_t)lim->max_inline + 1 && buf[len - 1] != '\r')) {
                     p->err = "too big inline request";
                     return RESP_ERROR;
                 }
@@ -1076,6 +1078,20 @@ static int config_parse_number(struct config *c, const void *field, char **argv,
     return 0;
 }
 
+/* table_size: a number that must also be prime. */
+static int config_parse_table_size(struct config *c, const void *field, char **argv, int argc,
+                                   char *err, size_t errlen)
+{
+    if (config_parse_number(c, field, argv, argc, err, errlen) != 0)
+        return -1;
+    if (!maglev_is_prime(c->table_size)) {
+        snprintf(err, errlen, "table_size %llu is not prime (e.g. 65537, 655373, 5000011)",
+                 (unsigned long long)c->table_size);
+        return -1;
+    }
+    return 0;
+}
+
 static int config_parse_size(struct config *c, const void *field, char **argv, int argc,
                              char *err, size_t errlen)
 {
@@ -1215,7 +1231,7 @@ static const struct config_directive config_directives[] = {
     {"listen", config_parse_listen, 0, 0, 0},
     {"backend", config_parse_backend, 0, 0, 0},
     {"hash_tags", config_parse_bool, CONFIG_FIELD(hash_tags), 0, 1},
-    {"table_size", config_parse_number, CONFIG_FIELD(table_size), 2, MAGLEV_MAX_SIZE},
+    {"table_size", config_parse_table_size, CONFIG_FIELD(table_size), 2, MAGLEV_MAX_SIZE},
     {"timeout", config_parse_number, CONFIG_FIELD(timeout_ms), 0, 3600000},
     {"connect_timeout", config_parse_number, CONFIG_FIELD(connect_timeout_ms), 1, 3600000},
     {"backend_connections", config_parse_number, CONFIG_FIELD(backend_connections), 1, 64},
@@ -1282,11 +1298,6 @@ static int config_validate(struct config *c, char *err, size_t errlen)
     }
     if (c->nbackends == 0) {
         snprintf(err, errlen, "no 'backend' directive");
-        return -1;
-    }
-    if (!maglev_is_prime(c->table_size)) {
-        snprintf(err, errlen, "table_size %llu is not prime (e.g. 65537, 655373, 5000011)",
-                 (unsigned long long)c->table_size);
         return -1;
     }
     if (c->table_size < (uint64_t)c->nbackends) {
@@ -3321,7 +3332,8 @@ static void client_dispatch(struct client *c, const char *raw, size_t rawlen)
     }
     switch ((enum route_kind)cmd->kind) {
     case ROUTE_ONE: {
-        const struct resp_arg *k = &argv[cmd->specs[0].start];
+        const struct resp_arg *k = &argv[cmd->specs[0].start]; /* arity checked: it exists */
+        assert(cmd->specs[0].start < argc);
         client_forward(c, route_backend(srv.cfg, k->p, k->len), raw, rawlen, argv, argc);
         break;
     }

@@ -70,7 +70,8 @@ struct resp_req_parser {
     int inline_req;      /* 1 when the request is an inline command */
     size_t pos;          /* bytes of the request already consumed */
     int64_t args_left;   /* bulk strings still expected in the array */
-    int64_t argc;        /* declared array length (inline: number of words) */
+    int64_t argc;        /* declared array length (inline: 0 for a blank line, else 1;
+                            resp_req_args gives the real count) */
     int64_t bulk_left;   /* bytes of the current bulk (payload + CRLF) still to skip */
     const char *err;     /* on RESP_ERROR: what was wrong, for "-ERR Protocol error: ..." */
 };

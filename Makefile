@@ -1,0 +1,58 @@
+# shardproxy -- GNU make.
+#
+#   make                 build ./shardproxy (libc only; CC=clang, CC=musl-gcc work)
+#   make SANITIZE=1      the same binary under ASan/UBSan
+#   make test            install missing test tools, build, unit tests, bats suites
+#   make unit | demo | clean
+
+CC     ?= cc
+CFLAGS ?= -O2 -g
+# Kept even when CFLAGS is overridden on the command line.
+WARN   := -std=c99 -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+ifeq ($(SANITIZE),1)
+SP_CFLAGS = $(WARN) $(CFLAGS) $(SANFLAGS)
+else
+SP_CFLAGS = $(WARN) $(CFLAGS)
+endif
+BUILD := $(CC) $(SP_CFLAGS) $(CPPFLAGS) $(LDFLAGS) $(LDLIBS)
+
+.PHONY: all test unit demo deps clean FORCE
+
+all: shardproxy
+
+shardproxy: shardproxy.c shardproxy.h .build-flags
+	$(CC) $(SP_CFLAGS) $(CPPFLAGS) $(LDFLAGS) -o $@ shardproxy.c $(LDLIBS)
+
+# The compiler and flags are part of what a binary depends on: .build-flags
+# holds the last command line and is rewritten only when it changes, so
+# switching SANITIZE, CC or CFLAGS rebuilds and nothing else does.
+.build-flags: FORCE
+	@echo '$(BUILD)' | cmp -s - $@ || echo '$(BUILD)' > $@
+
+# Unit tests include shardproxy.c itself.  They run under ASan/UBSan whenever
+# $(CC) can build and run such a program (musl-gcc cannot); evaluated lazily.
+san_ok = $(shell printf 'int main(void){return 0;}\n' | \
+	$(CC) $(SANFLAGS) -x c - -o test/.san-check >/dev/null 2>&1 && \
+	./test/.san-check >/dev/null 2>&1 && echo yes; rm -f test/.san-check)
+
+test/unit: test/unit.c shardproxy.c shardproxy.h .build-flags
+	$(CC) $(WARN) $(CFLAGS) $(if $(san_ok),$(SANFLAGS)) $(CPPFLAGS) $(LDFLAGS) \
+		-o $@ test/unit.c $(LDLIBS)
+
+unit: test/unit
+	./test/unit
+
+deps:
+	@test/deps.sh
+
+# deps first: it may have to install bats and redis-server.
+test: deps all unit
+	bats test/
+
+demo: all
+	test/demo.sh
+
+clean:
+	rm -f shardproxy test/unit test/.san-check .build-flags *.o test/*.o
+	rm -rf *.dSYM test/*.dSYM
