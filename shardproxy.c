@@ -915,6 +915,8 @@ struct config {
     uint64_t client_output_limit;      /* unread reply bytes before disconnect */
     uint64_t max_request_size;         /* largest request in bytes */
     uint64_t log_level;                /* enum log_level */
+    char *admin;                       /* admin socket path, or NULL */
+    uint64_t admin_mode;               /* its file mode (default 0600) */
     uint16_t *table;                   /* Maglev table: slot -> backend index */
 };
 
@@ -1092,6 +1094,45 @@ static int config_parse_table_size(struct config *c, const void *field, char **a
     return 0;
 }
 
+/* admin PATH: a UNIX socket path that fits sun_path. */
+static int config_parse_admin(struct config *c, const void *field, char **argv, int argc,
+                              char *err, size_t errlen)
+{
+    struct sockaddr_un un;
+
+    UNUSED(field);
+    if (config_need_args("admin", argc, 2, err, errlen) < 0)
+        return -1;
+    if (strlen(argv[1]) >= sizeof un.sun_path) {
+        snprintf(err, errlen, "admin socket path too long (max %zu bytes)",
+                 sizeof un.sun_path - 1);
+        return -1;
+    }
+    free(c->admin);
+    c->admin = xstrndup(argv[1], strlen(argv[1]));
+    return 0;
+}
+
+/* admin_mode: an octal file mode such as 0600 or 660. */
+static int config_parse_mode(struct config *c, const void *field, char **argv, int argc,
+                             char *err, size_t errlen)
+{
+    const char *p = argv[1];
+    uint64_t v = 0;
+
+    UNUSED(field);
+    if (config_need_args("admin_mode", argc, 2, err, errlen) < 0)
+        return -1;
+    for (; *p >= '0' && *p <= '7' && v <= 0777; p++)
+        v = v * 8 + (uint64_t)(*p - '0');
+    if (*p || p == argv[1] || v > 0777) {
+        snprintf(err, errlen, "'admin_mode' wants an octal mode such as 0600, not '%s'", argv[1]);
+        return -1;
+    }
+    c->admin_mode = v;
+    return 0;
+}
+
 static int config_parse_size(struct config *c, const void *field, char **argv, int argc,
                              char *err, size_t errlen)
 {
@@ -1242,6 +1283,8 @@ static const struct config_directive config_directives[] = {
     {"max_request_size", config_parse_size, CONFIG_FIELD(max_request_size), 1024,
      4ULL << 30},
     {"log_level", config_parse_log_level, 0, 0, 0},
+    {"admin", config_parse_admin, 0, 0, 0},
+    {"admin_mode", config_parse_mode, 0, 0, 0},
 };
 
 static void config_free(struct config *c)
@@ -1259,6 +1302,7 @@ static void config_free(struct config *c)
     free(c->listens);
     free(c->backends);
     free(c->table);
+    free(c->admin);
     free(c->path);
     free(c);
 }
@@ -1351,6 +1395,7 @@ static struct config *config_load(const char *path, char *err, size_t errlen)
     c->client_output_limit = 64ULL << 20;
     c->max_request_size = 512ULL << 20;
     c->log_level = LOG_INFO;
+    c->admin_mode = 0600;
     while (getline(&line, &cap, f) != -1) {
         size_t i;
         lineno++;
@@ -2037,6 +2082,100 @@ static int route_backend(const struct config *c, const char *key, size_t len)
     return c->table[route_slot(c, key, len)];
 }
 
+/* ============================================================ histograms */
+
+/*
+ * Latency histograms with log-linear buckets: samples below 32 us are exact;
+ * above, every power of two is cut into 32 buckets, so a bucket is at most
+ * 1/32 (3%) of its values wide.  Fixed size, no allocation per sample.  The
+ * powers of two are bucket boundaries, which makes the cumulative Prometheus
+ * buckets (le = 2^k us) exact.
+ */
+#define HIST_SUB_BITS 5
+#define HIST_SUB (1u << HIST_SUB_BITS)
+#define HIST_MAX_BITS 26 /* 2^26 us = 67 s; larger samples land in the last bucket */
+#define HIST_BUCKETS (HIST_SUB + (HIST_MAX_BITS - HIST_SUB_BITS) * HIST_SUB)
+
+/* One latency distribution, in microseconds. */
+struct hist {
+    uint64_t count;           /* samples */
+    uint64_t sum;             /* sum of the samples */
+    uint64_t max;             /* largest sample */
+    uint64_t b[HIST_BUCKETS]; /* samples per bucket */
+};
+
+static unsigned hist_index(uint64_t v)
+{
+    unsigned msb = 0;
+    uint64_t t = v;
+
+    if (v < HIST_SUB)
+        return (unsigned)v;
+    if (v >= 1ULL << HIST_MAX_BITS)
+        return HIST_BUCKETS - 1;
+    while (t >>= 1)
+        msb++;
+    return HIST_SUB + (msb - HIST_SUB_BITS) * HIST_SUB +
+           (unsigned)((v >> (msb - HIST_SUB_BITS)) - HIST_SUB);
+}
+
+/* Smallest value of bucket I, and its width. */
+static uint64_t hist_low(unsigned i, uint64_t *width)
+{
+    unsigned k;
+
+    if (i < HIST_SUB) {
+        *width = 1;
+        return i;
+    }
+    k = (i - HIST_SUB) / HIST_SUB;
+    *width = 1ULL << k;
+    return (uint64_t)(HIST_SUB + (i - HIST_SUB) % HIST_SUB) << k;
+}
+
+static void hist_add(struct hist *h, uint64_t v)
+{
+    h->count++;
+    h->sum += v;
+    if (v > h->max)
+        h->max = v;
+    h->b[hist_index(v)]++;
+}
+
+/* The value below which a fraction Q of the samples fall: the middle of
+ * the bucket holding that rank, never above the largest sample. */
+static uint64_t hist_quantile(const struct hist *h, double q)
+{
+    uint64_t rank, seen = 0, width, low;
+    unsigned i;
+
+    if (h->count == 0)
+        return 0;
+    rank = (uint64_t)(q * (double)h->count + 0.999999);
+    if (rank < 1)
+        rank = 1;
+    for (i = 0; i < HIST_BUCKETS; i++) {
+        seen += h->b[i];
+        if (seen >= rank)
+            break;
+    }
+    low = hist_low(i < HIST_BUCKETS ? i : HIST_BUCKETS - 1, &width);
+    return MIN(low + width / 2, h->max);
+}
+
+/* Samples below 2^K us (exact: powers of two are bucket boundaries). */
+static uint64_t hist_below_pow2(const struct hist *h, unsigned k)
+{
+    uint64_t n = 0;
+    unsigned i, end = k <= HIST_SUB_BITS ? (1u << k) : hist_index(1ULL << k);
+
+    if (k >= HIST_MAX_BITS)
+        return h->count - h->b[HIST_BUCKETS - 1];
+    for (i = 0; i < end; i++)
+        n += h->b[i];
+    return n;
+}
+
 /* ============================================================== requests */
 
 /*
@@ -2062,7 +2201,8 @@ enum req_merge {
     MERGE_NONE,  /* not a split parent */
     MERGE_ARRAY, /* MGET: elements back in the order of the keys */
     MERGE_OK,    /* MSET: +OK when every part said +OK */
-    MERGE_SUM    /* DEL UNLINK EXISTS TOUCH DBSIZE: sum of integers */
+    MERGE_SUM,   /* DEL UNLINK EXISTS TOUCH DBSIZE: sum of integers */
+    MERGE_INFO   /* INFO: the proxy's sections plus the backends' keyspace summed */
 };
 
 struct client;
@@ -2086,6 +2226,9 @@ struct req {
     struct req **child;        /* parent: the children, in creation order */
     uint32_t *keymap;          /* MGET parent: child index of each key, in key order */
     uint32_t nkeys;            /* MGET parent: entries in keymap */
+    const struct route_cmd *cmd; /* command, for per-command stats (NULL for children) */
+    uint64_t start_us;         /* when the client's request was dispatched */
+    uint8_t info_sections;     /* INFO parent: STATS_INFO_* sections asked for */
 };
 
 /* ============================================================== backends */
@@ -2126,8 +2269,8 @@ struct bconn {
 
 /* Proxy-wide counters, defined once: name, help text. */
 #define STATS_PROXY(X)                                                            \
-    X(clients_total, "client connections accepted")                              \
-    X(clients_rejected, "client connections refused at max_clients")             \
+    X(connections_accepted, "client connections accepted")                       \
+    X(connections_rejected, "client connections refused at max_clients")         \
     X(commands, "commands received from clients")                                \
     X(errors, "error replies sent to clients")                                   \
     X(protocol_errors, "clients closed for a protocol error")                    \
@@ -2155,6 +2298,14 @@ struct backend {
     int nconns;                       /* entries in conns */
     uint32_t slots;                   /* Maglev slots it owns */
     struct backend_stats st;          /* counters */
+    struct hist latency;              /* request queued to reply read, us */
+};
+
+/* Counters of one command, allocated when it is first seen. */
+struct cmd_stats {
+    uint64_t calls;     /* requests for it */
+    uint64_t errors;    /* error replies to them */
+    struct hist latency; /* dispatch to complete reply, us */
 };
 
 /* =============================================================== clients */
@@ -2182,10 +2333,20 @@ struct client {
     char *name;                       /* CLIENT SETNAME, or NULL */
     char addr[64];                    /* peer address for logs */
     uint64_t created_us;              /* accept time */
+    uint64_t last_us;                 /* last time it sent bytes */
 };
 
 /* What a file descriptor is, for the poll loop's dispatch. */
-enum fd_type { FD_NONE, FD_LISTENER, FD_CLIENT, FD_BACKEND };
+enum fd_type { FD_NONE, FD_LISTENER, FD_CLIENT, FD_BACKEND, FD_ADMIN_LISTENER, FD_ADMIN };
+
+/* One connection to the admin socket: line-based commands, text replies. */
+struct admin {
+    struct admin *next; /* list of admin connections */
+    int fd;             /* socket, -1 once closed */
+    int closing;        /* quit or EOF seen: close once out is written */
+    struct buf in;      /* a partial command line */
+    struct buf out;     /* replies not yet written */
+};
 
 /* fd -> object, indexed by descriptor number. */
 struct fdref {
@@ -2227,6 +2388,11 @@ static struct server {
     uint64_t accept_paused_until;  /* after EMFILE: no accept before this */
     uint32_t any_next;             /* round-robin cursor for ROUTE_ANY */
     struct proxy_stats st;         /* counters */
+    struct cmd_stats *cmd_stats[ARRAY_LEN(route_cmds)]; /* per command row, when seen */
+    const struct route_cmd *cur_cmd; /* command being dispatched, for stats */
+    int admin_fd;                  /* admin socket listener, -1 if none */
+    struct admin *admins;          /* admin connections */
+    int nadmins;                   /* entries in admins */
 } srv;
 
 static volatile sig_atomic_t sig_stop;  /* SIGTERM/SIGINT seen */
@@ -2266,6 +2432,30 @@ static void req_free(struct req *r)
     buf_free(&r->reply);
     r->next = srv.free_reqs;
     srv.free_reqs = r;
+}
+
+/* The counters of CMD, allocated the first time it is seen. */
+static struct cmd_stats *stats_cmd(const struct route_cmd *cmd)
+{
+    struct cmd_stats **cs = &srv.cmd_stats[cmd - route_cmds];
+
+    if (!*cs) {
+        *cs = xmalloc(sizeof **cs);
+        memset(*cs, 0, sizeof **cs);
+    }
+    return *cs;
+}
+
+/* A command's reply is complete: account its latency and outcome. */
+static void stats_cmd_done(const struct route_cmd *cmd, uint64_t us, int error)
+{
+    struct cmd_stats *cs;
+
+    if (!cmd)
+        return;
+    cs = stats_cmd(cmd);
+    cs->errors += error != 0;
+    hist_add(&cs->latency, us);
 }
 
 /* ================================================================ clients */
@@ -2382,6 +2572,8 @@ static void client_reply(struct client *c, const char *p, size_t n)
 {
     struct req *r;
 
+    /* answered without a backend: no latency to speak of */
+    stats_cmd_done(srv.cur_cmd, 0, n > 0 && p[0] == '-');
     if (!c->head) {
         client_emit(c, p, n);
         client_check_output(c);
@@ -2411,6 +2603,436 @@ static void client_error(struct client *c, const char *fmt, ...)
     buf_free(&b);
 }
 
+/* ================================================================= stats */
+
+/* INFO sections, as a bit mask. */
+enum {
+    STATS_INFO_SERVER = 1,
+    STATS_INFO_CLIENTS = 2,
+    STATS_INFO_STATS = 4,
+    STATS_INFO_BACKENDS = 8,
+    STATS_INFO_KEYSPACE = 16,
+    STATS_INFO_ALL = 31
+};
+
+/* "up" if any connection is up, "connecting" while a first attempt (or one
+ * after a lost connection) is under way, else "down". */
+static const char *stats_backend_state(const struct backend *b)
+{
+    int i, connecting = 0;
+
+    for (i = 0; i < b->nconns; i++) {
+        if (b->conns[i].state == BCONN_UP)
+            return "up";
+        if (!b->conns[i].failed)
+            connecting = 1;
+    }
+    return connecting ? "connecting" : "down";
+}
+
+static uint64_t stats_backend_inflight(const struct backend *b)
+{
+    uint64_t n = 0;
+    int i;
+
+    for (i = 0; i < b->nconns; i++)
+        n += b->conns[i].inflight;
+    return n;
+}
+
+static int stats_backend_connections(const struct backend *b)
+{
+    int i, n = 0;
+
+    for (i = 0; i < b->nconns; i++)
+        n += b->conns[i].state == BCONN_UP;
+    return n;
+}
+
+static uint64_t stats_inflight(void)
+{
+    uint64_t n = 0;
+    int i;
+
+    for (i = 0; i < srv.nbackends; i++)
+        n += stats_backend_inflight(&srv.backends[i]);
+    return n;
+}
+
+static long long stats_uptime(void) { return (long long)(time(NULL) - srv.start_time); }
+
+/* The quantiles every latency report shows. */
+static const struct {
+    const char *name; /* key in reports */
+    double q;         /* fraction */
+} stats_quantiles[] = {{"p50", 0.5}, {"p90", 0.9}, {"p99", 0.99}, {"p999", 0.999}};
+
+static void stats_text_latency(struct buf *out, const struct hist *h)
+{
+    size_t i;
+
+    buf_printf(out, "  latency_us");
+    for (i = 0; i < ARRAY_LEN(stats_quantiles); i++)
+        buf_printf(out, " %s %llu", stats_quantiles[i].name,
+                   (unsigned long long)hist_quantile(h, stats_quantiles[i].q));
+    buf_printf(out, " max %llu\n", (unsigned long long)h->max);
+}
+
+/* The human-readable report: SIGUSR1 and the admin `stats` command. */
+static void stats_write_text(struct buf *out)
+{
+    size_t i;
+    int b;
+
+    buf_printf(out, "shardproxy %s pid %ld uptime %llds\n", SHARDPROXY_VERSION, (long)getpid(),
+               stats_uptime());
+    buf_printf(out, "  %-20s %llu\n  %-20s %llu\n", "clients", (unsigned long long)srv.nclients,
+               "inflight", (unsigned long long)stats_inflight());
+#define STATS_TEXT(name, help) \
+    buf_printf(out, "  %-20s %llu\n", #name, (unsigned long long)srv.st.name);
+    STATS_PROXY(STATS_TEXT)
+#undef STATS_TEXT
+    for (b = 0; b < srv.nbackends; b++) {
+        const struct backend *be = &srv.backends[b];
+        buf_printf(out, "backend %s address %s weight %u state %s slots %u connections %d "
+                   "inflight %llu\n", be->cfg->id, be->cfg->addr, be->cfg->weight,
+                   stats_backend_state(be), be->slots, stats_backend_connections(be),
+                   (unsigned long long)stats_backend_inflight(be));
+#define STATS_TEXT(name, help) \
+    buf_printf(out, "  %-20s %llu\n", #name, (unsigned long long)be->st.name);
+        STATS_BACKEND(STATS_TEXT)
+#undef STATS_TEXT
+        stats_text_latency(out, &be->latency);
+    }
+    for (i = 0; i < ARRAY_LEN(route_cmds); i++) {
+        const struct cmd_stats *cs = srv.cmd_stats[i];
+        if (!cs)
+            continue;
+        buf_printf(out, "command %s calls %llu errors %llu\n", route_cmds[i].name,
+                   (unsigned long long)cs->calls, (unsigned long long)cs->errors);
+        stats_text_latency(out, &cs->latency);
+    }
+}
+
+/* Append S as a JSON string: quotes, backslashes and control bytes escaped. */
+static void stats_json_str(struct buf *out, const char *s)
+{
+    buf_append(out, "\"", 1);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            buf_printf(out, "\\%c", ch);
+        else if (ch < 0x20 || ch == 0x7f)
+            buf_printf(out, "\\u%04x", ch);
+        else
+            buf_append(out, s, 1);
+    }
+    buf_append(out, "\"", 1);
+}
+
+static void stats_json_latency(struct buf *out, const struct hist *h)
+{
+    size_t i;
+
+    buf_printf(out, "\"latency_us\":{");
+    for (i = 0; i < ARRAY_LEN(stats_quantiles); i++)
+        buf_printf(out, "\"%s\":%llu,", stats_quantiles[i].name,
+                   (unsigned long long)hist_quantile(h, stats_quantiles[i].q));
+    buf_printf(out, "\"max\":%llu}", (unsigned long long)h->max);
+}
+
+/* The whole report as one JSON object on one line (admin `stats json`). */
+static void stats_write_json(struct buf *out)
+{
+    size_t i;
+    int b, first = 1;
+
+    buf_printf(out, "{\"version\":\"%s\",\"pid\":%ld,\"uptime_s\":%lld,"
+               "\"clients\":{\"current\":%llu,\"total\":%llu,\"rejected\":%llu},"
+               "\"inflight\":%llu", SHARDPROXY_VERSION, (long)getpid(), stats_uptime(),
+               (unsigned long long)srv.nclients, (unsigned long long)srv.st.connections_accepted,
+               (unsigned long long)srv.st.connections_rejected,
+               (unsigned long long)stats_inflight());
+#define STATS_JSON(name, help) buf_printf(out, ",\"%s\":%llu", #name, (unsigned long long)srv.st.name);
+    STATS_PROXY(STATS_JSON)
+#undef STATS_JSON
+    buf_printf(out, ",\"backends\":[");
+    for (b = 0; b < srv.nbackends; b++) {
+        const struct backend *be = &srv.backends[b];
+        buf_printf(out, "%s{\"name\":", b ? "," : "");
+        stats_json_str(out, be->cfg->id);
+        buf_printf(out, ",\"address\":");
+        stats_json_str(out, be->cfg->addr);
+        buf_printf(out, ",\"weight\":%u,\"state\":\"%s\",\"slots\":%u,\"connections\":%d,"
+                   "\"inflight\":%llu", be->cfg->weight, stats_backend_state(be), be->slots,
+                   stats_backend_connections(be), (unsigned long long)stats_backend_inflight(be));
+#define STATS_JSON(name, help) buf_printf(out, ",\"%s\":%llu", #name, (unsigned long long)be->st.name);
+        STATS_BACKEND(STATS_JSON)
+#undef STATS_JSON
+        buf_append(out, ",", 1);
+        stats_json_latency(out, &be->latency);
+        buf_append(out, "}", 1);
+    }
+    buf_printf(out, "],\"commands_by_name\":{");
+    for (i = 0; i < ARRAY_LEN(route_cmds); i++) {
+        const struct cmd_stats *cs = srv.cmd_stats[i];
+        if (!cs)
+            continue;
+        buf_printf(out, "%s\"%s\":{\"calls\":%llu,\"errors\":%llu,", first ? "" : ",",
+                   route_cmds[i].name, (unsigned long long)cs->calls,
+                   (unsigned long long)cs->errors);
+        stats_json_latency(out, &cs->latency);
+        buf_append(out, "}", 1);
+        first = 0;
+    }
+    buf_printf(out, "}}\n");
+}
+
+/* Append S as a Prometheus label value: backslash, quote and newline escaped. */
+static void stats_prom_label(struct buf *out, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\' || *s == '"')
+            buf_printf(out, "\\%c", *s);
+        else if (*s == '\n')
+            buf_append(out, "\\n", 2);
+        else
+            buf_append(out, s, 1);
+    }
+}
+
+static void stats_prom_family(struct buf *out, const char *name, const char *type,
+                              const char *help)
+{
+    buf_printf(out, "# HELP shardproxy_%s %s\n# TYPE shardproxy_%s %s\n", name, help, name, type);
+}
+
+/* One sample: shardproxy_NAME{LABEL="VALUE"} V (no braces without a label). */
+static void stats_prom_sample(struct buf *out, const char *name, const char *label,
+                              const char *value, uint64_t v)
+{
+    buf_printf(out, "shardproxy_%s", name);
+    if (label) {
+        buf_printf(out, "{%s=\"", label);
+        stats_prom_label(out, value);
+        buf_append(out, "\"}", 2);
+    }
+    buf_printf(out, " %llu\n", (unsigned long long)v);
+}
+
+/* A latency histogram in seconds: cumulative buckets at powers of two of
+ * microseconds (exact bucket boundaries), then +Inf, _sum and _count. */
+static void stats_prom_hist(struct buf *out, const char *name, const char *label,
+                            const char *value, const struct hist *h)
+{
+    unsigned k;
+
+    for (k = 0; k <= HIST_MAX_BITS; k++) {
+        uint64_t le = 1ULL << k;
+        buf_printf(out, "shardproxy_%s_bucket{%s=\"", name, label);
+        stats_prom_label(out, value);
+        buf_printf(out, "\",le=\"%llu.%06llu\"} %llu\n", (unsigned long long)(le / 1000000),
+                   (unsigned long long)(le % 1000000),
+                   (unsigned long long)hist_below_pow2(h, k));
+    }
+    buf_printf(out, "shardproxy_%s_bucket{%s=\"", name, label);
+    stats_prom_label(out, value);
+    buf_printf(out, "\",le=\"+Inf\"} %llu\n", (unsigned long long)h->count);
+    buf_printf(out, "shardproxy_%s_sum{%s=\"", name, label);
+    stats_prom_label(out, value);
+    buf_printf(out, "\"} %llu.%06llu\n", (unsigned long long)(h->sum / 1000000),
+               (unsigned long long)(h->sum % 1000000));
+    buf_printf(out, "shardproxy_%s_count{%s=\"", name, label);
+    stats_prom_label(out, value);
+    buf_printf(out, "\"} %llu\n", (unsigned long long)h->count);
+}
+
+/* Prometheus text exposition format 0.0.4 (admin `metrics`): every family
+ * with HELP and TYPE, its samples together. */
+static void stats_write_metrics(struct buf *out)
+{
+    size_t i;
+    int b;
+
+    stats_prom_family(out, "info", "gauge", "Always 1; the version is a label.");
+    stats_prom_sample(out, "info", "version", SHARDPROXY_VERSION, 1);
+    stats_prom_family(out, "uptime_seconds", "gauge", "Seconds since the proxy started.");
+    stats_prom_sample(out, "uptime_seconds", NULL, NULL, (uint64_t)stats_uptime());
+    stats_prom_family(out, "clients", "gauge", "Client connections open now.");
+    stats_prom_sample(out, "clients", NULL, NULL, srv.nclients);
+    stats_prom_family(out, "inflight_requests", "gauge", "Requests sent to backends, not answered yet.");
+    stats_prom_sample(out, "inflight_requests", NULL, NULL, stats_inflight());
+#define STATS_PROM(name, help)                                            \
+    stats_prom_family(out, #name "_total", "counter", help ".");          \
+    stats_prom_sample(out, #name "_total", NULL, NULL, srv.st.name);
+    STATS_PROXY(STATS_PROM)
+#undef STATS_PROM
+#define STATS_PROM_BACKENDS(family, type, help, expr)                      \
+    stats_prom_family(out, family, type, help);                             \
+    for (b = 0; b < srv.nbackends; b++) {                                   \
+        const struct backend *be = &srv.backends[b];                        \
+        stats_prom_sample(out, family, "backend", be->cfg->id, (expr));     \
+    }
+    STATS_PROM_BACKENDS("backend_up", "gauge", "1 if a connection to the backend is up.",
+                        (uint64_t)(stats_backend_connections(be) > 0))
+    STATS_PROM_BACKENDS("backend_weight", "gauge", "Configured weight.", be->cfg->weight)
+    STATS_PROM_BACKENDS("backend_slots", "gauge", "Maglev table slots owned.", be->slots)
+    STATS_PROM_BACKENDS("backend_connections", "gauge", "Connections up now.",
+                        (uint64_t)stats_backend_connections(be))
+    STATS_PROM_BACKENDS("backend_inflight_requests", "gauge", "Requests not answered yet.",
+                        stats_backend_inflight(be))
+#define STATS_PROM(name, help) STATS_PROM_BACKENDS("backend_" #name "_total", "counter", help ".", be->st.name)
+    STATS_BACKEND(STATS_PROM)
+#undef STATS_PROM
+#undef STATS_PROM_BACKENDS
+    stats_prom_family(out, "backend_latency_seconds", "histogram",
+                      "Time from queueing a request to reading its reply.");
+    for (b = 0; b < srv.nbackends; b++)
+        stats_prom_hist(out, "backend_latency_seconds", "backend", srv.backends[b].cfg->id,
+                        &srv.backends[b].latency);
+    stats_prom_family(out, "command_calls_total", "counter", "Requests per command.");
+    for (i = 0; i < ARRAY_LEN(route_cmds); i++)
+        if (srv.cmd_stats[i])
+            stats_prom_sample(out, "command_calls_total", "command", route_cmds[i].name,
+                              srv.cmd_stats[i]->calls);
+    stats_prom_family(out, "command_errors_total", "counter", "Error replies per command.");
+    for (i = 0; i < ARRAY_LEN(route_cmds); i++)
+        if (srv.cmd_stats[i])
+            stats_prom_sample(out, "command_errors_total", "command", route_cmds[i].name,
+                              srv.cmd_stats[i]->errors);
+    stats_prom_family(out, "command_latency_seconds", "histogram",
+                      "Time from a request's arrival to its complete reply.");
+    for (i = 0; i < ARRAY_LEN(route_cmds); i++)
+        if (srv.cmd_stats[i])
+            stats_prom_hist(out, "command_latency_seconds", "command", route_cmds[i].name,
+                            &srv.cmd_stats[i]->latency);
+}
+
+/* Which INFO sections ARGV[1..] asks for (none: all). */
+static uint8_t stats_info_mask(const struct resp_arg *argv, int64_t argc)
+{
+    static const struct {
+        const char *name; /* section name, any case */
+        uint8_t bit;      /* STATS_INFO_* */
+    } sections[] = {{"server", STATS_INFO_SERVER},     {"clients", STATS_INFO_CLIENTS},
+                    {"stats", STATS_INFO_STATS},       {"backends", STATS_INFO_BACKENDS},
+                    {"keyspace", STATS_INFO_KEYSPACE}, {"all", STATS_INFO_ALL},
+                    {"default", STATS_INFO_ALL},       {"everything", STATS_INFO_ALL}};
+    uint8_t mask = 0;
+    int64_t i;
+    size_t j;
+
+    if (argc < 2)
+        return STATS_INFO_ALL;
+    for (i = 1; i < argc; i++)
+        for (j = 0; j < ARRAY_LEN(sections); j++)
+            if (route_argeq(&argv[i], sections[j].name))
+                mask |= sections[j].bit;
+    return mask;
+}
+
+/* The first TCP port the proxy listens on (INFO's tcp_port), or 0. */
+static unsigned stats_tcp_port(void)
+{
+    int i;
+
+    for (i = 0; i < srv.cfg->nlistens; i++) {
+        const struct sockaddr_storage *sa = &srv.cfg->listens[i].sa;
+        if (sa->ss_family == AF_INET)
+            return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+        if (sa->ss_family == AF_INET6)
+            return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+    }
+    return 0;
+}
+
+/* INFO's own sections, in Redis's format. */
+static void stats_info(struct buf *out, uint8_t mask)
+{
+    int i;
+
+    if (mask & STATS_INFO_SERVER)
+        buf_printf(out, "# Server\r\nshardproxy_version:%s\r\nprocess_id:%ld\r\ntcp_port:%u\r\n"
+                   "uptime_in_seconds:%lld\r\nuptime_in_days:%lld\r\n\r\n", SHARDPROXY_VERSION,
+                   (long)getpid(), stats_tcp_port(), stats_uptime(), stats_uptime() / 86400);
+    if (mask & STATS_INFO_CLIENTS)
+        buf_printf(out, "# Clients\r\nconnected_clients:%llu\r\nmaxclients:%llu\r\n\r\n",
+                   (unsigned long long)srv.nclients,
+                   (unsigned long long)srv.cfg->max_clients);
+    if (mask & STATS_INFO_STATS)
+        buf_printf(out, "# Stats\r\ntotal_connections_received:%llu\r\n"
+                   "rejected_connections:%llu\r\ntotal_commands_processed:%llu\r\n"
+                   "total_error_replies:%llu\r\ntotal_net_input_bytes:%llu\r\n"
+                   "total_net_output_bytes:%llu\r\nprotocol_errors:%llu\r\n"
+                   "inflight_requests:%llu\r\n\r\n",
+                   (unsigned long long)srv.st.connections_accepted,
+                   (unsigned long long)srv.st.connections_rejected,
+                   (unsigned long long)srv.st.commands, (unsigned long long)srv.st.errors,
+                   (unsigned long long)srv.st.bytes_in, (unsigned long long)srv.st.bytes_out,
+                   (unsigned long long)srv.st.protocol_errors,
+                   (unsigned long long)stats_inflight());
+    if (mask & STATS_INFO_BACKENDS) {
+        buf_printf(out, "# Backends\r\n");
+        for (i = 0; i < srv.nbackends; i++) {
+            const struct backend *b = &srv.backends[i];
+            buf_printf(out, "backend%d:id=%s,addr=%s,weight=%u,state=%s,slots=%u,inflight=%llu\r\n",
+                       i, b->cfg->id, b->cfg->addr, b->cfg->weight, stats_backend_state(b),
+                       b->slots, (unsigned long long)stats_backend_inflight(b));
+        }
+        buf_printf(out, "\r\n");
+    }
+}
+
+/* Highest database number summed in INFO keyspace. */
+#define STATS_MAX_DB 64
+
+/* Sum "dbN:keys=K,expires=E,avg_ttl=T" lines of the backends' INFO keyspace
+ * replies (REPLIES[0..N)); a backend that failed adds nothing. */
+static void stats_info_keyspace(struct buf *out, struct req *const *replies, uint32_t n)
+{
+    uint64_t keys[STATS_MAX_DB] = {0}, expires[STATS_MAX_DB] = {0};
+    double ttl[STATS_MAX_DB] = {0};
+    uint32_t i;
+    int db;
+
+    for (i = 0; i < n; i++) {
+        const struct buf *r = &replies[i]->reply;
+        char *text, *line, *save = NULL;
+        if (buf_len(r) == 0 || r->data[r->r] != '$')
+            continue;
+        text = xstrndup(r->data + r->r, buf_len(r));
+        for (line = strtok_r(text, "\r\n", &save); line; line = strtok_r(NULL, "\r\n", &save)) {
+            unsigned long long k, e, t;
+            if (sscanf(line, "db%d:keys=%llu,expires=%llu,avg_ttl=%llu", &db, &k, &e, &t) != 4 ||
+                db < 0 || db >= STATS_MAX_DB)
+                continue;
+            keys[db] += k;
+            expires[db] += e;
+            ttl[db] += (double)t * (double)e; /* avg_ttl weighted by keys with a TTL */
+        }
+        free(text);
+    }
+    buf_printf(out, "# Keyspace\r\n");
+    for (db = 0; db < STATS_MAX_DB; db++)
+        if (keys[db])
+            buf_printf(out, "db%d:keys=%llu,expires=%llu,avg_ttl=%llu\r\n", db,
+                       (unsigned long long)keys[db], (unsigned long long)expires[db],
+                       (unsigned long long)(expires[db] ? ttl[db] / (double)expires[db] : 0));
+    buf_printf(out, "\r\n");
+}
+
+/* The INFO reply of parent P once every backend answered INFO keyspace. */
+static void stats_info_merge(struct req *p)
+{
+    struct buf text = {0, 0, 0, 0};
+
+    stats_info(&text, p->info_sections);
+    if (p->info_sections & STATS_INFO_KEYSPACE)
+        stats_info_keyspace(&text, p->child, p->nchild);
+    reply_bulk(&p->reply, text.data ? text.data : "", buf_len(&text));
+    buf_free(&text);
+}
+
 /* ============================================================ completion */
 
 /* Build a split parent's reply from its children's and release it. */
@@ -2420,6 +3042,10 @@ static void req_merge(struct req *p)
     uint32_t i;
     int64_t sum = 0;
 
+    if (p->merge == MERGE_INFO) { /* a backend that failed only misses from the sum */
+        stats_info_merge(p);
+        goto done;
+    }
     for (i = 0; i < p->nchild; i++) { /* any failure fails the whole command */
         struct req *ch = p->child[i];
         const char *rp = ch->reply.data + ch->reply.r;
@@ -2509,6 +3135,8 @@ static void req_complete(struct req *r, const char *p, size_t n, int proxy_error
             return;
         }
         req_merge(parent);
+        stats_cmd_done(parent->cmd, srv.now_us - parent->start_us,
+                       parent->reply.data[parent->reply.r] == '-');
         c = parent->client;
         if (c->head == parent)
             client_release(c);
@@ -2519,6 +3147,7 @@ static void req_complete(struct req *r, const char *p, size_t n, int proxy_error
         req_free(r);
         return;
     }
+    stats_cmd_done(r->cmd, srv.now_us - r->start_us, n > 0 && p[0] == '-');
     if (c->head == r) { /* fast path: no copy into the record */
         client_emit(c, p, n);
         client_pop(c);
@@ -2716,6 +3345,7 @@ static void backend_replies(struct bconn *bc)
         bc->inflight--;
         n = bc->rp.pos;
         bc->backend->st.responses++;
+        hist_add(&bc->backend->latency, srv.now_us - r->sent_us);
         if (p[0] == '-')
             bc->backend->st.errors++;
         req_complete(r, p, n, 0);
@@ -2858,6 +3488,8 @@ static void client_forward(struct client *c, int bi, const char *raw, size_t raw
         return;
     }
     r = req_new();
+    r->cmd = srv.cur_cmd;
+    r->start_us = srv.now_us;
     client_push(c, r);
     if (c->parser.inline_req)
         reply_command(&bc->out, argv, (size_t)argc);
@@ -2885,6 +3517,8 @@ static struct req *client_new_parent(struct client *c, enum req_merge merge, uin
     struct req *p = req_new();
 
     p->merge = (uint8_t)merge;
+    p->cmd = srv.cur_cmd;
+    p->start_us = srv.now_us;
     p->child = xmalloc(sizeof *p->child * nchild);
     p->nchild = p->pending = nchild;
     client_push(c, p);
@@ -2960,22 +3594,22 @@ out:
         free(boc);
 }
 
-/* DBSIZE: ask every backend, sum the answers. */
-static void client_all(struct client *c, const struct resp_arg *argv, int64_t argc)
+/* Send the command ENC to every backend under one parent merged by MERGE
+ * (DBSIZE; INFO keyspace with the SECTIONS asked for). */
+static void client_fanout(struct client *c, enum req_merge merge, const struct buf *enc,
+                          uint8_t sections)
 {
-    struct req *p = client_new_parent(c, MERGE_SUM, (uint32_t)srv.nbackends);
-    struct buf enc = {0, 0, 0, 0};
+    struct req *p = client_new_parent(c, merge, (uint32_t)srv.nbackends);
     int i;
 
-    reply_command(&enc, argv, (size_t)argc);
+    p->info_sections = sections;
     for (i = 0; i < srv.nbackends; i++) {
         struct req *ch = p->child[i] = req_new();
         ch->parent = p;
         ch->backend = &srv.backends[i];
     }
-    for (i = 0; i < srv.nbackends; i++)
-        client_send_child(c, p->child[i], &enc);
-    buf_free(&enc);
+    for (i = 0; i < srv.nbackends; i++) /* the last send may complete and merge p */
+        client_send_child(c, p->child[i], enc);
 }
 
 /* COMMAND, TIME: the next backend (round robin) that is not known down. */
@@ -3022,87 +3656,6 @@ static void client_same(struct client *c, const struct route_cmd *cmd, const cha
             return;
         }
     client_forward(c, bi, raw, rawlen, argv, argc);
-}
-
-/* ================================================================= stats */
-
-static const char *stats_conn_state(const struct backend *b)
-{
-    int i, connecting = 0;
-
-    for (i = 0; i < b->nconns; i++) {
-        if (b->conns[i].state == BCONN_UP)
-            return "up";
-        if (b->conns[i].state == BCONN_CONNECTING && !b->conns[i].failed)
-            connecting = 1;
-    }
-    return connecting ? "connecting" : "down";
-}
-
-static uint64_t stats_inflight(const struct backend *b)
-{
-    uint64_t n = 0;
-    int i;
-
-    for (i = 0; i < b->nconns; i++)
-        n += b->conns[i].inflight;
-    return n;
-}
-
-/* The human-readable report (SIGUSR1). */
-static void stats_write_text(struct buf *out)
-{
-    int i;
-
-    buf_printf(out, "shardproxy %s pid %ld uptime %llds clients %llu\n", SHARDPROXY_VERSION,
-               (long)getpid(), (long long)(time(NULL) - srv.start_time),
-               (unsigned long long)srv.nclients);
-#define STATS_TEXT(name, help) buf_printf(out, "  %-18s %llu\n", #name, (unsigned long long)srv.st.name);
-    STATS_PROXY(STATS_TEXT)
-#undef STATS_TEXT
-    for (i = 0; i < srv.nbackends; i++) {
-        const struct backend *b = &srv.backends[i];
-        buf_printf(out, "backend %s addr %s weight %u state %s slots %u inflight %llu\n", b->cfg->id,
-                   b->cfg->addr, b->cfg->weight, stats_conn_state(b), b->slots,
-                   (unsigned long long)stats_inflight(b));
-#define STATS_TEXT(name, help) buf_printf(out, "  %-18s %llu\n", #name, (unsigned long long)b->st.name);
-        STATS_BACKEND(STATS_TEXT)
-#undef STATS_TEXT
-    }
-}
-
-/* INFO [section] in Redis's format. */
-static void stats_info(struct buf *out, const struct resp_arg *section)
-{
-    int all = !section || route_argeq(section, "all") || route_argeq(section, "default") ||
-              route_argeq(section, "everything");
-    int i;
-
-    if (all || route_argeq(section, "server"))
-        buf_printf(out, "# Server\r\nshardproxy_version:%s\r\nuptime_in_seconds:%lld\r\n"
-                   "process_id:%ld\r\n\r\n", SHARDPROXY_VERSION,
-                   (long long)(time(NULL) - srv.start_time), (long)getpid());
-    if (all || route_argeq(section, "clients"))
-        buf_printf(out, "# Clients\r\nconnected_clients:%llu\r\n\r\n",
-                   (unsigned long long)srv.nclients);
-    if (all || route_argeq(section, "stats"))
-        buf_printf(out, "# Stats\r\ntotal_connections_received:%llu\r\n"
-                   "rejected_connections:%llu\r\ntotal_commands_processed:%llu\r\n"
-                   "total_net_input_bytes:%llu\r\ntotal_net_output_bytes:%llu\r\n\r\n",
-                   (unsigned long long)srv.st.clients_total,
-                   (unsigned long long)srv.st.clients_rejected,
-                   (unsigned long long)srv.st.commands, (unsigned long long)srv.st.bytes_in,
-                   (unsigned long long)srv.st.bytes_out);
-    if (all || route_argeq(section, "backends")) {
-        buf_printf(out, "# Backends\r\n");
-        for (i = 0; i < srv.nbackends; i++) {
-            const struct backend *b = &srv.backends[i];
-            buf_printf(out, "backend%d:id=%s,addr=%s,state=%s,slots=%u,inflight=%llu\r\n", i,
-                       b->cfg->id, b->cfg->addr, stats_conn_state(b), b->slots,
-                       (unsigned long long)stats_inflight(b));
-        }
-        buf_printf(out, "\r\n");
-    }
 }
 
 /* ======================================================= local commands */
@@ -3191,6 +3744,27 @@ static void client_client(struct client *c, const struct route_cmd *cmd, const s
     buf_free(&b);
 }
 
+/* INFO [section ...]: the proxy's sections; the keyspace is summed over
+ * the backends, so that section waits for them. */
+static void client_info(struct client *c, const struct resp_arg *argv, int64_t argc)
+{
+    static const char ask[] = "*2\r\n$4\r\nINFO\r\n$8\r\nkeyspace\r\n";
+    uint8_t mask = stats_info_mask(argv, argc);
+    struct buf b = {0, 0, 0, 0};
+
+    if (mask & STATS_INFO_KEYSPACE) {
+        buf_append(&b, ask, sizeof ask - 1);
+        client_fanout(c, MERGE_INFO, &b, mask);
+    } else {
+        struct buf text = {0, 0, 0, 0};
+        stats_info(&text, mask);
+        reply_bulk(&b, text.data ? text.data : "", buf_len(&text));
+        client_reply(c, b.data, buf_len(&b));
+        buf_free(&text);
+    }
+    buf_free(&b);
+}
+
 /* Commands the proxy answers itself. */
 static void client_local(struct client *c, const struct route_cmd *cmd, const struct resp_arg *argv,
                          int64_t argc)
@@ -3232,10 +3806,7 @@ static void client_local(struct client *c, const struct route_cmd *cmd, const st
         else
             client_error(c, "ERR syntax error");
     } else if (!strcmp(name, "info")) {
-        struct buf text = {0, 0, 0, 0};
-        stats_info(&text, argc > 1 ? &argv[1] : NULL);
-        reply_bulk(&b, text.data ? text.data : "", buf_len(&text));
-        buf_free(&text);
+        client_info(c, argv, argc);
     } else {
         client_client(c, cmd, argv);
     }
@@ -3286,6 +3857,9 @@ static void client_unknown(struct client *c, const struct resp_arg *argv, int64_
     }
 }
 
+static void client_route(struct client *c, const struct route_cmd *cmd, const char *raw,
+                         size_t rawlen, const struct resp_arg *argv, int64_t argc);
+
 /* Serve one framed request at RAW[0..RAWLEN). */
 static void client_dispatch(struct client *c, const char *raw, size_t rawlen)
 {
@@ -3308,7 +3882,10 @@ static void client_dispatch(struct client *c, const char *raw, size_t rawlen)
     cmd = route_find(argv[0].p, argv[0].len);
     if (cmd && cmd->kind == ROUTE_CONTAINER) {
         if (argc == 1 && !strcmp(cmd->name, "command")) {
+            srv.cur_cmd = cmd;
+            stats_cmd(cmd)->calls++;
             client_any(c, raw, rawlen, argv, argc);
+            srv.cur_cmd = NULL;
             return;
         }
         if (argc == 1) {
@@ -3326,10 +3903,19 @@ static void client_dispatch(struct client *c, const char *raw, size_t rawlen)
         client_unknown(c, argv, argc);
         return;
     }
-    if (!route_arity_ok(cmd, argc)) {
+    srv.cur_cmd = cmd;
+    stats_cmd(cmd)->calls++;
+    if (route_arity_ok(cmd, argc))
+        client_route(c, cmd, raw, rawlen, argv, argc);
+    else
         client_error(c, "ERR wrong number of arguments for '%s' command", cmd->name);
-        return;
-    }
+    srv.cur_cmd = NULL;
+}
+
+/* Serve a known command with the right number of arguments by its kind. */
+static void client_route(struct client *c, const struct route_cmd *cmd, const char *raw,
+                         size_t rawlen, const struct resp_arg *argv, int64_t argc)
+{
     switch ((enum route_kind)cmd->kind) {
     case ROUTE_ONE: {
         const struct resp_arg *k = &argv[cmd->specs[0].start]; /* arity checked: it exists */
@@ -3349,9 +3935,13 @@ static void client_dispatch(struct client *c, const char *raw, size_t rawlen)
     case ROUTE_ANY:
         client_any(c, raw, rawlen, argv, argc);
         break;
-    case ROUTE_ALL:
-        client_all(c, argv, argc);
+    case ROUTE_ALL: {
+        struct buf enc = {0, 0, 0, 0};
+        reply_command(&enc, argv, (size_t)argc);
+        client_fanout(c, MERGE_SUM, &enc, 0);
+        buf_free(&enc);
         break;
+    }
     case ROUTE_REFUSE:
     case ROUTE_CONTAINER:
         client_error(c, "ERR '%s' is not supported by the proxy", cmd->name);
@@ -3410,6 +4000,7 @@ static void client_read(struct client *c)
 {
     ssize_t n;
 
+    c->last_us = srv.now_us;
     if (buf_len(&c->in) == 0) {
         n = read(c->fd, srv.rbuf, READ_CHUNK);
         if (n > 0) {
@@ -3473,7 +4064,7 @@ static void client_new(int fd, const struct sockaddr_storage *ss)
     c->fd = fd;
     c->id = ++srv.next_client_id;
     c->state = CLIENT_OPEN;
-    c->created_us = srv.now_us;
+    c->created_us = c->last_us = srv.now_us;
     resp_req_init(&c->parser);
     if (ss->ss_family == AF_INET) {
         const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
@@ -3493,7 +4084,7 @@ static void client_new(int fd, const struct sockaddr_storage *ss)
         srv.clients->prev = c;
     srv.clients = c;
     srv.nclients++;
-    srv.st.clients_total++;
+    srv.st.connections_accepted++;
     srv.fds[fd].type = FD_CLIENT;
     srv.fds[fd].ptr = c;
     log_at(LOG_DEBUG, "client %llu %s connected", (unsigned long long)c->id, c->addr);
@@ -3525,7 +4116,7 @@ static void client_accept(int lfd)
             if (write(fd, msg, sizeof msg - 1) < 0) { /* best effort */
             }
             close(fd);
-            srv.st.clients_rejected++;
+            srv.st.connections_rejected++;
             continue;
         }
         if (set_nonblock(fd) < 0) {
@@ -3535,6 +4126,258 @@ static void client_accept(int lfd)
         if (ss.ss_family != AF_UNIX)
             backend_nodelay(fd);
         client_new(fd, &ss);
+    }
+}
+
+/* ================================================================= admin */
+
+/*
+ * The admin socket: a UNIX stream socket (created mode 0600 unless
+ * admin_mode says otherwise) taking one command per line, e.g.
+ *   echo stats | socat - UNIX-CONNECT:/run/shardproxy.sock
+ * It lives in the same poll loop.  Output per connection is bounded: past
+ * ADMIN_OUT_MAX unwritten bytes the connection is not read until it drains,
+ * so an admin client that never reads costs a bounded amount of memory and
+ * nothing on the data path.
+ */
+#define ADMIN_MAX_CONNS 256       /* admin connections at once */
+#define ADMIN_LINE_MAX 4096       /* longest command line */
+#define ADMIN_OUT_MAX (1 << 20)   /* unwritten reply bytes before reading pauses */
+
+static const char admin_help[] =
+    "help                 this list\n"
+    "stats                the human-readable report (as SIGUSR1 prints it)\n"
+    "stats json           the report as one JSON object on one line\n"
+    "metrics              Prometheus text exposition format 0.0.4\n"
+    "backends             one line per backend: identity, address, weight, state, slots, "
+    "inflight\n"
+    "route KEY...         the backend each key maps to: IDENTITY ADDRESS SLOT\n"
+    "clients              one line per client: id, address, age, idle, pending, unwritten "
+    "bytes, name\n"
+    "quit                 close this connection\n";
+
+/* Create the admin socket; startup failures are fatal. */
+static void admin_listen(void)
+{
+    const char *path = srv.cfg->admin;
+    struct sockaddr_un un;
+    struct stat st;
+    mode_t old;
+    int fd;
+
+    srv.admin_fd = -1;
+    if (!path)
+        return;
+    memset(&un, 0, sizeof un);
+    un.sun_family = AF_UNIX;
+    memcpy(un.sun_path, path, strlen(path) + 1); /* length checked by the config */
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode))
+            die("admin %s: exists and is not a socket", path);
+        fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        if (fd >= 0 && connect(fd, (struct sockaddr *)&un, sizeof un) == 0)
+            die("admin %s: in use by a running process", path);
+        if (fd >= 0)
+            close(fd);
+        unlink(path); /* stale, from an earlier run */
+    }
+    fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0)
+        die("admin %s: socket: %s", path, strerror(errno));
+    old = umask(0177); /* never visible with a looser mode, even briefly */
+    if (bind(fd, (struct sockaddr *)&un, sizeof un) < 0)
+        die("admin %s: bind: %s", path, strerror(errno));
+    umask(old);
+    if (chmod(path, (mode_t)srv.cfg->admin_mode) < 0 || listen(fd, 64) < 0 ||
+        set_nonblock(fd) < 0 || fd >= srv.maxfds)
+        die("admin %s: %s", path, strerror(errno));
+    srv.fds[fd].type = FD_ADMIN_LISTENER;
+    srv.admin_fd = fd;
+    log_at(LOG_INFO, "admin socket on %s (mode %03llo)", path,
+           (unsigned long long)srv.cfg->admin_mode);
+}
+
+/* Close an admin connection; the struct is freed by admin_reap. */
+static void admin_close(struct admin *a)
+{
+    if (a->fd < 0)
+        return;
+    srv.fds[a->fd].type = FD_NONE;
+    srv.fds[a->fd].ptr = NULL;
+    close(a->fd);
+    a->fd = -1;
+    buf_free(&a->in);
+    buf_free(&a->out);
+}
+
+static void admin_backends(struct buf *out)
+{
+    int i;
+
+    for (i = 0; i < srv.nbackends; i++) {
+        const struct backend *b = &srv.backends[i];
+        buf_printf(out, "%s %s weight %u state %s slots %u inflight %llu\n", b->cfg->id,
+                   b->cfg->addr, b->cfg->weight, stats_backend_state(b), b->slots,
+                   (unsigned long long)stats_backend_inflight(b));
+    }
+}
+
+static void admin_clients(struct buf *out)
+{
+    const struct client *c;
+
+    for (c = srv.clients; c; c = c->next)
+        buf_printf(out, "id %llu addr %s age %llus idle %llus pending %u out %zu name %s\n",
+                   (unsigned long long)c->id, c->addr,
+                   (unsigned long long)((srv.now_us - c->created_us) / 1000000),
+                   (unsigned long long)((srv.now_us - c->last_us) / 1000000), c->npending,
+                   buf_len(&c->out), c->name ? c->name : "-");
+}
+
+/* Run one command line. */
+static void admin_command(struct admin *a, char *line)
+{
+    char *argv[64], esc[96];
+    int argc = config_words(line, argv, (int)ARRAY_LEN(argv)), i;
+
+    if (argc == 0)
+        return;
+    if (argc > (int)ARRAY_LEN(argv)) {
+        buf_printf(&a->out, "ERR too many words\n");
+    } else if (!strcmp(argv[0], "help") && argc == 1) {
+        buf_append_str(&a->out, admin_help);
+    } else if (!strcmp(argv[0], "stats") && argc == 1) {
+        stats_write_text(&a->out);
+    } else if (!strcmp(argv[0], "stats") && argc == 2 && !strcmp(argv[1], "json")) {
+        stats_write_json(&a->out);
+    } else if (!strcmp(argv[0], "metrics") && argc == 1) {
+        stats_write_metrics(&a->out);
+    } else if (!strcmp(argv[0], "backends") && argc == 1) {
+        admin_backends(&a->out);
+    } else if (!strcmp(argv[0], "route") && argc > 1) {
+        for (i = 1; i < argc; i++) {
+            uint32_t slot = route_slot(srv.cfg, argv[i], strlen(argv[i]));
+            const struct config_backend *b = &srv.cfg->backends[srv.cfg->table[slot]];
+            buf_printf(&a->out, "%s %s %u\n", b->id, b->addr, slot);
+        }
+    } else if (!strcmp(argv[0], "clients") && argc == 1) {
+        admin_clients(&a->out);
+    } else if (!strcmp(argv[0], "quit") && argc == 1) {
+        a->closing = 1;
+    } else {
+        buf_printf(&a->out, "ERR unknown admin command '%s'\n",
+                   log_escape(argv[0], strlen(argv[0]), esc, sizeof esc));
+    }
+}
+
+/* Run every complete line in a->in while the output stays under its bound. */
+static void admin_process(struct admin *a)
+{
+    while (!a->closing && buf_len(&a->out) <= ADMIN_OUT_MAX && buf_len(&a->in) > 0) {
+        char *p = a->in.data + a->in.r, *nl = memchr(p, '\n', buf_len(&a->in));
+        size_t n;
+        if (!nl) {
+            if (buf_len(&a->in) > ADMIN_LINE_MAX) {
+                buf_printf(&a->out, "ERR line too long\n");
+                a->closing = 1;
+            }
+            return;
+        }
+        n = (size_t)(nl - p) + 1;
+        *nl = '\0';
+        if (nl > p && nl[-1] == '\r')
+            nl[-1] = '\0';
+        admin_command(a, p);
+        buf_consume(&a->in, n);
+    }
+}
+
+static void admin_read(struct admin *a)
+{
+    ssize_t n;
+
+    buf_reserve(&a->in, 1024);
+    n = read(a->fd, a->in.data + a->in.w, a->in.cap - a->in.w);
+    if (n > 0) {
+        a->in.w += (size_t)n;
+        admin_process(a);
+    } else if (n == 0) {
+        admin_process(a);
+        a->closing = 1; /* EOF: answer what was asked, then close */
+    } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        admin_close(a);
+    }
+}
+
+static void admin_flush(struct admin *a)
+{
+    if (buf_len(&a->out) > 0) {
+        ssize_t n = write(a->fd, a->out.data + a->out.r, buf_len(&a->out));
+        if (n > 0)
+            buf_consume(&a->out, (size_t)n);
+        else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            admin_close(a);
+            return;
+        }
+    }
+    if (buf_len(&a->out) == 0 && a->closing)
+        admin_close(a);
+    else if (buf_len(&a->out) <= ADMIN_OUT_MAX)
+        admin_process(a); /* lines that waited for the output to drain */
+}
+
+static void admin_accept(void)
+{
+    int fd = accept(srv.admin_fd, NULL, NULL);
+    struct admin *a;
+
+    if (fd < 0)
+        return;
+    if (fd >= srv.maxfds || srv.nadmins >= ADMIN_MAX_CONNS || set_nonblock(fd) < 0) {
+        static const char msg[] = "ERR too many admin connections\n";
+        if (write(fd, msg, sizeof msg - 1) < 0) { /* best effort */
+        }
+        close(fd);
+        return;
+    }
+    a = xmalloc(sizeof *a);
+    memset(a, 0, sizeof *a);
+    a->fd = fd;
+    a->next = srv.admins;
+    srv.admins = a;
+    srv.nadmins++;
+    srv.fds[fd].type = FD_ADMIN;
+    srv.fds[fd].ptr = a;
+}
+
+/* Free closed admin connections (end of a loop pass). */
+static void admin_reap(void)
+{
+    struct admin **pp = &srv.admins, *a;
+
+    while ((a = *pp) != NULL) {
+        if (a->fd < 0) {
+            *pp = a->next;
+            free(a);
+            srv.nadmins--;
+        } else {
+            pp = &a->next;
+        }
+    }
+}
+
+/* At exit: close everything and remove the socket file. */
+static void admin_shutdown(void)
+{
+    struct admin *a;
+
+    for (a = srv.admins; a; a = a->next)
+        admin_close(a);
+    admin_reap();
+    if (srv.admin_fd >= 0) {
+        close(srv.admin_fd);
+        srv.admin_fd = -1;
+        unlink(srv.cfg->admin);
     }
 }
 
@@ -3633,6 +4476,7 @@ static size_t loop_pollset(void)
 {
     size_t n = 0;
     struct client *c;
+    struct admin *a;
     int i, j;
 
     if (!srv.stopping && srv.now_us >= srv.accept_paused_until)
@@ -3646,6 +4490,13 @@ static size_t loop_pollset(void)
             else if (bc->state == BCONN_UP)
                 loop_add(&n, bc->fd, (short)(POLLIN | (buf_len(&bc->out) ? POLLOUT : 0)));
         }
+    if (srv.admin_fd >= 0)
+        loop_add(&n, srv.admin_fd, POLLIN);
+    for (a = srv.admins; a; a = a->next) {
+        if (a->fd >= 0)
+            loop_add(&n, a->fd, (short)((!a->closing && buf_len(&a->out) <= ADMIN_OUT_MAX ? POLLIN : 0) |
+                                        (buf_len(&a->out) ? POLLOUT : 0)));
+    }
     for (c = srv.clients; c; c = c->next) {
         short ev = 0;
         if (c->state == CLIENT_OPEN && !c->throttled && !srv.stopping)
@@ -3691,6 +4542,14 @@ static void loop_event(const struct pollfd *pfd)
             if (bc->state == BCONN_UP && (pfd->revents & POLLOUT))
                 backend_flush(bc);
         }
+    } else if (ref->type == FD_ADMIN_LISTENER) {
+        admin_accept();
+    } else if (ref->type == FD_ADMIN) {
+        struct admin *a = ref->ptr;
+        if (pfd->revents & (POLLIN | POLLHUP | POLLERR))
+            admin_read(a);
+        if (a->fd >= 0)
+            admin_flush(a);
     } else if (ref->type == FD_CLIENT) {
         struct client *c = ref->ptr;
         if ((pfd->revents & (POLLIN | POLLHUP | POLLERR)) && c->state == CLIENT_OPEN)
@@ -3730,6 +4589,7 @@ static void loop_flush(void)
         srv.dead = c->next;
         client_free(c);
     }
+    admin_reap();
 }
 
 /* SIGTERM: stop accepting and reading; finish what is in flight. */
@@ -3805,6 +4665,7 @@ static void loop_cleanup(void)
     while (srv.clients)
         client_close(srv.clients, "exit");
     loop_flush();
+    admin_shutdown();
     loop_close_listeners();
     for (i = 0; i < srv.nbackends; i++) {
         struct backend *b = &srv.backends[i];
@@ -3840,6 +4701,8 @@ static void loop_cleanup(void)
     free(srv.argv);
     free(srv.keypos);
     free(srv.scratch);
+    for (i = 0; i < (int)ARRAY_LEN(route_cmds); i++)
+        free(srv.cmd_stats[i]);
     config_free(srv.cfg);
 }
 
@@ -3955,6 +4818,7 @@ int main(int argc, char **argv)
     main_fd_limit();
     sig_install();
     loop_listen();
+    admin_listen();
     backend_init_all();
     log_at(LOG_INFO, "shardproxy %s started: %d backend(s), table_size %llu, pid %ld",
            SHARDPROXY_VERSION, srv.nbackends, (unsigned long long)c->table_size, (long)getpid());
