@@ -2246,6 +2246,7 @@ struct bconn {
     int fd;                       /* socket, -1 when down */
     enum bconn_state state;       /* see enum */
     int failed;                   /* the last connect failed: answer "unavailable" at once */
+    int answered;                 /* this connection delivered a reply (it really works) */
     struct buf in;                /* replies read, not yet matched */
     struct buf out;               /* requests queued, not yet written */
     struct resp_reply_parser rp;  /* framing state of the reply at in.r */
@@ -3213,7 +3214,7 @@ static void backend_fail(struct bconn *bc, int timed_out, const char *why)
     bc->out.r = bc->out.w = 0;
     bc->in.r = bc->in.w = 0;
     resp_reply_init(&bc->rp);
-    if (was_up && !timed_out) { /* a lost connection is retried at once */
+    if (was_up && !timed_out && bc->answered) { /* a working connection lost: retry at once */
         bc->failed = 0;
         bc->retry_us = srv.now_us;
     } else {
@@ -3238,7 +3239,7 @@ static void backend_up(struct bconn *bc)
 {
     bc->state = BCONN_UP;
     bc->failed = 0;
-    bc->backoff_ms = RECONNECT_MIN_MS;
+    bc->answered = 0; /* the backoff resets only once a reply proves the connection works */
     if (bc->backend->cfg->sa.ss_family != AF_UNIX)
         backend_nodelay(bc->fd);
     log_at(LOG_INFO, "backend %s (%s): connected", bc->backend->cfg->id, bc->backend->cfg->addr);
@@ -3344,6 +3345,10 @@ static void backend_replies(struct bconn *bc)
             bc->tail = NULL;
         bc->inflight--;
         n = bc->rp.pos;
+        if (!bc->answered) {
+            bc->answered = 1;
+            bc->backoff_ms = RECONNECT_MIN_MS;
+        }
         bc->backend->st.responses++;
         hist_add(&bc->backend->latency, srv.now_us - r->sent_us);
         if (p[0] == '-')
