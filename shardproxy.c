@@ -3862,8 +3862,42 @@ static void client_unknown(struct client *c, const struct resp_arg *argv, int64_
     }
 }
 
+/* Serve a known command with the right number of arguments by its kind. */
 static void client_route(struct client *c, const struct route_cmd *cmd, const char *raw,
-                         size_t rawlen, const struct resp_arg *argv, int64_t argc);
+                         size_t rawlen, const struct resp_arg *argv, int64_t argc)
+{
+    switch ((enum route_kind)cmd->kind) {
+    case ROUTE_ONE: {
+        const struct resp_arg *k = &argv[cmd->specs[0].start]; /* arity checked: it exists */
+        assert(cmd->specs[0].start < argc);
+        client_forward(c, route_backend(srv.cfg, k->p, k->len), raw, rawlen, argv, argc);
+        break;
+    }
+    case ROUTE_SPLIT:
+        client_split(c, cmd, argv, argc, raw, rawlen);
+        break;
+    case ROUTE_SAME:
+        client_same(c, cmd, raw, rawlen, argv, argc);
+        break;
+    case ROUTE_LOCAL:
+        client_local(c, cmd, argv, argc);
+        break;
+    case ROUTE_ANY:
+        client_any(c, raw, rawlen, argv, argc);
+        break;
+    case ROUTE_ALL: {
+        struct buf enc = {0, 0, 0, 0};
+        reply_command(&enc, argv, (size_t)argc);
+        client_fanout(c, MERGE_SUM, &enc, 0);
+        buf_free(&enc);
+        break;
+    }
+    case ROUTE_REFUSE:
+    case ROUTE_CONTAINER:
+        client_error(c, "ERR '%s' is not supported by the proxy", cmd->name);
+        break;
+    }
+}
 
 /* Serve one framed request at RAW[0..RAWLEN). */
 static void client_dispatch(struct client *c, const char *raw, size_t rawlen)
@@ -3917,42 +3951,6 @@ static void client_dispatch(struct client *c, const char *raw, size_t rawlen)
     srv.cur_cmd = NULL;
 }
 
-/* Serve a known command with the right number of arguments by its kind. */
-static void client_route(struct client *c, const struct route_cmd *cmd, const char *raw,
-                         size_t rawlen, const struct resp_arg *argv, int64_t argc)
-{
-    switch ((enum route_kind)cmd->kind) {
-    case ROUTE_ONE: {
-        const struct resp_arg *k = &argv[cmd->specs[0].start]; /* arity checked: it exists */
-        assert(cmd->specs[0].start < argc);
-        client_forward(c, route_backend(srv.cfg, k->p, k->len), raw, rawlen, argv, argc);
-        break;
-    }
-    case ROUTE_SPLIT:
-        client_split(c, cmd, argv, argc, raw, rawlen);
-        break;
-    case ROUTE_SAME:
-        client_same(c, cmd, raw, rawlen, argv, argc);
-        break;
-    case ROUTE_LOCAL:
-        client_local(c, cmd, argv, argc);
-        break;
-    case ROUTE_ANY:
-        client_any(c, raw, rawlen, argv, argc);
-        break;
-    case ROUTE_ALL: {
-        struct buf enc = {0, 0, 0, 0};
-        reply_command(&enc, argv, (size_t)argc);
-        client_fanout(c, MERGE_SUM, &enc, 0);
-        buf_free(&enc);
-        break;
-    }
-    case ROUTE_REFUSE:
-    case ROUTE_CONTAINER:
-        client_error(c, "ERR '%s' is not supported by the proxy", cmd->name);
-        break;
-    }
-}
 
 /* Frame and serve every complete request in DATA[0..LEN).  OWN says DATA is
  * c->in; otherwise it is the shared read buffer and any partial request left
@@ -4498,9 +4496,12 @@ static size_t loop_pollset(void)
     if (srv.admin_fd >= 0)
         loop_add(&n, srv.admin_fd, POLLIN);
     for (a = srv.admins; a; a = a->next) {
-        if (a->fd >= 0)
-            loop_add(&n, a->fd, (short)((!a->closing && buf_len(&a->out) <= ADMIN_OUT_MAX ? POLLIN : 0) |
-                                        (buf_len(&a->out) ? POLLOUT : 0)));
+        short ev = buf_len(&a->out) ? POLLOUT : 0;
+        if (a->fd < 0)
+            continue;
+        if (!a->closing && buf_len(&a->out) <= ADMIN_OUT_MAX)
+            ev |= POLLIN; /* a reader that does not drain its replies is not read */
+        loop_add(&n, a->fd, ev);
     }
     for (c = srv.clients; c; c = c->next) {
         short ev = 0;

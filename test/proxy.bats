@@ -1,0 +1,873 @@
+#!/usr/bin/env bats
+#
+# proxy.bats -- shardproxy end to end, against three real redis-servers.
+#
+# Every test starts three throw-away redis-servers and a proxy on free
+# loopback ports (test/helper.bash); teardown stops them all, even after a
+# failure.  Placement is checked against `shardproxy --route` and by asking
+# the backends directly with redis-cli.  Replies are compared byte for byte:
+# test/resp_raw.py sends raw bytes and prints each RESP reply escaped
+# (\r \n \\ \xHH) on one line, so nil ($-1) and "" ($0) differ.
+# test/pipeline_check.py drives the concurrent pipelining tests.
+#
+# Needs redis-server/redis-cli 7.x and python3.
+
+load helper
+
+setup() {
+    start_redis 3
+    write_config
+    start_proxy
+}
+
+# ------------------------------------------------------------- local helpers
+
+# raw N [--eof] [--timeout S] < bytes: send stdin to the proxy, print N replies.
+raw() {
+    timeout 60 python3 "$BATS_TEST_DIRNAME/resp_raw.py" "$SP_PORT" "$@"
+}
+
+# resp ARG...: the RESP array of bulk strings for one command.
+resp() {
+    local LC_ALL=C a
+    printf '*%d\r\n' "$#"
+    for a in "$@"; do
+        printf '$%d\r\n%s\r\n' "${#a}" "$a"
+    done
+}
+
+# bulk STRING: the escaped RESP bulk reply holding STRING (ASCII only).
+bulk() {
+    local LC_ALL=C
+    printf '$%d\\r\\n%s\\r\\n' "${#1}" "$1"
+}
+
+# backend_of ADDRESS: the index in REDIS_PORTS of the backend at ADDRESS.
+backend_of() {
+    local i
+    for i in "${!REDIS_PORTS[@]}"; do
+        if [[ "$1" == "127.0.0.1:${REDIS_PORTS[$i]}" ]]; then
+            echo "$i"
+            return 0
+        fi
+    done
+    echo "backend_of: no backend at '$1'" >&2
+    return 1
+}
+
+# route KEY...: one backend index per key, as `shardproxy --route` places it
+# with the running config.  The identity printed must be the address as
+# written (write_config sets no name=).
+route() {
+    local args=() k id addr slot out n=0
+    for k in "$@"; do
+        args+=(--route "$k")
+    done
+    out=$("$SP_BIN" -c "$SP_CONF" "${args[@]}") || return 1
+    while read -r id addr slot; do
+        [[ "$id" == "$addr" ]] || { echo "route: identity '$id' is not the address '$addr'" >&2; return 1; }
+        [[ "$slot" =~ ^[0-9]+$ ]] || { echo "route: bad slot in '$id $addr $slot'" >&2; return 1; }
+        backend_of "$addr" || return 1
+        n=$((n + 1))
+    done <<<"$out"
+    [[ $n -eq $# ]] || { echo "route: $n lines for $# keys" >&2; return 1; }
+}
+
+# pick_keys PREFIX: fill ON0, ON1, ON2 with keys PREFIX0, PREFIX1, ... that
+# --route places on backends 0, 1 and 2 (at least 4 each).
+pick_keys() {
+    local prefix=$1 i b keys=() where=()
+    ON0=() ON1=() ON2=()
+    for ((i = 0; i < 90; i++)); do
+        keys+=("$prefix$i")
+    done
+    where=($(route "${keys[@]}")) || return 1
+    for i in "${!keys[@]}"; do
+        b=${where[$i]}
+        eval "ON$b+=(\"\${keys[$i]}\")"
+    done
+    [[ ${#ON0[@]} -ge 4 && ${#ON1[@]} -ge 4 && ${#ON2[@]} -ge 4 ]] || {
+        echo "pick_keys: uneven spread ${#ON0[@]} ${#ON1[@]} ${#ON2[@]}" >&2
+        return 1
+    }
+}
+
+# info_has SECTION REGEX: a line of the proxy's INFO SECTION matches REGEX whole.
+info_has() {
+    rcli info "$1" | tr -d '\r' | grep -qx -- "$2"
+}
+
+# on_backends KEY: the indexes of the backends that hold KEY, space separated.
+on_backends() {
+    local i found=()
+    for i in "${!REDIS_PORTS[@]}"; do
+        [[ "$(bcli "$i" exists "$1")" == 1 ]] && found+=("$i")
+    done
+    echo "${found[*]}"
+}
+
+# dbsize_sum: the sum of the backends' DBSIZE.
+dbsize_sum() {
+    local i n sum=0
+    for i in "${!REDIS_PORTS[@]}"; do
+        n=$(bcli "$i" dbsize) || return 1
+        sum=$((sum + n))
+    done
+    echo "$sum"
+}
+
+# check_placement KEY...: write every KEY through the proxy (value "v-KEY"),
+# then each backend must hold exactly the keys --route gives it, with those
+# values, and every backend must hold some.
+check_placement() {
+    local keys=("$@") where=() i b n=${#keys[@]} want got
+    where=($(route "${keys[@]}"))
+    [ "${#where[@]}" -eq "$n" ]
+    run raw "$n" < <(for k in "${keys[@]}"; do resp SET "$k" "v-$k"; done)
+    [ "$status" -eq 0 ]
+    [ "${#lines[@]}" -eq "$n" ]
+    for i in "${!lines[@]}"; do
+        [ "${lines[$i]}" = '+OK\r\n' ]
+    done
+    local mine=() vals=()
+    for b in 0 1 2; do
+        mine=() vals=()
+        for i in "${!keys[@]}"; do
+            if [[ ${where[$i]} == "$b" ]]; then
+                mine+=("${keys[$i]}")
+                vals+=("v-${keys[$i]}")
+            fi
+        done
+        want=$(printf '%s\n' "${mine[@]}" | sort)
+        got=$(bcli "$b" keys "*" | sort)
+        echo "backend $b: $(wc -l <<<"$got") keys, want ${#mine[@]}"
+        [ "${#mine[@]}" -gt 0 ]
+        [ "$got" = "$want" ]
+        # and the values written
+        [ "$(bcli "$b" mget "${mine[@]}")" = "$(printf '%s\n' "${vals[@]}")" ]
+    done
+    # read back through the proxy
+    run raw "$n" < <(for k in "${keys[@]}"; do resp GET "$k"; done)
+    [ "$status" -eq 0 ]
+    for i in "${!keys[@]}"; do
+        [ "${lines[$i]}" = "$(bulk "v-${keys[$i]}")" ]
+    done
+}
+
+# ------------------------------------------------------------- 1. placement
+
+@test "placement: 200 keys land on exactly the backend --route names, and on no other" {
+    local keys=() i
+    for ((i = 0; i < 200; i++)); do
+        keys+=("key:$i:$((i * 7919 % 1000))")
+    done
+    check_placement "${keys[@]}"
+    [ "$(dbsize_sum)" -eq 200 ]
+}
+
+@test "placement: with name= identities, keys follow the names (--route shows NAME ADDRESS SLOT)" {
+    stop_proxy
+    {
+        echo "listen 127.0.0.1:$SP_PORT"
+        echo "backend 127.0.0.1:${REDIS_PORTS[0]} name=alpha"
+        echo "backend 127.0.0.1:${REDIS_PORTS[1]} name=beta"
+        echo "backend 127.0.0.1:${REDIS_PORTS[2]} name=gamma"
+    } >"$SP_CONF"
+    start_proxy
+    local keys=() i id addr slot b want got names=(alpha beta gamma)
+    for ((i = 0; i < 200; i++)); do
+        keys+=("user:$i")
+    done
+    # the identity column is the name, the address column the address as written
+    run "$SP_BIN" -c "$SP_CONF" --route user:0 --route user:1 --route user:2 --route user:3
+    [ "$status" -eq 0 ]
+    [ "${#lines[@]}" -eq 4 ]
+    for i in 0 1 2 3; do
+        read -r id addr slot <<<"${lines[$i]}"
+        [[ "$slot" =~ ^[0-9]+$ ]]
+        b=$(backend_of "$addr")
+        [ "$id" = "${names[$b]}" ]
+    done
+    # route() wants identity == address; here check placement by address
+    local where=()
+    where=($("$SP_BIN" -c "$SP_CONF" $(printf -- '--route %s ' "${keys[@]}") | while read -r id addr slot; do backend_of "$addr"; done))
+    [ "${#where[@]}" -eq 200 ]
+    run raw 200 < <(for k in "${keys[@]}"; do resp SET "$k" "n-$k"; done)
+    [ "$status" -eq 0 ]
+    for b in 0 1 2; do
+        want=$(for i in "${!keys[@]}"; do [[ ${where[$i]} == "$b" ]] && echo "${keys[$i]}"; done | sort)
+        got=$(bcli "$b" keys "*" | sort)
+        [ -n "$want" ]
+        [ "$got" = "$want" ]
+    done
+}
+
+@test "placement: {tag} keys co-locate on the tag's backend, as --route says" {
+    # user1, plus the first tag --route places on each backend, so every
+    # backend receives a tag group
+    local cands=() where=() tags=(user1) seen=() t keys=() i b n
+    for ((i = 2; i < 40; i++)); do
+        cands+=("user$i")
+    done
+    where=($(route "${cands[@]}"))
+    for i in "${!cands[@]}"; do
+        if [[ -z "${seen[${where[$i]}]:-}" ]]; then
+            seen[${where[$i]}]=1
+            tags+=("${cands[$i]}")
+        fi
+    done
+    [ "${#tags[@]}" -eq 4 ]
+    for t in "${tags[@]}"; do
+        keys=("{$t}.a" "{$t}.b" "{$t}" "x{$t}" "{$t}}.z" "{$t}{x}" "{$t}.following")
+        for ((i = 0; i < 10; i++)); do
+            keys+=("{$t}.$i")
+        done
+        n=${#keys[@]}
+        b=$(route "$t")
+        where=($(route "${keys[@]}"))
+        echo "$t -> backend $b; its keys -> ${where[*]}"
+        for i in "${!keys[@]}"; do
+            [ "${where[$i]}" = "$b" ]
+        done
+        run raw "$n" < <(for k in "${keys[@]}"; do resp SET "$k" "$t"; done)
+        [ "$status" -eq 0 ]
+        for i in 0 1 2; do # all on b, none elsewhere, with their values
+            if [[ $i == "$b" ]]; then
+                [ "$(bcli "$i" exists "${keys[@]}")" = "$n" ]
+                [ "$(bcli "$i" mget "${keys[@]}" | sort -u)" = "$t" ]
+            else
+                [ "$(bcli "$i" exists "${keys[@]}")" = 0 ]
+            fi
+        done
+    done
+    # the tag is what decides: with hash_tags off, user1's keys spread out
+    cp "$SP_CONF" "$(sp_tmpdir)/notags.conf"
+    echo "hash_tags off" >>"$(sp_tmpdir)/notags.conf"
+    run "$SP_BIN" -c "$(sp_tmpdir)/notags.conf" $(for ((i = 0; i < 30; i++)); do printf -- '--route {user1}.%s ' "$i"; done)
+    [ "$status" -eq 0 ]
+    [ "$(printf '%s\n' "${lines[@]}" | awk '{print $1}' | sort -u | wc -l)" -eq 3 ]
+    # empty braces: the whole key is hashed, and the proxy agrees with --route
+    run raw 1 < <(resp SET 'foo{}{bar}' 1)
+    [ "$output" = '+OK\r\n' ]
+    [ "$(on_backends 'foo{}{bar}')" = "$(route 'foo{}{bar}')" ]
+}
+
+# ---------------------------------------------------------- 2. split commands
+
+@test "split: MGET across all backends returns values in request order, nil for missing" {
+    pick_keys mg
+    local a0=${ON0[0]} a1=${ON0[1]} b0=${ON1[0]} b1=${ON1[1]} c0=${ON2[0]} c1=${ON2[1]}
+    local m0=${ON0[2]} m2=${ON2[2]}
+    bcli 0 set "$a0" va0 >/dev/null
+    bcli 0 set "$a1" "" >/dev/null # empty string, not nil
+    bcli 1 set "$b0" $'b\r\n0' >/dev/null
+    bcli 1 set "$b1" vb1 >/dev/null
+    bcli 2 set "$c0" vc0 >/dev/null
+    bcli 2 set "$c1" "v c1" >/dev/null
+    run raw 1 < <(resp MGET "$c0" "$a0" "$m0" "$b0" "$a1" "$m2" "$c1" "$b1" "$a0")
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [ "$output" = '*9\r\n$3\r\nvc0\r\n$3\r\nva0\r\n$-1\r\n$4\r\nb\r\n0\r\n$0\r\n\r\n$-1\r\n$4\r\nv c1\r\n$3\r\nvb1\r\n$3\r\nva0\r\n' ]
+    # all missing, on several backends
+    run raw 1 < <(resp MGET "$m0" "$m2" "${ON1[3]}")
+    [ "$output" = '*3\r\n$-1\r\n$-1\r\n$-1\r\n' ]
+    # one backend only
+    run raw 1 < <(resp MGET "$a1" "$a0")
+    [ "$output" = '*2\r\n$0\r\n\r\n$3\r\nva0\r\n' ]
+    # a wrong-type key is nil in MGET, as in Redis
+    bcli 1 rpush "${ON1[2]}" x >/dev/null
+    run raw 1 < <(resp MGET "${ON1[2]}" "$c0")
+    [ "$output" = '*2\r\n$-1\r\n$3\r\nvc0\r\n' ]
+}
+
+@test "split: MSET writes each pair to its own backend; the last of a repeated key wins" {
+    pick_keys ms
+    local args=() k i
+    for k in "${ON0[@]:0:3}" "${ON1[@]:0:3}" "${ON2[@]:0:3}"; do
+        args+=("$k" "val-$k")
+    done
+    args+=("${ON1[0]}" "second")
+    run raw 1 < <(resp MSET "${args[@]}")
+    echo "$output"
+    [ "$output" = '+OK\r\n' ]
+    for i in 0 1 2; do
+        eval "local mine=(\"\${ON$i[@]:0:3}\")"
+        for k in "${mine[@]}"; do
+            [ "$(on_backends "$k")" = "$i" ]
+            if [[ "$k" == "${ON1[0]}" ]]; then
+                [ "$(bcli "$i" get "$k")" = second ]
+            else
+                [ "$(bcli "$i" get "$k")" = "val-$k" ]
+            fi
+        done
+    done
+    [ "$(dbsize_sum)" -eq 9 ]
+    run raw 2 < <(resp MSET a; resp MSET "${ON0[0]}" 1 "${ON1[0]}")
+    [ "${lines[0]}" = "-ERR wrong number of arguments for 'mset' command\\r\\n" ]
+    [ "${lines[1]}" = "-ERR wrong number of arguments for 'mset' command\\r\\n" ]
+    [ "$(bcli 0 get "${ON0[0]}")" = "val-${ON0[0]}" ]
+}
+
+@test "split: DEL, UNLINK, EXISTS, TOUCH sum their backends' counts" {
+    pick_keys dl
+    local k
+    for k in "${ON0[@]:0:3}"; do bcli 0 set "$k" x >/dev/null; done
+    for k in "${ON1[@]:0:3}"; do bcli 1 set "$k" x >/dev/null; done
+    for k in "${ON2[@]:0:3}"; do bcli 2 set "$k" x >/dev/null; done
+    local a0=${ON0[0]} a1=${ON0[1]} a2=${ON0[2]} b0=${ON1[0]} b1=${ON1[1]} b2=${ON1[2]}
+    local c0=${ON2[0]} c1=${ON2[1]} c2=${ON2[2]} m0=${ON0[3]} m1=${ON1[3]} m2=${ON2[3]}
+    run raw 8 < <(
+        resp EXISTS "$a0" "$a0" "$b0" "$c0" "$m1" "$c0" # duplicates count, as in Redis
+        resp EXISTS "$m0" "$m1" "$m2"
+        resp TOUCH "$a0" "$a0" "$b0" "$m2" "$c0"
+        resp DEL "$a0" "$b0" "$c0" "$m0" "$a0"          # a0 deleted once
+        resp EXISTS "$a0" "$b0" "$c0" "$a1" "$b1" "$c1"
+        resp UNLINK "$a1" "$b1" "$m2" "$c1" "$c2"
+        resp DEL "$m0" "$m1" "$m2"
+        resp DEL
+    )
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [ "${lines[0]}" = ':5\r\n' ]
+    [ "${lines[1]}" = ':0\r\n' ]
+    [ "${lines[2]}" = ':4\r\n' ]
+    [ "${lines[3]}" = ':3\r\n' ]
+    [ "${lines[4]}" = ':3\r\n' ]
+    [ "${lines[5]}" = ':4\r\n' ]
+    [ "${lines[6]}" = ':0\r\n' ]
+    [ "${lines[7]}" = "-ERR wrong number of arguments for 'del' command\\r\\n" ]
+    # what is left, asked of the backends themselves
+    [ "$(bcli 0 exists "$a0" "$a1" "$a2")" = 1 ]
+    [ "$(bcli 1 exists "$b0" "$b1" "$b2")" = 1 ]
+    [ "$(bcli 2 exists "$c0" "$c1" "$c2")" = 0 ]
+    [ "$(dbsize_sum)" -eq 2 ]
+}
+
+@test "split: DBSIZE is the sum of the backends' DBSIZE" {
+    run raw 1 < <(resp DBSIZE)
+    [ "$output" = ':0\r\n' ]
+    local i args=()
+    for ((i = 0; i < 57; i++)); do
+        args+=("db:$i" "$i")
+    done
+    run raw 1 < <(resp MSET "${args[@]}")
+    [ "$output" = '+OK\r\n' ]
+    bcli 2 set only-on-2 x >/dev/null # written behind the proxy's back
+    [ "$(dbsize_sum)" -eq 58 ]
+    for i in 0 1 2; do
+        [ "$(bcli "$i" dbsize)" -gt 0 ]
+    done
+    run raw 1 < <(resp DBSIZE)
+    [ "$output" = ':58\r\n' ]
+}
+
+# -------------------------------------------------------------- 3. CROSSSLOT
+
+@test "CROSSSLOT: RENAME across backends is refused and changes nothing; hash tags make it work" {
+    pick_keys rn
+    local a=${ON0[0]} b=${ON1[0]} c=${ON0[1]} t
+    bcli 0 set "$a" va >/dev/null
+    run raw 1 < <(resp RENAME "$a" "$b")
+    echo "$output"
+    [ "$output" = "-CROSSSLOT Keys in request don't hash to the same backend\\r\\n" ]
+    [ "$(on_backends "$a")" = 0 ]
+    [ "$(bcli 0 get "$a")" = va ]
+    [ "$(on_backends "$b")" = "" ]
+    [ "$(dbsize_sum)" -eq 1 ]
+    # same backend, no tag needed
+    run raw 1 < <(resp RENAME "$a" "$c")
+    [ "$output" = '+OK\r\n' ]
+    [ "$(on_backends "$c")" = 0 ]
+    [ "$(on_backends "$a")" = "" ]
+    # with a hash tag
+    t=$(route grp)
+    run raw 3 < <(resp SET '{grp}a' tv; resp RENAME '{grp}a' '{grp}b'; resp GET '{grp}b')
+    [ "${lines[0]}" = '+OK\r\n' ]
+    [ "${lines[1]}" = '+OK\r\n' ]
+    [ "${lines[2]}" = '$2\r\ntv\r\n' ]
+    [ "$(on_backends '{grp}b')" = "$t" ]
+    [ "$(on_backends '{grp}a')" = "" ]
+}
+
+@test "CROSSSLOT: SUNIONSTORE across backends is refused and creates nothing; hash tags make it work" {
+    pick_keys su
+    local s1=${ON0[0]} s2=${ON1[0]} s3=${ON0[1]} dst=${ON2[0]} dst0=${ON0[2]} t
+    bcli 0 sadd "$s1" a b >/dev/null
+    bcli 1 sadd "$s2" b c >/dev/null
+    bcli 0 sadd "$s3" c d >/dev/null
+    run raw 4 < <(
+        resp SUNIONSTORE "$dst" "$s1" "$s2"  # three backends
+        resp SUNIONSTORE "$dst" "$s1" "$s3"  # sources together, destination elsewhere
+        resp SUNIONSTORE "$dst0" "$s1" "$s3" # all on backend 0
+        resp SMEMBERS "$dst0"
+    )
+    echo "$output"
+    [ "${lines[0]}" = "-CROSSSLOT Keys in request don't hash to the same backend\\r\\n" ]
+    [ "${lines[1]}" = "-CROSSSLOT Keys in request don't hash to the same backend\\r\\n" ]
+    [ "${lines[2]}" = ':4\r\n' ]
+    [[ "${lines[3]}" == '*4\r\n'* ]]
+    [ "$(on_backends "$dst")" = "" ]
+    [ "$(bcli 0 smembers "$dst0" | sort | tr '\n' ' ')" = "a b c d " ]
+    t=$(route set)
+    run raw 3 < <(resp SADD '{set}1' x y; resp SADD '{set}2' y z; resp SUNIONSTORE '{set}dst' '{set}1' '{set}2')
+    [ "${lines[2]}" = ':3\r\n' ]
+    [ "$(bcli "$t" smembers '{set}dst' | sort | tr '\n' ' ')" = "x y z " ]
+    [ "$(on_backends '{set}dst')" = "$t" ]
+}
+
+@test "CROSSSLOT: EVAL with keys on two backends is refused; on one backend it runs; with no keys it is refused" {
+    pick_keys ev
+    local a=${ON0[0]} b=${ON1[0]} c=${ON0[1]}
+    local script="redis.call('set', KEYS[1], ARGV[1]); redis.call('set', KEYS[2], ARGV[1]); return 7"
+    bcli 0 set "$a" old >/dev/null
+    run raw 6 < <(
+        resp EVAL "$script" 2 "$a" "$b" new
+        resp EVAL "$script" 2 "$a" "$c" new
+        resp EVAL "$script" 2 '{ev}x' '{ev}y' tagged
+        resp EVAL "return 1" 0
+        resp EVAL "return redis.call('get', KEYS[1])" 1 "$a"
+        resp EVALSHA 0123456789012345678901234567890123456789 2 "$a" "$b"
+    )
+    echo "$output"
+    [ "${lines[0]}" = "-CROSSSLOT Keys in request don't hash to the same backend\\r\\n" ]
+    [ "${lines[1]}" = ':7\r\n' ]
+    [ "${lines[2]}" = ':7\r\n' ]
+    [ "${lines[3]}" = "-ERR 'eval' without keys cannot be routed by the proxy\\r\\n" ]
+    [ "${lines[4]}" = '$3\r\nnew\r\n' ]
+    [ "${lines[5]}" = "-CROSSSLOT Keys in request don't hash to the same backend\\r\\n" ]
+    # the refused script touched nothing on backend 1
+    [ "$(on_backends "$b")" = "" ]
+    [ "$(bcli 0 get "$c")" = new ]
+    local t
+    t=$(route ev)
+    [ "$(bcli "$t" get '{ev}x')" = tagged ]
+    [ "$(bcli "$t" get '{ev}y')" = tagged ]
+}
+
+# -------------------------------------------------------- 4. local commands
+
+@test "local: PING, ECHO, SELECT, HELLO, CLIENT, AUTH, COMMAND COUNT, TIME, INFO on one connection" {
+    local ver count now
+    ver=$("$SP_BIN" -V | awk '{print $2}')
+    [ -n "$ver" ]
+    count=$(bcli 0 command count)
+    now=$(date +%s)
+    run raw 21 < <(
+        resp PING
+        resp PING 'hello world'
+        resp ECHO 'hi there'
+        resp ECHO ''
+        resp SELECT 0
+        resp SELECT 1
+        resp CLIENT ID
+        resp HELLO
+        resp HELLO 2
+        resp HELLO 3
+        resp CLIENT GETNAME
+        resp CLIENT SETNAME myname
+        resp CLIENT GETNAME
+        resp CLIENT SETINFO lib-name x
+        resp AUTH x
+        resp COMMAND COUNT
+        resp TIME
+        resp INFO
+        resp PING
+        resp INFO server
+        resp ping
+    )
+    printf '%s\n' "${lines[@]:0:17}"
+    [ "$status" -eq 0 ]
+    [ "${lines[0]}" = '+PONG\r\n' ]
+    [ "${lines[1]}" = '$11\r\nhello world\r\n' ]
+    [ "${lines[2]}" = '$8\r\nhi there\r\n' ]
+    [ "${lines[3]}" = '$0\r\n\r\n' ]
+    [ "${lines[4]}" = '+OK\r\n' ]
+    [[ "${lines[5]}" == '-ERR DB index is out of range'*'\r\n' ]]
+    [[ "${lines[6]}" =~ ^:([0-9]+)\\r\\n$ ]]
+    local id=${BASH_REMATCH[1]}
+    local hello="*14\\r\\n\$6\\r\\nserver\\r\\n\$10\\r\\nshardproxy\\r\\n\$7\\r\\nversion\\r\\n$(bulk "$ver")\$5\\r\\nproto\\r\\n:2\\r\\n\$2\\r\\nid\\r\\n:$id\\r\\n\$4\\r\\nmode\\r\\n\$10\\r\\nstandalone\\r\\n\$4\\r\\nrole\\r\\n\$6\\r\\nmaster\\r\\n\$7\\r\\nmodules\\r\\n*0\\r\\n"
+    [ "${lines[7]}" = "$hello" ]
+    [ "${lines[8]}" = "$hello" ]
+    [[ "${lines[9]}" == '-NOPROTO '*'\r\n' ]]
+    [ "${lines[9]}" = '-NOPROTO sorry, this protocol version is not supported.\r\n' ]
+    [ "${lines[10]}" = '$-1\r\n' ]
+    [ "${lines[11]}" = '+OK\r\n' ]
+    [ "${lines[12]}" = '$6\r\nmyname\r\n' ]
+    [ "${lines[13]}" = '+OK\r\n' ]
+    [ "${lines[14]}" = '-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n' ]
+    [ "${lines[15]}" = ":$count\\r\\n" ]
+    [[ "${lines[16]}" =~ ^\*2\\r\\n\$[0-9]+\\r\\n([0-9]+)\\r\\n\$[0-9]+\\r\\n[0-9]+\\r\\n$ ]]
+    local t=${BASH_REMATCH[1]}
+    ((t >= now - 5 && t <= now + 5))
+    [[ "${lines[17]}" == '$'*'# Server\r\n'*"shardproxy_version:$ver\\r\\n"* ]]
+    [ "${lines[18]}" = '+PONG\r\n' ]
+    [[ "${lines[19]}" == '$'*'# Server\r\n'*"shardproxy_version:$ver\\r\\n"* ]]
+    [ "${lines[20]}" = '+PONG\r\n' ]
+    # (a wrong INFO bulk length would have shifted the replies after it)
+    # CLIENT ID differs per connection
+    run raw 1 < <(resp CLIENT ID)
+    [[ "$output" =~ ^:([0-9]+)\\r\\n$ ]]
+    [ "${BASH_REMATCH[1]}" != "$id" ]
+}
+
+@test "local: QUIT answers +OK after the earlier pipelined replies, then the proxy closes" {
+    pick_keys q
+    bcli 1 set "${ON1[0]}" one >/dev/null
+    run raw 5 --eof < <(
+        resp GET "${ON1[0]}"
+        resp MGET "${ON0[0]}" "${ON1[0]}" "${ON2[0]}"
+        resp SET "${ON2[1]}" two
+        resp PING
+        resp QUIT
+        resp SET "${ON0[1]}" after-quit
+        resp PING
+    )
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [ "${lines[0]}" = '$3\r\none\r\n' ]
+    [ "${lines[1]}" = '*3\r\n$-1\r\n$3\r\none\r\n$-1\r\n' ]
+    [ "${lines[2]}" = '+OK\r\n' ]
+    [ "${lines[3]}" = '+PONG\r\n' ]
+    [ "${lines[4]}" = '+OK\r\n' ]
+    [ "${lines[5]}" = '<EOF>' ]
+    [ "${#lines[@]}" -eq 6 ]
+    [ "$(bcli 2 get "${ON2[1]}")" = two ]
+    [ "$(on_backends "${ON0[1]}")" = "" ] # nothing after QUIT runs
+    # the proxy is fine
+    [ "$(rcli ping)" = PONG ]
+}
+
+# ------------------------------------------ 5. refused and unknown commands
+
+@test "refused: each unsupported command gets one -ERR naming it, and the connection stays usable" {
+    pick_keys rf
+    bcli 0 set "${ON0[0]}" keep >/dev/null
+    bcli 0 rpush "${ON0[1]}" item >/dev/null
+    run raw 22 < <(
+        resp KEYS '*'
+        resp PING
+        resp SCAN 0
+        resp FLUSHALL
+        resp FLUSHDB
+        resp MULTI
+        resp PING
+        resp SUBSCRIBE chan
+        resp PING
+        resp BLPOP "${ON0[1]}" 0
+        resp CONFIG GET maxmemory
+        resp MOVE "${ON0[0]}" 1
+        resp XREAD BLOCK 0 STREAMS s 0
+        resp FOO a b
+        resp GET
+        resp get a b
+        resp EXEC
+        resp CLIENT LIST
+        resp XREAD COUNT 1 STREAMS "${ON0[2]}" 0
+        resp PING
+        resp GET "${ON0[0]}"
+        resp LLEN "${ON0[1]}"
+    )
+    printf '%s\n' "${lines[@]}"
+    [ "$status" -eq 0 ]
+    [ "${lines[0]}" = "-ERR 'keys' is not supported by the proxy\\r\\n" ]
+    [ "${lines[1]}" = '+PONG\r\n' ]
+    [ "${lines[2]}" = "-ERR 'scan' is not supported by the proxy\\r\\n" ]
+    [ "${lines[3]}" = "-ERR 'flushall' is not supported by the proxy\\r\\n" ]
+    [ "${lines[4]}" = "-ERR 'flushdb' is not supported by the proxy\\r\\n" ]
+    [ "${lines[5]}" = "-ERR 'multi' is not supported by the proxy\\r\\n" ]
+    [ "${lines[6]}" = '+PONG\r\n' ] # not +QUEUED
+    [ "${lines[7]}" = "-ERR 'subscribe' is not supported by the proxy\\r\\n" ]
+    [ "${lines[8]}" = '+PONG\r\n' ] # not a pub/sub pong
+    [ "${lines[9]}" = "-ERR 'blpop' is not supported by the proxy\\r\\n" ]
+    [ "${lines[10]}" = "-ERR 'config|get' is not supported by the proxy\\r\\n" ]
+    [ "${lines[11]}" = "-ERR 'move' is not supported by the proxy\\r\\n" ]
+    [ "${lines[12]}" = "-ERR blocking 'xread' (BLOCK) is not supported by the proxy\\r\\n" ]
+    [ "${lines[13]}" = "-ERR unknown command 'FOO', with args beginning with: 'a' 'b' \\r\\n" ]
+    [ "${lines[14]}" = "-ERR wrong number of arguments for 'get' command\\r\\n" ]
+    [ "${lines[15]}" = "-ERR wrong number of arguments for 'get' command\\r\\n" ]
+    [ "${lines[16]}" = "-ERR 'exec' is not supported by the proxy\\r\\n" ]
+    [ "${lines[17]}" = "-ERR 'client|list' is not supported by the proxy\\r\\n" ]
+    [ "${lines[18]}" = '*-1\r\n' ] # XREAD without BLOCK is served
+    [ "${lines[19]}" = '+PONG\r\n' ]
+    [ "${lines[20]}" = '$4\r\nkeep\r\n' ]
+    [ "${lines[21]}" = ':1\r\n' ] # BLPOP did not pop
+    # nothing was flushed or moved on the backends
+    [ "$(bcli 0 get "${ON0[0]}")" = keep ]
+    [ "$(bcli 0 -n 1 dbsize)" = 0 ]
+    [ "$(dbsize_sum)" -eq 2 ]
+    # and the same through redis-cli reading several commands from stdin
+    run bash -c "printf 'keys *\nping\nfoo a b\nping\n' | timeout 10 redis-cli -p $SP_PORT"
+    [ "${lines[0]}" = "ERR 'keys' is not supported by the proxy" ]
+    [ "${lines[1]}" = PONG ]
+    [ "${lines[2]}" = "ERR unknown command 'foo', with args beginning with: 'a' 'b' " ]
+    [ "${lines[3]}" = PONG ]
+}
+
+# --------------------------------------------------------- 6. inline commands
+
+@test "inline: telnet-style commands, with quoting, are served and routed by key" {
+    pick_keys il
+    local a=${ON0[0]} b=${ON1[0]} c=${ON2[0]} ab
+    ab=$(route 'a b')
+    run raw 11 < <(
+        printf 'SET %s va\r\nSET %s vb\r\nSET %s vc\r\n' "$a" "$b" "$c"
+        printf 'GET %s\r\n' "$b"
+        printf 'MGET %s %s %s missing\r\n' "$c" "$a" "$b"
+        printf 'SET "a b" "c d"\r\n'
+        printf 'GET "a b"\r\n'
+        printf "SET 'q x' \"e\\\\x41\\\\n\"\r\n" # SET 'q x' "e\x41\n"
+        printf "GET 'q x'\r\n"
+        printf '\r\n   \r\nPING\n' # blank lines are skipped; a bare \n ends a line
+        printf '*1\r\n$4\r\nPING\r\n'   # RESP and inline mix
+    )
+    printf '%s\n' "${lines[@]}"
+    [ "$status" -eq 0 ]
+    [ "${lines[0]}" = '+OK\r\n' ]
+    [ "${lines[1]}" = '+OK\r\n' ]
+    [ "${lines[2]}" = '+OK\r\n' ]
+    [ "${lines[3]}" = '$2\r\nvb\r\n' ]
+    [ "${lines[4]}" = '*4\r\n$2\r\nvc\r\n$2\r\nva\r\n$2\r\nvb\r\n$-1\r\n' ]
+    [ "${lines[5]}" = '+OK\r\n' ]
+    [ "${lines[6]}" = '$3\r\nc d\r\n' ]
+    [ "${lines[7]}" = '+OK\r\n' ]
+    [ "${lines[8]}" = '$3\r\neA\n\r\n' ]
+    [ "${lines[9]}" = '+PONG\r\n' ]
+    [ "${lines[10]}" = '+PONG\r\n' ]
+    [ "$(on_backends "$a")" = 0 ]
+    [ "$(on_backends "$b")" = 1 ]
+    [ "$(on_backends "$c")" = 2 ]
+    [ "$(bcli 2 get "$c")" = vc ]
+    [ "$(on_backends 'a b')" = "$ab" ]
+    [ "$(bcli "$ab" get 'a b')" = 'c d' ]
+    [ "$(on_backends 'q x')" = "$(route 'q x')" ]
+    [ "$(bcli "$(route 'q x')" strlen 'q x')" = 3 ]
+}
+
+# --------------------------------------------------------- 7. protocol errors
+
+@test "protocol errors: one -ERR Protocol error reply, then close; another client is not disturbed" {
+    bcli "$(route pk)" set pk pv >/dev/null
+    run timeout 60 python3 - "$SP_PORT" <<'EOF'
+import socket, sys
+port = int(sys.argv[1])
+PE = b"-ERR Protocol error: "
+cases = [
+    (b"*1\r\n$abc\r\n", PE + b"invalid bulk length\r\n"),
+    (b"*-5\r\n", PE + b"invalid multibulk length\r\n"),
+    (b"*1\r\n:1\r\n", PE + b"expected '$' before a request argument\r\n"),
+    (b"*2\r\n$3\r\nGET\r\n+pk\r\n", PE + b"expected '$' before a request argument\r\n"),
+    (b"*1\r\n$1000000000000\r\n", PE + b"invalid bulk length\r\n"),
+    (b"*99999999999999\r\n", PE + b"invalid multibulk length\r\n"),
+    (b"*1\r\n$4\r\nPINGxx\r\n", PE + b"bulk string not terminated by CRLF\r\n"),
+    (b'SET "a b\r\n', PE + b"unbalanced quotes in request\r\n"),
+    # earlier requests on the connection are answered first, in order
+    (b"*1\r\n$4\r\nPING\r\n*2\r\n$3\r\nGET\r\n$2\r\npk\r\n*1\r\n$abc\r\n*1\r\n$4\r\nPING\r\n",
+     b"+PONG\r\n$2\r\npv\r\n" + PE + b"invalid bulk length\r\n"),
+]
+
+def enc(*a):
+    return b"*%d\r\n" % len(a) + b"".join(b"$%d\r\n%s\r\n" % (len(x), x) for x in a)
+
+def read_n(s, n):
+    got = b""
+    while len(got) < n:
+        c = s.recv(65536)
+        if not c:
+            break
+        got += c
+    return got
+
+fails = []
+by = socket.create_connection(("127.0.0.1", port), timeout=10)
+for i, (bad, want) in enumerate(cases):
+    # the bystander has requests in flight while the bad client is cut off
+    key = b"by:%d" % i
+    by.sendall(enc(b"SET", key, b"v%d" % i))
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(bad)
+    got, end = b"", "timeout (still open)"
+    try:
+        while True:
+            c = s.recv(65536)
+            if not c:
+                end = "EOF"
+                break
+            got += c
+    except socket.timeout:
+        pass
+    except ConnectionResetError:
+        end = "RESET"
+    s.close()
+    by.sendall(enc(b"GET", key) + enc(b"PING"))
+    bwant = b"+OK\r\n$%d\r\nv%d\r\n+PONG\r\n" % (len(b"v%d" % i), i)
+    bgot = read_n(by, len(bwant))
+    ok = got == want and end in ("EOF", "RESET")
+    print("%s case %d: sent %r -> got %r then %s" % ("ok  " if ok else "FAIL", i, bad, got, end))
+    if not ok:
+        fails.append(i)
+        print("     expected %r then EOF" % want)
+    if bgot != bwant:
+        print("FAIL bystander after case %d: expected %r, got %r" % (i, bwant, bgot))
+        fails.append("by%d" % i)
+# "$3\r\nfoo\r\n" is not an array: two inline commands "$3" and "foo", as in Redis
+s = socket.create_connection(("127.0.0.1", port), timeout=5)
+s.sendall(b"$3\r\nfoo\r\n" + enc(b"PING"))
+want = (b"-ERR unknown command '$3', with args beginning with: \r\n"
+        b"-ERR unknown command 'foo', with args beginning with: \r\n+PONG\r\n")
+got = read_n(s, len(want))
+print("%s inline '$3' 'foo': got %r" % ("ok  " if got == want else "FAIL", got))
+if got != want:
+    fails.append("inline")
+sys.exit(1 if fails else 0)
+EOF
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [ "$(rcli ping)" = PONG ]
+    _sp_alive "$SP_PID"
+}
+
+# ------------------------------------------------------------ 8. binary data
+
+@test "binary: keys and values with CR LF, NUL and 0xff round-trip; a 32 MiB value round-trips" {
+    "$SP_BIN" -c "$SP_CONF" --table >"$(sp_tmpdir)/table"
+    run timeout 60 python3 - "$SP_PORT" "${REDIS_PORTS[@]}" "$(sp_tmpdir)/table" <<'EOF'
+import hashlib, os, socket, sys
+port, backends, table = int(sys.argv[1]), [int(p) for p in sys.argv[2:5]], sys.argv[5]
+idents = ["127.0.0.1:%d" % p for p in backends]
+slots = open(table).read().split("\n")[:-1]
+MASK, MUL = (1 << 64) - 1, 0xc6a4a7935bd1e995
+
+def murmur(b, seed=0xc70f6907):  # placement computed here, independently
+    h = (seed ^ (len(b) * MUL)) & MASK
+    n = len(b) // 8 * 8
+    for i in range(0, n, 8):
+        k = (int.from_bytes(b[i:i + 8], "little") * MUL) & MASK
+        k ^= k >> 47
+        h = ((h ^ ((k * MUL) & MASK)) * MUL) & MASK
+    if len(b) & 7:
+        h = ((h ^ int.from_bytes(b[n:], "little")) * MUL) & MASK
+    h ^= h >> 47
+    h = (h * MUL) & MASK
+    return h ^ (h >> 47)
+
+def owner(key):
+    i = key.find(b"{")
+    j = key.find(b"}", i + 1) if i >= 0 else -1
+    tag = key[i + 1:j] if j > i + 1 else key
+    return idents.index(slots[murmur(tag) % len(slots)])
+
+def enc(*a):
+    return b"*%d\r\n" % len(a) + b"".join(b"$%d\r\n%s\r\n" % (len(x), x) for x in a)
+
+class Conn:
+    def __init__(self, p):
+        self.s = socket.create_connection(("127.0.0.1", p), timeout=30)
+        self.buf = b""
+    def fill(self, n):
+        while len(self.buf) < n:
+            c = self.s.recv(1 << 20)
+            if not c:
+                raise EOFError("connection closed")
+            self.buf += c
+    def line(self):
+        while b"\r\n" not in self.buf:
+            self.fill(len(self.buf) + 1)
+        l, self.buf = self.buf.split(b"\r\n", 1)
+        return l
+    def reply(self):
+        l = self.line()
+        if l[:1] == b"$":
+            n = int(l[1:])
+            if n < 0:
+                return None
+            self.fill(n + 2)
+            v, self.buf = self.buf[:n], self.buf[n + 2:]
+            return v
+        if l[:1] == b"*":
+            return [self.reply() for _ in range(int(l[1:]))]
+        return l
+    def cmd(self, *a):
+        self.s.sendall(enc(*a))
+        return self.reply()
+
+fails = 0
+def check(what, got, want):
+    global fails
+    ok = got == want
+    fails += not ok
+    g, w = repr(got), repr(want)
+    print("%s %s: got %s%s" % ("ok  " if ok else "FAIL", what, g[:100], "" if ok else ", want " + w[:100]))
+
+pairs = [
+    (b"bin\r\nkey", b"val\r\nue"),
+    (b"nul\x00key\x00", b"\x00\x00\x00"),
+    (b"\xff\xfe\xff", b"\xff" * 10 + b"\r\n$-1\r\n"),
+    (b"\x00", b""),
+    (b"*1\r\n$4\r\nPING\r\n", b"+OK\r\n"),
+    (b"mix\r\n\x00\xff{t\x00g}", bytes(range(256))),
+    (b"{t\x00g}other", b"same tag"),
+]
+p = Conn(port)
+be = [Conn(b) for b in backends]
+for k, v in pairs:
+    check("SET %r" % k, p.cmd(b"SET", k, v), b"+OK")
+for k, v in pairs:
+    check("GET %r" % k, p.cmd(b"GET", k), v)
+    want = owner(k)
+    on = [i for i, c in enumerate(be) if c.cmd(b"EXISTS", k) == b":1"]
+    check("%r only on backend %d" % (k, want), on, [want])
+    check("%r value on the backend" % k, be[want].cmd(b"GET", k), v)
+check("MGET binary", p.cmd(b"MGET", *[k for k, _ in pairs]), [v for _, v in pairs])
+check("binary tags co-locate", owner(pairs[5][0]), owner(pairs[6][0]))
+
+big = os.urandom(32 << 20) + b"\r\n\x00end"
+key = b"big\x00value"
+check("SET 32 MiB", p.cmd(b"SET", key, big), b"+OK")
+got = p.cmd(b"GET", key)
+check("GET 32 MiB: length", len(got), len(big))
+check("GET 32 MiB: sha256", hashlib.sha256(got).hexdigest(), hashlib.sha256(big).hexdigest())
+check("STRLEN on its backend", be[owner(key)].cmd(b"STRLEN", key), b":%d" % len(big))
+check("PING after", p.cmd(b"PING"), b"+PONG")
+sys.exit(1 if fails else 0)
+EOF
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" != *FAIL* ]]
+}
+
+# ------------------------------------------------------ 9. concurrent pipelines
+
+@test "pipelines: 20 concurrent clients x 5,000 mixed commands each get exactly their own replies" {
+    run timeout 120 python3 "$BATS_TEST_DIRNAME/pipeline_check.py" "$SP_PORT" --clients 20 --commands 5000
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [ "$output" = "OK clients=20 commands=5000 vanished=0" ]
+    local i
+    for i in 0 1 2; do # the keys were spread over every backend
+        [ "$(bcli "$i" dbsize)" -gt 100 ]
+    done
+    _sp_alive "$SP_PID"
+}
+
+# ------------------------------------------------------- 10. vanishing client
+
+@test "vanishing: clients that send 10,000 requests and leave without reading disturb nobody" {
+    run timeout 120 python3 "$BATS_TEST_DIRNAME/pipeline_check.py" "$SP_PORT" \
+        --clients 2 --commands 20000 --vanish 4 --vanish-requests 10000 --prefix van
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [ "$output" = "OK clients=2 commands=20000 vanished=4" ]
+    _sp_alive "$SP_PID"
+    [ "$(rcli ping)" = PONG ]
+    # the vanished clients are gone and the orphaned replies were drained
+    wait_until info_has clients connected_clients:1
+    wait_until info_has backends "backend0:.*,inflight=0"
+    wait_until info_has backends "backend1:.*,inflight=0"
+    wait_until info_has backends "backend2:.*,inflight=0"
+    run timeout 60 python3 "$BATS_TEST_DIRNAME/pipeline_check.py" "$SP_PORT" \
+        --clients 3 --commands 3000 --prefix after
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [ "$output" = "OK clients=3 commands=3000 vanished=0" ]
+    _sp_alive "$SP_PID"
+}
