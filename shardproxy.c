@@ -913,6 +913,7 @@ struct config {
     uint64_t max_clients;              /* client connections accepted at once */
     uint64_t client_max_pending;       /* unanswered requests before reading pauses */
     uint64_t client_output_limit;      /* unread reply bytes before disconnect */
+    uint64_t client_timeout;           /* seconds a client may sit idle or mid-request; 0 = forever */
     uint64_t max_request_size;         /* largest request in bytes */
     uint64_t log_level;                /* enum log_level */
     char *admin;                       /* admin socket path, or NULL */
@@ -1278,6 +1279,7 @@ static const struct config_directive config_directives[] = {
     {"backend_connections", config_parse_number, CONFIG_FIELD(backend_connections), 1, 64},
     {"max_clients", config_parse_number, CONFIG_FIELD(max_clients), 1, 10000000},
     {"client_max_pending", config_parse_number, CONFIG_FIELD(client_max_pending), 1, 10000000},
+    {"client_timeout", config_parse_number, CONFIG_FIELD(client_timeout), 0, 100000000},
     {"client_output_limit", config_parse_size, CONFIG_FIELD(client_output_limit), 1024,
      UINT64_MAX},
     {"max_request_size", config_parse_size, CONFIG_FIELD(max_request_size), 1024,
@@ -1366,23 +1368,20 @@ static int config_validate(struct config *c, char *err, size_t errlen)
     return 0;
 }
 
-/* Load and validate PATH.  Returns the config, or NULL with "FILE:LINE:
- * reason" in ERR. */
-static struct config *config_load(const char *path, char *err, size_t errlen)
+/* Largest config file read. */
+#define CONFIG_MAX_FILE (16 * 1024 * 1024)
+
+/* Parse and validate config TEXT[0..LEN) (named PATH in messages).
+ * Returns the config, or NULL with "PATH:LINE: reason" in ERR. */
+static struct config *config_parse(const char *path, const char *text, size_t len, char *err,
+                                   size_t errlen)
 {
-    struct config *c;
-    FILE *f;
-    char *line = NULL, *argv[32], why[512];
-    size_t cap = 0;
+    struct config *c = xmalloc(sizeof *c);
+    char *line = xmalloc(len + 1), *argv[32], why[512], esc[96];
+    const char *p = text, *end = text + len;
     long lineno = 0;
     int argc;
 
-    f = fopen(path, "r");
-    if (!f) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    c = xmalloc(sizeof *c);
     memset(c, 0, sizeof *c);
     c->path = xstrndup(path, strlen(path));
     c->hash_tags = 1;
@@ -1396,9 +1395,17 @@ static struct config *config_load(const char *path, char *err, size_t errlen)
     c->max_request_size = 512ULL << 20;
     c->log_level = LOG_INFO;
     c->admin_mode = 0600;
-    while (getline(&line, &cap, f) != -1) {
-        size_t i;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p), i;
         lineno++;
+        if (memchr(p, '\0', n)) {
+            snprintf(err, errlen, "%s:%ld: NUL byte in line", path, lineno);
+            goto fail;
+        }
+        memcpy(line, p, n);
+        line[n] = '\0';
+        p += n + (nl != NULL);
         argc = config_words(line, argv, (int)ARRAY_LEN(argv));
         if (argc == 0)
             continue;
@@ -1410,7 +1417,8 @@ static struct config *config_load(const char *path, char *err, size_t errlen)
             if (!strcmp(argv[0], config_directives[i].name))
                 break;
         if (i == ARRAY_LEN(config_directives)) {
-            snprintf(err, errlen, "%s:%ld: unknown directive '%s'", path, lineno, argv[0]);
+            snprintf(err, errlen, "%s:%ld: unknown directive '%s'", path, lineno,
+                     log_escape(argv[0], strlen(argv[0]), esc, sizeof esc));
             goto fail;
         }
         if (config_directives[i].parse(c, &config_directives[i], argv, argc, why, sizeof why) !=
@@ -1419,22 +1427,45 @@ static struct config *config_load(const char *path, char *err, size_t errlen)
             goto fail;
         }
     }
-    if (ferror(f)) {
-        snprintf(err, errlen, "%s: read error: %s", path, strerror(errno));
-        goto fail;
-    }
     if (config_validate(c, why, sizeof why) != 0) {
         snprintf(err, errlen, "%s:%ld: %s", path, lineno, why);
         goto fail;
     }
     free(line);
-    fclose(f);
     return c;
 fail:
     free(line);
-    fclose(f);
     config_free(c);
     return NULL;
+}
+
+/* Read and parse the file PATH.  Returns the config, or NULL with
+ * "PATH:LINE: reason" (or "PATH: reason") in ERR. */
+static struct config *config_load(const char *path, char *err, size_t errlen)
+{
+    struct config *c = NULL;
+    struct buf text = {0, 0, 0, 0};
+    FILE *f = fopen(path, "r");
+    size_t n;
+
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    do {
+        buf_reserve(&text, 65536);
+        n = fread(text.data + text.w, 1, text.cap - text.w, f);
+        text.w += n;
+    } while (n > 0 && buf_len(&text) <= CONFIG_MAX_FILE);
+    if (ferror(f))
+        snprintf(err, errlen, "%s: read error: %s", path, strerror(errno));
+    else if (buf_len(&text) > CONFIG_MAX_FILE)
+        snprintf(err, errlen, "%s: larger than %d bytes", path, CONFIG_MAX_FILE);
+    else
+        c = config_parse(path, text.data ? text.data : "", buf_len(&text), err, errlen);
+    fclose(f);
+    buf_free(&text);
+    return c;
 }
 
 /* ============================================================== commands */
@@ -2335,6 +2366,7 @@ struct client {
     char addr[64];                    /* peer address for logs */
     uint64_t created_us;              /* accept time */
     uint64_t last_us;                 /* last time it sent bytes */
+    uint64_t partial_us;              /* when the partial request in `in` began */
 };
 
 /* What a file descriptor is, for the poll loop's dispatch. */
@@ -3990,12 +4022,37 @@ static void client_process(struct client *c, const char *data, size_t len, int o
         return;
     if (c->state != CLIENT_OPEN)
         pos = len; /* nothing after QUIT or a protocol error is read */
+    if (pos > 0 || !own)
+        c->partial_us = srv.now_us; /* what is left starts a new request */
     if (own) {
         buf_consume(&c->in, pos);
         if (buf_len(&c->in) == 0)
             buf_free(&c->in); /* an idle client holds no buffers */
     } else if (pos < len) {
         buf_append(&c->in, data + pos, len - pos);
+    }
+}
+
+/* client_timeout: close clients that are owed nothing and have sent nothing
+ * for that long, or that have sat on an incomplete request that long (a
+ * client trickling a request byte by byte is stuck all the same). */
+static void client_timers(void)
+{
+    static uint64_t last_check;
+    uint64_t limit = srv.cfg->client_timeout * 1000000;
+    struct client *c, *next;
+
+    if (!limit || srv.now_us - last_check < 100000)
+        return;
+    last_check = srv.now_us;
+    for (c = srv.clients; c; c = next) {
+        next = c->next;
+        if (c->state != CLIENT_OPEN || c->npending > 0 || buf_len(&c->out) > 0)
+            continue;
+        if (srv.now_us - c->last_us >= limit)
+            client_close(c, "idle past client_timeout");
+        else if (buf_len(&c->in) > 0 && srv.now_us - c->partial_us >= limit)
+            client_close(c, "incomplete request past client_timeout");
     }
 }
 
@@ -4657,6 +4714,7 @@ static void loop_run(void)
             for (j = 0; j < srv.backends[i].nconns; j++)
                 backend_timers(&srv.backends[i].conns[j]);
         }
+        client_timers();
         loop_flush();
     }
     log_at(LOG_INFO, "exiting");
