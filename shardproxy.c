@@ -564,6 +564,10 @@ enum resp_result resp_req_parse(struct resp_req_parser *p, const char *buf, size
                 p->err = "invalid multibulk length";
                 return RESP_ERROR;
             }
+            if (lim->max_args && (uint64_t)n > lim->max_args) {
+                p->err = "unauthenticated multibulk length"; /* Redis's words */
+                return RESP_ERROR;
+            }
             p->argc = p->args_left = n;
             if (n == 0)
                 return RESP_OK;
@@ -579,6 +583,10 @@ enum resp_result resp_req_parse(struct resp_req_parser *p, const char *buf, size
             if (n < 0 || (uint64_t)n > lim->max_request ||
                 p->pos + (uint64_t)n + 2 > lim->max_request) {
                 p->err = "invalid bulk length";
+                return RESP_ERROR;
+            }
+            if (lim->max_bulk && (uint64_t)n > lim->max_bulk) {
+                p->err = "unauthenticated bulk length";
                 return RESP_ERROR;
             }
             p->bulk_left = n + 2;
@@ -887,6 +895,9 @@ struct config_backend {
     char *name;                  /* name= option, or NULL */
     const char *id;              /* identity hashed by Maglev: name, else addr */
     uint32_t weight;             /* weight= option, default 1 */
+    char *password;              /* password= (or backend_password): AUTH on connect */
+    char *user;                  /* user= (or backend_user): the ACL user for AUTH */
+    int64_t db;                  /* db= (or backend_db): SELECT on connect; -1 until set */
     struct sockaddr_storage sa;  /* resolved address (unset with resolve off) */
     socklen_t salen;             /* 0 until resolved */
 };
@@ -916,6 +927,11 @@ struct config {
     uint64_t client_timeout;           /* seconds a client may sit idle or mid-request; 0 = forever */
     uint64_t max_request_size;         /* largest request in bytes */
     uint64_t log_level;                /* enum log_level */
+    char **passwords;                  /* `password` lines: clients must AUTH with one */
+    int npasswords;                    /* entries in passwords */
+    char *backend_password;            /* default password= for backends */
+    char *backend_user;                /* default user= for backends */
+    uint64_t backend_db;               /* default db= for backends (0) */
     char *admin;                       /* admin socket path, or NULL */
     uint64_t admin_mode;               /* its file mode (default 0600) */
     uint16_t *table;                   /* Maglev table: slot -> backend index */
@@ -1114,6 +1130,43 @@ static int config_parse_admin(struct config *c, const void *field, char **argv, 
     return 0;
 }
 
+/* Set *DST to a copy of the one argument of directive NAME. */
+static int config_string(char **dst, const char *name, char **argv, int argc, char *err,
+                         size_t errlen)
+{
+    if (config_need_args(name, argc, 2, err, errlen) < 0)
+        return -1;
+    free(*dst);
+    *dst = xstrndup(argv[1], strlen(argv[1]));
+    return 0;
+}
+
+/* password SECRET: repeatable, so a password can be rotated. */
+static int config_parse_password(struct config *c, const void *field, char **argv, int argc,
+                                 char *err, size_t errlen)
+{
+    UNUSED(field);
+    if (config_need_args("password", argc, 2, err, errlen) < 0)
+        return -1;
+    c->passwords = xrealloc(c->passwords, sizeof *c->passwords * (size_t)(c->npasswords + 1));
+    c->passwords[c->npasswords++] = xstrndup(argv[1], strlen(argv[1]));
+    return 0;
+}
+
+static int config_parse_backend_password(struct config *c, const void *field, char **argv,
+                                         int argc, char *err, size_t errlen)
+{
+    UNUSED(field);
+    return config_string(&c->backend_password, "backend_password", argv, argc, err, errlen);
+}
+
+static int config_parse_backend_user(struct config *c, const void *field, char **argv, int argc,
+                                     char *err, size_t errlen)
+{
+    UNUSED(field);
+    return config_string(&c->backend_user, "backend_user", argv, argc, err, errlen);
+}
+
 /* admin_mode: an octal file mode such as 0600 or 660. */
 static int config_parse_mode(struct config *c, const void *field, char **argv, int argc,
                              char *err, size_t errlen)
@@ -1232,6 +1285,7 @@ static int config_parse_backend(struct config *c, const void *field, char **argv
     memset(b, 0, sizeof *b);
     b->addr = xstrndup(argv[1], strlen(argv[1]));
     b->weight = 1;
+    b->db = -1;
     for (i = 2; i < argc; i++) {
         int64_t w;
         if (!strncmp(argv[i], "weight=", 7)) {
@@ -1242,6 +1296,20 @@ static int config_parse_backend(struct config *c, const void *field, char **argv
                 return -1;
             }
             b->weight = (uint32_t)w;
+        } else if (!strncmp(argv[i], "password=", 9) && argv[i][9]) {
+            free(b->password);
+            b->password = xstrndup(argv[i] + 9, strlen(argv[i] + 9));
+        } else if (!strncmp(argv[i], "user=", 5) && argv[i][5]) {
+            free(b->user);
+            b->user = xstrndup(argv[i] + 5, strlen(argv[i] + 5));
+        } else if (!strncmp(argv[i], "db=", 3)) {
+            if (resp_parse_ll(argv[i] + 3, strlen(argv[i] + 3), &w) != 0 || w < 0 ||
+                w > 1000000) {
+                snprintf(err, errlen, "bad '%s': db must be an integer from 0 to 1000000",
+                         argv[i]);
+                return -1;
+            }
+            b->db = w;
         } else if (!strncmp(argv[i], "name=", 5)) {
             if (argv[i][5] == '\0') {
                 snprintf(err, errlen, "empty name=");
@@ -1250,8 +1318,8 @@ static int config_parse_backend(struct config *c, const void *field, char **argv
             free(b->name);
             b->name = xstrndup(argv[i] + 5, strlen(argv[i] + 5));
         } else {
-            snprintf(err, errlen, "unknown backend option '%s' (expected weight=N or name=ID)",
-                     argv[i]);
+            snprintf(err, errlen, "unknown or empty backend option '%s' (expected weight=N, "
+                     "name=ID, password=SECRET, user=NAME or db=N)", argv[i]);
             return -1;
         }
     }
@@ -1286,6 +1354,10 @@ static const struct config_directive config_directives[] = {
      4ULL << 30},
     {"log_level", config_parse_log_level, 0, 0, 0},
     {"admin", config_parse_admin, 0, 0, 0},
+    {"password", config_parse_password, 0, 0, 0},
+    {"backend_password", config_parse_backend_password, 0, 0, 0},
+    {"backend_user", config_parse_backend_user, 0, 0, 0},
+    {"backend_db", config_parse_number, CONFIG_FIELD(backend_db), 0, 1000000},
     {"admin_mode", config_parse_mode, 0, 0, 0},
 };
 
@@ -1300,7 +1372,14 @@ static void config_free(struct config *c)
     for (i = 0; i < c->nbackends; i++) {
         free(c->backends[i].addr);
         free(c->backends[i].name);
+        free(c->backends[i].password);
+        free(c->backends[i].user);
     }
+    for (i = 0; i < c->npasswords; i++)
+        free(c->passwords[i]);
+    free(c->passwords);
+    free(c->backend_password);
+    free(c->backend_user);
     free(c->listens);
     free(c->backends);
     free(c->table);
@@ -1309,9 +1388,10 @@ static void config_free(struct config *c)
     free(c);
 }
 
-/* Split LINE into blank-separated words in place; '#' at the start of a word
- * starts a comment.  Returns the word count (at most MAX). */
-static int config_words(char *line, char **argv, int max)
+/* Split LINE into blank-separated words in place; with COMMENTS, '#' at the
+ * start of a word starts a comment.  Returns the word count, or MAX + 1 if
+ * there are more. */
+static int config_words(char *line, char **argv, int max, int comments)
 {
     int argc = 0;
     char *p = line;
@@ -1319,7 +1399,7 @@ static int config_words(char *line, char **argv, int max)
     for (;;) {
         while (*p && isspace((unsigned char)*p))
             p++;
-        if (!*p || *p == '#')
+        if (!*p || (comments && *p == '#'))
             return argc;
         if (argc == max)
             return max + 1;
@@ -1350,6 +1430,19 @@ static int config_validate(struct config *c, char *err, size_t errlen)
         snprintf(err, errlen, "table_size %llu is smaller than the number of backends",
                  (unsigned long long)c->table_size);
         return -1;
+    }
+    for (i = 0; i < c->nbackends; i++) { /* backend_* directives are the defaults */
+        struct config_backend *b = &c->backends[i];
+        if (!b->password && c->backend_password)
+            b->password = xstrndup(c->backend_password, strlen(c->backend_password));
+        if (!b->user && c->backend_user)
+            b->user = xstrndup(c->backend_user, strlen(c->backend_user));
+        if (b->db < 0)
+            b->db = (int64_t)c->backend_db;
+        if (b->user && !b->password) {
+            snprintf(err, errlen, "backend %s: a user needs a password", b->id);
+            return -1;
+        }
     }
     ids = xmalloc(sizeof *ids * (size_t)c->nbackends);
     weights = xmalloc(sizeof *weights * (size_t)c->nbackends);
@@ -1406,7 +1499,7 @@ static struct config *config_parse(const char *path, const char *text, size_t le
         memcpy(line, p, n);
         line[n] = '\0';
         p += n + (nl != NULL);
-        argc = config_words(line, argv, (int)ARRAY_LEN(argv));
+        argc = config_words(line, argv, (int)ARRAY_LEN(argv), 1);
         if (argc == 0)
             continue;
         if (argc > (int)ARRAY_LEN(argv)) {
@@ -2260,6 +2353,7 @@ struct req {
     const struct route_cmd *cmd; /* command, for per-command stats (NULL for children) */
     uint64_t start_us;         /* when the client's request was dispatched */
     uint8_t info_sections;     /* INFO parent: STATS_INFO_* sections asked for */
+    uint8_t handshake;         /* AUTH or SELECT the proxy sent on connect */
 };
 
 /* ============================================================== backends */
@@ -2324,13 +2418,16 @@ struct proxy_stats {
 
 /* Runtime state of one configured backend. */
 struct backend {
-    const struct config_backend *cfg; /* its config line */
+    struct config_backend cfg;        /* a copy of its config line (owned strings) */
     int index;                        /* position in config order */
+    int retired;                      /* removed by a reload: drains, then is freed */
+    uint64_t refs;                    /* request records pointing here */
     struct bconn *conns;              /* backend_connections connections */
     int nconns;                       /* entries in conns */
     uint32_t slots;                   /* Maglev slots it owns */
     struct backend_stats st;          /* counters */
     struct hist latency;              /* request queued to reply read, us */
+    char last_error[200];             /* why it was last marked down, "" if never */
 };
 
 /* Counters of one command, allocated when it is first seen. */
@@ -2362,6 +2459,7 @@ struct client {
     uint32_t npending;                /* entries in that FIFO */
     uint8_t dirty;                    /* on the loop's list of clients to flush */
     uint8_t throttled;                /* input left unparsed at client_max_pending */
+    uint8_t authed;                   /* passed AUTH (or no password is configured) */
     char *name;                       /* CLIENT SETNAME, or NULL */
     char addr[64];                    /* peer address for logs */
     uint64_t created_us;              /* accept time */
@@ -2392,8 +2490,11 @@ struct fdref {
 /* The one server: everything the loop owns. */
 static struct server {
     struct config *cfg;            /* the configuration in force */
-    struct backend *backends;      /* runtime backends, config order */
+    struct backend **backends;     /* the backends routed to, in config order */
     int nbackends;                 /* entries in backends */
+    struct backend **all;          /* every backend with connections: routed ones, and
+                                      ones a reload removed that still drain requests */
+    int nall;                      /* entries in all */
     int *listen_fds;               /* one socket per listen directive, -1 when closed */
     struct fdref *fds;             /* fd -> object */
     int maxfds;                    /* entries in fds (RLIMIT_NOFILE) */
@@ -2453,6 +2554,13 @@ static struct req *req_new(void)
     return r;
 }
 
+/* Tie R to backend B (which then outlives R, even across a reload). */
+static void req_set_backend(struct req *r, struct backend *b)
+{
+    r->backend = b;
+    b->refs++;
+}
+
 /* Recycle a record, and a parent's children with it. */
 static void req_free(struct req *r)
 {
@@ -2463,6 +2571,8 @@ static void req_free(struct req *r)
     free(r->child);
     free(r->keymap);
     buf_free(&r->reply);
+    if (r->backend)
+        r->backend->refs--;
     r->next = srv.free_reqs;
     srv.free_reqs = r;
 }
@@ -2688,7 +2798,7 @@ static uint64_t stats_inflight(void)
     int i;
 
     for (i = 0; i < srv.nbackends; i++)
-        n += stats_backend_inflight(&srv.backends[i]);
+        n += stats_backend_inflight(srv.backends[i]);
     return n;
 }
 
@@ -2726,9 +2836,9 @@ static void stats_write_text(struct buf *out)
     STATS_PROXY(STATS_TEXT)
 #undef STATS_TEXT
     for (b = 0; b < srv.nbackends; b++) {
-        const struct backend *be = &srv.backends[b];
+        const struct backend *be = srv.backends[b];
         buf_printf(out, "backend %s address %s weight %u state %s slots %u connections %d "
-                   "inflight %llu\n", be->cfg->id, be->cfg->addr, be->cfg->weight,
+                   "inflight %llu\n", be->cfg.id, be->cfg.addr, be->cfg.weight,
                    stats_backend_state(be), be->slots, stats_backend_connections(be),
                    (unsigned long long)stats_backend_inflight(be));
 #define STATS_TEXT(name, help) \
@@ -2736,6 +2846,8 @@ static void stats_write_text(struct buf *out)
         STATS_BACKEND(STATS_TEXT)
 #undef STATS_TEXT
         stats_text_latency(out, &be->latency);
+        if (be->last_error[0])
+            buf_printf(out, "  last_error %s\n", be->last_error);
     }
     for (i = 0; i < ARRAY_LEN(route_cmds); i++) {
         const struct cmd_stats *cs = srv.cmd_stats[i];
@@ -2791,17 +2903,19 @@ static void stats_write_json(struct buf *out)
 #undef STATS_JSON
     buf_printf(out, ",\"backends\":[");
     for (b = 0; b < srv.nbackends; b++) {
-        const struct backend *be = &srv.backends[b];
+        const struct backend *be = srv.backends[b];
         buf_printf(out, "%s{\"name\":", b ? "," : "");
-        stats_json_str(out, be->cfg->id);
+        stats_json_str(out, be->cfg.id);
         buf_printf(out, ",\"address\":");
-        stats_json_str(out, be->cfg->addr);
+        stats_json_str(out, be->cfg.addr);
         buf_printf(out, ",\"weight\":%u,\"state\":\"%s\",\"slots\":%u,\"connections\":%d,"
-                   "\"inflight\":%llu", be->cfg->weight, stats_backend_state(be), be->slots,
+                   "\"inflight\":%llu", be->cfg.weight, stats_backend_state(be), be->slots,
                    stats_backend_connections(be), (unsigned long long)stats_backend_inflight(be));
 #define STATS_JSON(name, help) buf_printf(out, ",\"%s\":%llu", #name, (unsigned long long)be->st.name);
         STATS_BACKEND(STATS_JSON)
 #undef STATS_JSON
+        buf_append_str(out, ",\"last_error\":");
+        stats_json_str(out, be->last_error);
         buf_append(out, ",", 1);
         stats_json_latency(out, &be->latency);
         buf_append(out, "}", 1);
@@ -2903,12 +3017,12 @@ static void stats_write_metrics(struct buf *out)
 #define STATS_PROM_BACKENDS(family, type, help, expr)                      \
     stats_prom_family(out, family, type, help);                             \
     for (b = 0; b < srv.nbackends; b++) {                                   \
-        const struct backend *be = &srv.backends[b];                        \
-        stats_prom_sample(out, family, "backend", be->cfg->id, (expr));     \
+        const struct backend *be = srv.backends[b];                        \
+        stats_prom_sample(out, family, "backend", be->cfg.id, (expr));     \
     }
     STATS_PROM_BACKENDS("backend_up", "gauge", "1 if a connection to the backend is up.",
                         (uint64_t)(stats_backend_connections(be) > 0))
-    STATS_PROM_BACKENDS("backend_weight", "gauge", "Configured weight.", be->cfg->weight)
+    STATS_PROM_BACKENDS("backend_weight", "gauge", "Configured weight.", be->cfg.weight)
     STATS_PROM_BACKENDS("backend_slots", "gauge", "Maglev table slots owned.", be->slots)
     STATS_PROM_BACKENDS("backend_connections", "gauge", "Connections up now.",
                         (uint64_t)stats_backend_connections(be))
@@ -2921,8 +3035,8 @@ static void stats_write_metrics(struct buf *out)
     stats_prom_family(out, "backend_latency_seconds", "histogram",
                       "Time from queueing a request to reading its reply.");
     for (b = 0; b < srv.nbackends; b++)
-        stats_prom_hist(out, "backend_latency_seconds", "backend", srv.backends[b].cfg->id,
-                        &srv.backends[b].latency);
+        stats_prom_hist(out, "backend_latency_seconds", "backend", srv.backends[b]->cfg.id,
+                        &srv.backends[b]->latency);
     stats_prom_family(out, "command_calls_total", "counter", "Requests per command.");
     for (i = 0; i < ARRAY_LEN(route_cmds); i++)
         if (srv.cmd_stats[i])
@@ -3007,9 +3121,9 @@ static void stats_info(struct buf *out, uint8_t mask)
     if (mask & STATS_INFO_BACKENDS) {
         buf_printf(out, "# Backends\r\n");
         for (i = 0; i < srv.nbackends; i++) {
-            const struct backend *b = &srv.backends[i];
+            const struct backend *b = srv.backends[i];
             buf_printf(out, "backend%d:id=%s,addr=%s,weight=%u,state=%s,slots=%u,inflight=%llu\r\n",
-                       i, b->cfg->id, b->cfg->addr, b->cfg->weight, stats_backend_state(b),
+                       i, b->cfg.id, b->cfg.addr, b->cfg.weight, stats_backend_state(b),
                        b->slots, (unsigned long long)stats_backend_inflight(b));
         }
         buf_printf(out, "\r\n");
@@ -3087,7 +3201,7 @@ static void req_merge(struct req *p)
         if (ch->proxy_error)
             buf_append(out, rp, buf_len(&ch->reply));
         else
-            reply_error(out, "ERR backend %s failed: %.*s", ch->backend->cfg->id,
+            reply_error(out, "ERR backend %s failed: %.*s", ch->backend->cfg.id,
                         (int)MIN(buf_len(&ch->reply) - 3, 200), rp + 1);
         goto done;
     }
@@ -3099,7 +3213,7 @@ static void req_merge(struct req *p)
             cursor[i] = (size_t)((const char *)memchr(rp, '\n', buf_len(&ch->reply)) - rp) + 1;
             if (rp[0] != '*') {
                 free(cursor);
-                reply_error(out, "ERR backend %s sent an unexpected reply", ch->backend->cfg->id);
+                reply_error(out, "ERR backend %s sent an unexpected reply", ch->backend->cfg.id);
                 goto done;
             }
         }
@@ -3113,7 +3227,7 @@ static void req_merge(struct req *p)
             if (at >= buf_len(&ch->reply) ||
                 resp_reply_parse(&rpp, rp + at, buf_len(&ch->reply) - at) != RESP_OK) {
                 out->r = out->w = 0;
-                reply_error(out, "ERR backend %s sent a short reply", ch->backend->cfg->id);
+                reply_error(out, "ERR backend %s sent a short reply", ch->backend->cfg.id);
                 break;
             }
             buf_append(out, rp + at, rpp.pos);
@@ -3130,7 +3244,7 @@ static void req_merge(struct req *p)
                          : rp[0] == ':' &&
                                resp_parse_ll(rp + 1, buf_len(&ch->reply) - 3, &v) == 0;
             if (!ok) {
-                reply_error(out, "ERR backend %s sent an unexpected reply", ch->backend->cfg->id);
+                reply_error(out, "ERR backend %s sent an unexpected reply", ch->backend->cfg.id);
                 goto done;
             }
             if (p->merge == MERGE_SUM)
@@ -3235,7 +3349,7 @@ static void backend_fail(struct bconn *bc, int timed_out, const char *why)
     int was_up = bc->state == BCONN_UP;
     struct req *r;
 
-    log_at(was_up ? LOG_WARN : LOG_INFO, "backend %s (%s): %s%s", b->cfg->id, b->cfg->addr, why,
+    log_at(was_up ? LOG_WARN : LOG_INFO, "backend %s (%s): %s%s", b->cfg.id, b->cfg.addr, why,
            bc->inflight ? ", failing requests in flight" : "");
     if (bc->fd >= 0) {
         srv.fds[bc->fd].type = FD_NONE;
@@ -3259,12 +3373,60 @@ static void backend_fail(struct bconn *bc, int timed_out, const char *why)
         bc->inflight--;
         if (timed_out) {
             b->st.timeouts++;
-            req_fail(r, "ERR backend %s timed out", b->cfg->id);
+            req_fail(r, "ERR backend %s timed out", b->cfg.id);
         } else {
-            req_fail(r, "ERR backend %s unavailable", b->cfg->id);
+            req_fail(r, "ERR backend %s unavailable", b->cfg.id);
         }
     }
     bc->tail = NULL;
+}
+
+/* Put AUTH and SELECT, as the config asks, in front of whatever requests
+ * were queued while connecting: both on the wire and on the FIFO. */
+static void backend_handshake(struct bconn *bc)
+{
+    const struct config_backend *cb = &bc->backend->cfg;
+    struct buf hs = {0, 0, 0, 0};
+    struct req *first = NULL, *last = NULL;
+    int n = 0, i;
+
+    if (cb->password) {
+        struct resp_arg a[3] = {{"AUTH", 4}, {NULL, 0}, {NULL, 0}};
+        int argc = 1;
+        if (cb->user) {
+            a[argc].p = cb->user;
+            a[argc++].len = strlen(cb->user);
+        }
+        a[argc].p = cb->password;
+        a[argc++].len = strlen(cb->password);
+        reply_command(&hs, a, (size_t)argc);
+        n++;
+    }
+    if (cb->db > 0) {
+        buf_printf(&hs, "*2\r\n$6\r\nSELECT\r\n$%d\r\n%lld\r\n",
+                   snprintf(NULL, 0, "%lld", (long long)cb->db), (long long)cb->db);
+        n++;
+    }
+    if (n == 0)
+        return;
+    for (i = 0; i < n; i++) {
+        struct req *r = req_new();
+        r->handshake = 1;
+        r->sent_us = srv.now_us;
+        if (last)
+            last->next_sent = r;
+        else
+            first = r;
+        last = r;
+    }
+    last->next_sent = bc->head;
+    bc->head = first;
+    if (!bc->tail)
+        bc->tail = last;
+    bc->inflight += (uint32_t)n;
+    buf_append(&hs, bc->out.data + bc->out.r, buf_len(&bc->out));
+    buf_free(&bc->out);
+    bc->out = hs;
 }
 
 static void backend_up(struct bconn *bc)
@@ -3272,15 +3434,16 @@ static void backend_up(struct bconn *bc)
     bc->state = BCONN_UP;
     bc->failed = 0;
     bc->answered = 0; /* the backoff resets only once a reply proves the connection works */
-    if (bc->backend->cfg->sa.ss_family != AF_UNIX)
+    if (bc->backend->cfg.sa.ss_family != AF_UNIX)
         backend_nodelay(bc->fd);
-    log_at(LOG_INFO, "backend %s (%s): connected", bc->backend->cfg->id, bc->backend->cfg->addr);
+    backend_handshake(bc);
+    log_at(LOG_INFO, "backend %s (%s): connected", bc->backend->cfg.id, bc->backend->cfg.addr);
 }
 
 /* Start a non-blocking connect. */
 static void backend_connect(struct bconn *bc)
 {
-    const struct config_backend *cb = bc->backend->cfg;
+    const struct config_backend *cb = &bc->backend->cfg;
     int fd;
 
     if (bc->retry_us != 0) /* set by an earlier failure */
@@ -3335,10 +3498,10 @@ static struct bconn *backend_pick(struct backend *b, const struct client *c)
     return &b->conns[c ? c->id % (uint64_t)b->nconns : 0];
 }
 
-/* Queue R on BC; its bytes must already be in bc->out. */
+/* Queue R (already tied to bc's backend) on BC; its bytes must already be
+ * in bc->out. */
 static void backend_push(struct bconn *bc, struct req *r)
 {
-    r->backend = bc->backend;
     r->sent_us = srv.now_us;
     r->next_sent = NULL;
     if (bc->tail)
@@ -3377,9 +3540,25 @@ static void backend_replies(struct bconn *bc)
             bc->tail = NULL;
         bc->inflight--;
         n = bc->rp.pos;
+        if (r->handshake) {
+            req_free(r);
+            if (p[0] == '-') { /* wrong password, unknown db...: down until it is fixed */
+                struct backend *b = bc->backend;
+                snprintf(b->last_error, sizeof b->last_error, "%.*s", (int)MIN(n - 3, 190),
+                         p + 1);
+                log_at(LOG_ERROR, "backend %s (%s): rejected AUTH/SELECT: %s", b->cfg.id,
+                       b->cfg.addr, b->last_error);
+                backend_fail(bc, 0, "handshake rejected");
+                return;
+            }
+            buf_consume(&bc->in, n);
+            resp_reply_init(&bc->rp);
+            continue;
+        }
         if (!bc->answered) {
             bc->answered = 1;
             bc->backoff_ms = RECONNECT_MIN_MS;
+            bc->backend->last_error[0] = '\0';
         }
         bc->backend->st.responses++;
         hist_add(&bc->backend->latency, srv.now_us - r->sent_us);
@@ -3445,7 +3624,7 @@ static void backend_flush(struct bconn *bc)
 /* Timers of one connection: connect deadline, reply deadline, retry. */
 static void backend_timers(struct bconn *bc)
 {
-    if (bc->state == BCONN_DOWN && srv.now_us >= bc->retry_us) {
+    if (bc->state == BCONN_DOWN && srv.now_us >= bc->retry_us && !bc->backend->retired) {
         backend_connect(bc);
         return;
     }
@@ -3475,37 +3654,159 @@ static uint64_t backend_next_timer(const struct bconn *bc)
     return t;
 }
 
-/* Create the runtime backends for the config and start connecting. */
-static void backend_init_all(void)
+/* Deep copy of a backend's config line: a backend outlives the config it
+ * came from across a reload. */
+static void backend_copy_cfg(struct config_backend *dst, const struct config_backend *src)
 {
-    const struct config *c = srv.cfg;
+    *dst = *src;
+    dst->addr = xstrndup(src->addr, strlen(src->addr));
+    dst->name = src->name ? xstrndup(src->name, strlen(src->name)) : NULL;
+    dst->id = dst->name ? dst->name : dst->addr;
+    dst->password = src->password ? xstrndup(src->password, strlen(src->password)) : NULL;
+    dst->user = src->user ? xstrndup(src->user, strlen(src->user)) : NULL;
+}
+
+static int backend_streq(const char *a, const char *b)
+{
+    return a == b || (a && b && !strcmp(a, b));
+}
+
+/* A runtime backend for config line CB with NCONNS connections, not yet
+ * connected. */
+static struct backend *backend_new(const struct config_backend *cb, int nconns)
+{
+    struct backend *b = xmalloc(sizeof *b);
+    int j;
+
+    memset(b, 0, sizeof *b);
+    backend_copy_cfg(&b->cfg, cb);
+    b->nconns = nconns;
+    b->conns = xmalloc(sizeof *b->conns * (size_t)nconns);
+    memset(b->conns, 0, sizeof *b->conns * (size_t)nconns);
+    for (j = 0; j < nconns; j++) {
+        b->conns[j].backend = b;
+        b->conns[j].fd = -1;
+        b->conns[j].backoff_ms = RECONNECT_MIN_MS;
+        resp_reply_init(&b->conns[j].rp);
+    }
+    return b;
+}
+
+/* At exit: free the records still in flight on B (orphans by then; a
+ * parent goes with its last child). */
+static void backend_drop_inflight(struct backend *b)
+{
+    struct req *r;
+    int j;
+
+    for (j = 0; j < b->nconns; j++) {
+        while ((r = b->conns[j].head) != NULL) {
+            b->conns[j].head = r->next_sent;
+            if (!r->parent)
+                req_free(r);
+            else if (--r->parent->pending == 0)
+                req_free(r->parent); /* frees r too */
+        }
+        b->conns[j].tail = NULL;
+    }
+}
+
+/* Close B's connections and free it; nothing may point to it any more. */
+static void backend_free(struct backend *b)
+{
+    int j;
+
+    assert(b->refs == 0);
+    for (j = 0; j < b->nconns; j++) {
+        struct bconn *bc = &b->conns[j];
+        if (bc->fd >= 0) {
+            srv.fds[bc->fd].type = FD_NONE;
+            close(bc->fd);
+        }
+        buf_free(&bc->in);
+        buf_free(&bc->out);
+    }
+    free(b->conns);
+    free(b->cfg.addr);
+    free(b->cfg.name);
+    free(b->cfg.password);
+    free(b->cfg.user);
+    free(b);
+}
+
+/* Would backend B talk to config line CB the same way (so its connections
+ * can be kept across a reload)? */
+static int backend_same(const struct backend *b, const struct config_backend *cb, int nconns)
+{
+    return !b->retired && b->nconns == nconns && !strcmp(b->cfg.id, cb->id) &&
+           !strcmp(b->cfg.addr, cb->addr) && b->cfg.salen == cb->salen &&
+           !memcmp(&b->cfg.sa, &cb->sa, cb->salen) && b->cfg.db == cb->db &&
+           backend_streq(b->cfg.password, cb->password) && backend_streq(b->cfg.user, cb->user);
+}
+
+/* Make the routed backends match config C, in its order: a backend that did
+ * not change keeps its connections and counters; a new one starts
+ * connecting; one that is gone is retired: it gets no new requests, and its
+ * connections close once what is in flight on them is answered. */
+static void backend_apply(const struct config *c)
+{
+    struct backend **next = xmalloc(sizeof *next * (size_t)c->nbackends);
+    int nconns = (int)c->backend_connections, i, j;
     uint64_t s;
+
+    for (i = 0; i < c->nbackends; i++) {
+        struct backend *b = NULL;
+        for (j = 0; j < srv.nbackends && !b; j++)
+            if (srv.backends[j] && backend_same(srv.backends[j], &c->backends[i], nconns)) {
+                b = srv.backends[j];
+                srv.backends[j] = NULL; /* claimed */
+                b->cfg.weight = c->backends[i].weight;
+            }
+        if (!b) {
+            b = backend_new(&c->backends[i], nconns);
+            srv.all = xrealloc(srv.all, sizeof *srv.all * (size_t)(srv.nall + 1));
+            srv.all[srv.nall++] = b;
+            for (j = 0; j < b->nconns; j++)
+                backend_connect(&b->conns[j]);
+        }
+        b->index = i;
+        b->slots = 0;
+        next[i] = b;
+    }
+    for (j = 0; j < srv.nbackends; j++)
+        if (srv.backends[j]) {
+            srv.backends[j]->retired = 1;
+            log_at(LOG_INFO, "backend %s (%s): removed; closing once in-flight requests finish",
+                   srv.backends[j]->cfg.id, srv.backends[j]->cfg.addr);
+        }
+    free(srv.backends);
+    srv.backends = next;
+    srv.nbackends = c->nbackends;
+    for (s = 0; s < c->table_size; s++)
+        next[c->table[s]]->slots++;
+    srv.split_child = xrealloc(srv.split_child, sizeof *srv.split_child * (size_t)c->nbackends);
+    for (i = 0; i < c->nbackends; i++)
+        srv.split_child[i] = -1;
+}
+
+/* End of a pass: close the connections of retired backends that have
+ * drained, and free those no record points to any more. */
+static void backend_reap(void)
+{
     int i, j;
 
-    srv.nbackends = c->nbackends;
-    srv.backends = xmalloc(sizeof *srv.backends * (size_t)c->nbackends);
-    srv.split_child = xmalloc(sizeof *srv.split_child * (size_t)c->nbackends);
-    for (i = 0; i < c->nbackends; i++) {
-        struct backend *b = &srv.backends[i];
-        memset(b, 0, sizeof *b);
-        b->cfg = &c->backends[i];
-        b->index = i;
-        b->nconns = (int)c->backend_connections;
-        b->conns = xmalloc(sizeof *b->conns * (size_t)b->nconns);
-        memset(b->conns, 0, sizeof *b->conns * (size_t)b->nconns);
-        for (j = 0; j < b->nconns; j++) {
-            b->conns[j].backend = b;
-            b->conns[j].fd = -1;
-            b->conns[j].backoff_ms = RECONNECT_MIN_MS;
-            resp_reply_init(&b->conns[j].rp);
-        }
-        srv.split_child[i] = -1;
+    for (i = 0; i < srv.nall; i++) {
+        struct backend *b = srv.all[i];
+        int busy = 0;
+        if (!b->retired)
+            continue;
+        for (j = 0; j < b->nconns; j++)
+            busy |= b->conns[j].head != NULL;
+        if (busy || b->refs > 0)
+            continue;
+        backend_free(b);
+        srv.all[i--] = srv.all[--srv.nall];
     }
-    for (s = 0; s < c->table_size; s++)
-        srv.backends[c->table[s]].slots++;
-    for (i = 0; i < srv.nbackends; i++)
-        for (j = 0; j < srv.backends[i].nconns; j++)
-            backend_connect(&srv.backends[i].conns[j]);
 }
 
 /* ------------------------------------------------------------- routing */
@@ -3515,18 +3816,19 @@ static void backend_init_all(void)
 static void client_forward(struct client *c, int bi, const char *raw, size_t rawlen,
                            const struct resp_arg *argv, int64_t argc)
 {
-    struct backend *b = &srv.backends[bi];
+    struct backend *b = srv.backends[bi];
     struct bconn *bc = backend_pick(b, c);
     struct req *r;
 
     if (bc->failed) {
         b->st.failures++;
-        client_error(c, "ERR backend %s unavailable", b->cfg->id);
+        client_error(c, "ERR backend %s unavailable", b->cfg.id);
         return;
     }
     r = req_new();
     r->cmd = srv.cur_cmd;
     r->start_us = srv.now_us;
+    req_set_backend(r, b);
     client_push(c, r);
     if (c->parser.inline_req)
         reply_command(&bc->out, argv, (size_t)argc);
@@ -3541,7 +3843,7 @@ static void client_send_child(struct client *c, struct req *ch, const struct buf
     struct bconn *bc = backend_pick(ch->backend, c);
 
     if (bc->failed) {
-        req_fail(ch, "ERR backend %s unavailable", ch->backend->cfg->id);
+        req_fail(ch, "ERR backend %s unavailable", ch->backend->cfg.id);
         return;
     }
     buf_append(&bc->out, enc->data + enc->r, buf_len(enc));
@@ -3602,7 +3904,7 @@ static void client_split(struct client *c, const struct route_cmd *cmd, const st
     for (i = 0; i < nchild; i++) {
         struct req *ch = p->child[i] = req_new();
         ch->parent = p;
-        ch->backend = &srv.backends[boc[i]];
+        req_set_backend(ch, srv.backends[boc[i]]);
     }
     if (p->merge == MERGE_ARRAY) {
         p->keymap = xmalloc(sizeof *p->keymap * nkeys);
@@ -3643,7 +3945,7 @@ static void client_fanout(struct client *c, enum req_merge merge, const struct b
     for (i = 0; i < srv.nbackends; i++) {
         struct req *ch = p->child[i] = req_new();
         ch->parent = p;
-        ch->backend = &srv.backends[i];
+        req_set_backend(ch, srv.backends[i]);
     }
     for (i = 0; i < srv.nbackends; i++) /* the last send may complete and merge p */
         client_send_child(c, p->child[i], enc);
@@ -3657,7 +3959,7 @@ static void client_any(struct client *c, const char *raw, size_t rawlen,
 
     for (i = 0; i < srv.nbackends; i++) {
         int bi = (int)((srv.any_next + (uint32_t)i) % (uint32_t)srv.nbackends);
-        if (!backend_pick(&srv.backends[bi], c)->failed) {
+        if (!backend_pick(srv.backends[bi], c)->failed) {
             srv.any_next = (uint32_t)bi + 1;
             client_forward(c, bi, raw, rawlen, argv, argc);
             return;
@@ -3697,12 +3999,55 @@ static void client_same(struct client *c, const struct route_cmd *cmd, const cha
 
 /* ======================================================= local commands */
 
+/* Redis's rule for client names: printable, no blanks. */
+static int client_valid_name(const struct resp_arg *name)
+{
+    size_t i;
+
+    for (i = 0; i < name->len; i++)
+        if (name->p[i] < '!' || name->p[i] > '~')
+            return 0;
+    return 1;
+}
+
+#define CLIENT_BADNAME "ERR Client names cannot contain spaces, newlines or special characters."
+
+#define CLIENT_WRONGPASS "-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+
+/* Compare a password with SECRET in time that depends only on the
+ * password's length, not on where the first difference is. */
+static int client_secret_eq(const struct resp_arg *pw, const char *secret)
+{
+    size_t slen = strlen(secret), i;
+    unsigned char diff = (unsigned char)(pw->len != slen);
+
+    for (i = 0; i < pw->len; i++)
+        diff |= (unsigned char)(pw->p[i] ^ secret[slen ? i % slen : 0]);
+    return diff == 0;
+}
+
+/* AUTH [user] pass, as the default user: with no password configured any
+ * password passes (Redis's nopass user); else one of them must match, all
+ * being compared so timing tells nothing.  Sets c->authed on success. */
+static int client_auth(struct client *c, const struct resp_arg *user, const struct resp_arg *pw)
+{
+    int ok = srv.cfg->npasswords == 0, i;
+
+    for (i = 0; i < srv.cfg->npasswords; i++)
+        ok |= client_secret_eq(pw, srv.cfg->passwords[i]);
+    if (user && !(user->len == 7 && !memcmp(user->p, "default", 7)))
+        ok = 0;
+    if (ok)
+        c->authed = 1;
+    return ok;
+}
+
 /* HELLO [protover [AUTH user pass] [SETNAME name]]: only RESP2 is spoken. */
 static void client_hello(struct client *c, const struct resp_arg *argv, int64_t argc)
 {
     struct buf b = {0, 0, 0, 0};
     int64_t ver = 2, i;
-    const struct resp_arg *setname = NULL;
+    const struct resp_arg *setname = NULL, *auth = NULL;
 
     if (argc >= 2 && (resp_parse_ll(argv[1].p, argv[1].len, &ver) != 0)) {
         client_error(c, "ERR Protocol version is not an integer or out of range");
@@ -3714,7 +4059,8 @@ static void client_hello(struct client *c, const struct resp_arg *argv, int64_t 
     }
     for (i = 2; i < argc; i++) {
         if (route_argeq(&argv[i], "auth") && i + 2 < argc) {
-            i += 2; /* no password is configured: any credentials pass */
+            auth = &argv[i + 1];
+            i += 2;
         } else if (route_argeq(&argv[i], "setname") && i + 1 < argc) {
             setname = &argv[++i];
         } else {
@@ -3722,6 +4068,21 @@ static void client_hello(struct client *c, const struct resp_arg *argv, int64_t 
                          argv[i].p);
             return;
         }
+    }
+    if (auth && !client_auth(c, &auth[0], &auth[1])) {
+        client_reply_str(c, CLIENT_WRONGPASS);
+        return;
+    }
+    if (!c->authed) {
+        client_reply_str(c, "-NOAUTH HELLO must be called with the client already "
+                            "authenticated, otherwise the HELLO <proto> AUTH <user> <pass> "
+                            "option can be used to authenticate the client and select the "
+                            "RESP protocol version at the same time\r\n");
+        return;
+    }
+    if (setname && !client_valid_name(setname)) {
+        client_error(c, CLIENT_BADNAME);
+        return;
     }
     if (setname) {
         free(c->name);
@@ -3750,7 +4111,6 @@ static void client_hello(struct client *c, const struct resp_arg *argv, int64_t 
 static void client_client(struct client *c, const struct route_cmd *cmd, const struct resp_arg *argv)
 {
     struct buf b = {0, 0, 0, 0};
-    size_t i;
 
     if (!strcmp(cmd->name, "client|id")) {
         buf_printf(&b, ":%llu\r\n", (unsigned long long)c->id);
@@ -3760,12 +4120,10 @@ static void client_client(struct client *c, const struct route_cmd *cmd, const s
         else
             buf_append_str(&b, "$-1\r\n");
     } else if (!strcmp(cmd->name, "client|setname")) {
-        for (i = 0; i < argv[2].len; i++)
-            if (argv[2].p[i] < '!' || argv[2].p[i] > '~') {
-                client_error(c, "ERR Client names cannot contain spaces, newlines or special "
-                                "characters.");
-                return;
-            }
+        if (!client_valid_name(&argv[2])) {
+            client_error(c, CLIENT_BADNAME);
+            return;
+        }
         free(c->name);
         c->name = argv[2].len ? xstrndup(argv[2].p, argv[2].len) : NULL;
         buf_append_str(&b, "+OK\r\n");
@@ -3832,16 +4190,15 @@ static void client_local(struct client *c, const struct route_cmd *cmd, const st
     } else if (!strcmp(name, "hello")) {
         client_hello(c, argv, argc);
     } else if (!strcmp(name, "auth")) {
-        if (argc == 3 && argv[1].len == 7 && !memcmp(argv[1].p, "default", 7))
-            buf_append_str(&b, "+OK\r\n"); /* the default user has no password */
-        else if (argc == 3)
-            client_reply_str(c, "-WRONGPASS invalid username-password pair or user is "
-                                "disabled.\r\n");
-        else if (argc == 2)
+        if (argc > 3)
+            client_error(c, "ERR syntax error");
+        else if (argc == 2 && srv.cfg->npasswords == 0)
             client_error(c, "ERR AUTH <password> called without any password configured for "
                             "the default user. Are you sure your configuration is correct?");
+        else if (client_auth(c, argc == 3 ? &argv[1] : NULL, &argv[argc - 1]))
+            buf_append_str(&b, "+OK\r\n");
         else
-            client_error(c, "ERR syntax error");
+            client_reply_str(c, CLIENT_WRONGPASS);
     } else if (!strcmp(name, "info")) {
         client_info(c, argv, argc);
     } else {
@@ -3976,10 +4333,13 @@ static void client_dispatch(struct client *c, const char *raw, size_t rawlen)
     }
     srv.cur_cmd = cmd;
     stats_cmd(cmd)->calls++;
-    if (route_arity_ok(cmd, argc))
-        client_route(c, cmd, raw, rawlen, argv, argc);
-    else
+    if (!route_arity_ok(cmd, argc))
         client_error(c, "ERR wrong number of arguments for '%s' command", cmd->name);
+    else if (srv.cfg->npasswords && !c->authed && strcmp(cmd->name, "auth") &&
+             strcmp(cmd->name, "hello") && strcmp(cmd->name, "quit"))
+        client_reply_str(c, "-NOAUTH Authentication required.\r\n");
+    else
+        client_route(c, cmd, raw, rawlen, argv, argc);
     srv.cur_cmd = NULL;
 }
 
@@ -3992,11 +4352,15 @@ static void client_process(struct client *c, const char *data, size_t len, int o
     struct resp_limits lim;
     size_t pos = 0;
 
-    lim.max_request = srv.cfg->max_request_size;
-    lim.max_inline = MAX_INLINE;
     c->throttled = 0;
     while (pos < len && c->state == CLIENT_OPEN) {
         enum resp_result rc;
+        int locked = srv.cfg->npasswords > 0 && !c->authed;
+        /* before AUTH, Redis's tighter limits: nobody makes us buffer much unasked */
+        lim.max_request = locked ? 16 * 1024 * 11 : srv.cfg->max_request_size;
+        lim.max_inline = MAX_INLINE;
+        lim.max_args = locked ? 10 : 0;
+        lim.max_bulk = locked ? 16 * 1024 : 0;
         if (c->npending >= srv.cfg->client_max_pending) {
             c->throttled = 1;
             break;
@@ -4125,6 +4489,7 @@ static void client_new(int fd, const struct sockaddr_storage *ss)
     c->id = ++srv.next_client_id;
     c->state = CLIENT_OPEN;
     c->created_us = c->last_us = srv.now_us;
+    c->authed = srv.cfg->npasswords == 0;
     resp_req_init(&c->parser);
     if (ss->ss_family == AF_INET) {
         const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
@@ -4189,6 +4554,59 @@ static void client_accept(int lfd)
     }
 }
 
+/* ================================================================ reload */
+
+/* Do two configs listen on the same addresses, in the same order? */
+static int reload_same_listens(const struct config *a, const struct config *b)
+{
+    int i;
+
+    if (a->nlistens != b->nlistens)
+        return 0;
+    for (i = 0; i < a->nlistens; i++)
+        if (strcmp(a->listens[i].addr, b->listens[i].addr))
+            return 0;
+    return 1;
+}
+
+/* SIGHUP and admin `reload`: re-read the config file and apply it without
+ * dropping a client.  Backends, the Maglev table, timeouts, limits,
+ * log_level and passwords take effect for new requests; `listen` and
+ * `admin` need a restart and keep their running values.  A config that
+ * does not load changes nothing.  Returns 0, or -1 with the reason in ERR. */
+static int reload_config(char *err, size_t errlen)
+{
+    struct config *next = config_load(srv.cfg->path, err, errlen), *old = srv.cfg;
+    struct config_listen *listens;
+    char *admin;
+    uint64_t mode;
+    int n;
+
+    if (!next) {
+        log_at(LOG_ERROR, "reload rejected, configuration unchanged: %s", err);
+        return -1;
+    }
+    if (!reload_same_listens(old, next))
+        log_at(LOG_WARN, "reload: 'listen' changed; that needs a restart, ignored");
+    if ((old->admin == NULL) != (next->admin == NULL) ||
+        (old->admin && strcmp(old->admin, next->admin)) || old->admin_mode != next->admin_mode)
+        log_at(LOG_WARN, "reload: 'admin' or 'admin_mode' changed; that needs a restart, ignored");
+    /* keep what is bound: swap the running listen and admin values into the new config */
+    listens = next->listens, n = next->nlistens;
+    next->listens = old->listens, next->nlistens = old->nlistens;
+    old->listens = listens, old->nlistens = n;
+    admin = next->admin, mode = next->admin_mode;
+    next->admin = old->admin, next->admin_mode = old->admin_mode;
+    old->admin = admin, old->admin_mode = mode;
+    backend_apply(next);
+    srv.cfg = next;
+    log_threshold = (enum log_level)next->log_level;
+    config_free(old);
+    log_at(LOG_INFO, "configuration reloaded from %s: %d backend(s), table_size %llu",
+           next->path, next->nbackends, (unsigned long long)next->table_size);
+    return 0;
+}
+
 /* ================================================================= admin */
 
 /*
@@ -4214,6 +4632,7 @@ static const char admin_help[] =
     "route KEY...         the backend each key maps to: IDENTITY ADDRESS SLOT\n"
     "clients              one line per client: id, address, age, idle, pending, unwritten "
     "bytes, name\n"
+    "reload               re-read the configuration file and apply it (as SIGHUP)\n"
     "quit                 close this connection\n";
 
 /* Create the admin socket; startup failures are fatal. */
@@ -4275,9 +4694,9 @@ static void admin_backends(struct buf *out)
     int i;
 
     for (i = 0; i < srv.nbackends; i++) {
-        const struct backend *b = &srv.backends[i];
-        buf_printf(out, "%s %s weight %u state %s slots %u inflight %llu\n", b->cfg->id,
-                   b->cfg->addr, b->cfg->weight, stats_backend_state(b), b->slots,
+        const struct backend *b = srv.backends[i];
+        buf_printf(out, "%s %s weight %u state %s slots %u inflight %llu\n", b->cfg.id,
+                   b->cfg.addr, b->cfg.weight, stats_backend_state(b), b->slots,
                    (unsigned long long)stats_backend_inflight(b));
     }
 }
@@ -4298,7 +4717,7 @@ static void admin_clients(struct buf *out)
 static void admin_command(struct admin *a, char *line)
 {
     char *argv[64], esc[96];
-    int argc = config_words(line, argv, (int)ARRAY_LEN(argv)), i;
+    int argc = config_words(line, argv, (int)ARRAY_LEN(argv), 0), i;
 
     if (argc == 0)
         return;
@@ -4322,6 +4741,12 @@ static void admin_command(struct admin *a, char *line)
         }
     } else if (!strcmp(argv[0], "clients") && argc == 1) {
         admin_clients(&a->out);
+    } else if (!strcmp(argv[0], "reload") && argc == 1) {
+        char why[1024];
+        if (reload_config(why, sizeof why) == 0)
+            buf_printf(&a->out, "OK reloaded\n");
+        else
+            buf_printf(&a->out, "ERR %s\n", why);
     } else if (!strcmp(argv[0], "quit") && argc == 1) {
         a->closing = 1;
     } else {
@@ -4542,9 +4967,9 @@ static size_t loop_pollset(void)
     if (!srv.stopping && srv.now_us >= srv.accept_paused_until)
         for (i = 0; i < srv.cfg->nlistens; i++)
             loop_add(&n, srv.listen_fds[i], POLLIN);
-    for (i = 0; i < srv.nbackends; i++)
-        for (j = 0; j < srv.backends[i].nconns; j++) {
-            struct bconn *bc = &srv.backends[i].conns[j];
+    for (i = 0; i < srv.nall; i++)
+        for (j = 0; j < srv.all[i]->nconns; j++) {
+            struct bconn *bc = &srv.all[i]->conns[j];
             if (bc->state == BCONN_CONNECTING)
                 loop_add(&n, bc->fd, POLLOUT);
             else if (bc->state == BCONN_UP)
@@ -4577,9 +5002,9 @@ static int loop_timeout(void)
     uint64_t t = srv.now_us + 1000000;
     int i, j;
 
-    for (i = 0; i < srv.nbackends; i++)
-        for (j = 0; j < srv.backends[i].nconns; j++)
-            t = MIN(t, backend_next_timer(&srv.backends[i].conns[j]));
+    for (i = 0; i < srv.nall; i++)
+        for (j = 0; j < srv.all[i]->nconns; j++)
+            t = MIN(t, backend_next_timer(&srv.all[i]->conns[j]));
     if (srv.accept_paused_until > srv.now_us)
         t = MIN(t, srv.accept_paused_until);
     if (srv.stopping)
@@ -4638,9 +5063,9 @@ static void loop_flush(void)
             c->npending < srv.cfg->client_max_pending)
             client_process(c, c->in.data + c->in.r, buf_len(&c->in), 1);
     }
-    for (b = 0; b < srv.nbackends; b++)
-        for (j = 0; j < srv.backends[b].nconns; j++)
-            backend_flush(&srv.backends[b].conns[j]);
+    for (b = 0; b < srv.nall; b++)
+        for (j = 0; j < srv.all[b]->nconns; j++)
+            backend_flush(&srv.all[b]->conns[j]);
     for (i = 0; i < srv.ndirty; i++) {
         c = srv.dirty[i];
         c->dirty = 0;
@@ -4653,6 +5078,7 @@ static void loop_flush(void)
         client_free(c);
     }
     admin_reap();
+    backend_reap();
 }
 
 /* SIGTERM: stop accepting and reading; finish what is in flight. */
@@ -4696,8 +5122,9 @@ static void loop_run(void)
             buf_free(&b);
         }
         if (sig_hup) {
+            char why[1024];
             sig_hup = 0;
-            log_at(LOG_WARN, "SIGHUP ignored: configuration reload is not supported yet");
+            reload_config(why, sizeof why); /* logs either way */
         }
         if (srv.stopping && (loop_drained() || srv.now_us >= srv.stop_deadline_us))
             break;
@@ -4709,10 +5136,10 @@ static void loop_run(void)
         for (i = 0; rc > 0 && i < n; i++)
             if (srv.pfds[i].revents)
                 loop_event(&srv.pfds[i]);
-        for (i = 0; i < (size_t)srv.nbackends; i++) {
+        for (i = 0; i < (size_t)srv.nall; i++) {
             int j;
-            for (j = 0; j < srv.backends[i].nconns; j++)
-                backend_timers(&srv.backends[i].conns[j]);
+            for (j = 0; j < srv.all[i]->nconns; j++)
+                backend_timers(&srv.all[i]->conns[j]);
         }
         client_timers();
         loop_flush();
@@ -4724,38 +5151,23 @@ static void loop_run(void)
 static void loop_cleanup(void)
 {
     struct req *r;
-    int i, j;
+    int i;
 
     while (srv.clients)
         client_close(srv.clients, "exit");
     loop_flush();
     admin_shutdown();
     loop_close_listeners();
-    for (i = 0; i < srv.nbackends; i++) {
-        struct backend *b = &srv.backends[i];
-        for (j = 0; j < b->nconns; j++) {
-            struct bconn *bc = &b->conns[j];
-            while ((r = bc->head) != NULL) { /* only orphans remain */
-                bc->head = r->next_sent;
-                if (r->parent) {
-                    if (--r->parent->pending == 0)
-                        req_free(r->parent);
-                } else {
-                    req_free(r);
-                }
-            }
-            if (bc->fd >= 0)
-                close(bc->fd);
-            buf_free(&bc->in);
-            buf_free(&bc->out);
-        }
-        free(b->conns);
-    }
+    for (i = 0; i < srv.nall; i++) /* every record first: children span backends */
+        backend_drop_inflight(srv.all[i]);
+    for (i = 0; i < srv.nall; i++)
+        backend_free(srv.all[i]);
     while ((r = srv.free_reqs) != NULL) {
         srv.free_reqs = r->next;
         free(r);
     }
     free(srv.backends);
+    free(srv.all);
     free(srv.split_child);
     free(srv.listen_fds);
     free(srv.fds);
@@ -4883,7 +5295,7 @@ int main(int argc, char **argv)
     sig_install();
     loop_listen();
     admin_listen();
-    backend_init_all();
+    backend_apply(c);
     log_at(LOG_INFO, "shardproxy %s started: %d backend(s), table_size %llu, pid %ld",
            SHARDPROXY_VERSION, srv.nbackends, (unsigned long long)c->table_size, (long)getpid());
     loop_run();

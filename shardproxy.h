@@ -60,6 +60,8 @@ enum resp_result {
 struct resp_limits {
     uint64_t max_request;  /* largest request in bytes (max_request_size) */
     uint32_t max_inline;   /* longest inline command line, CRLF excluded */
+    uint32_t max_args;     /* most array elements, 0 = no limit beyond max_request */
+    uint64_t max_bulk;     /* largest bulk string, 0 = no limit beyond max_request */
 };
 
 /* Resumable state of the request parser.  Zero it (resp_req_init) before the
