@@ -3,6 +3,8 @@
 #   make                 build ./shardproxy (libc only; CC=clang, CC=musl-gcc work)
 #   make SANITIZE=1      the same binary under ASan/UBSan
 #   make test            install missing test tools, build, unit tests, bats suites
+#   make static          a static binary (musl-gcc) for FROM scratch images
+#   make install         PREFIX=/usr/local DESTDIR= ; make uninstall
 #   make unit | demo | clean
 
 CC     ?= cc
@@ -17,7 +19,11 @@ SP_CFLAGS = $(WARN) $(CFLAGS)
 endif
 BUILD := $(CC) $(SP_CFLAGS) $(CPPFLAGS) $(LDFLAGS) $(LDLIBS)
 
-.PHONY: all test unit demo deps clean FORCE
+.PHONY: all test unit demo deps clean static install uninstall FORCE
+
+PREFIX ?= /usr/local
+BINDIR  = $(DESTDIR)$(PREFIX)/bin
+DOCDIR  = $(DESTDIR)$(PREFIX)/share/doc/shardproxy
 
 all: shardproxy
 
@@ -65,6 +71,22 @@ test: deps all unit
 demo: all
 	test/demo.sh
 
+# A static binary with musl (Debian: musl-tools), for FROM scratch images.
+static: shardproxy-static
+shardproxy-static: shardproxy.c shardproxy.h
+	@command -v musl-gcc >/dev/null 2>&1 || test/deps.sh musl-gcc
+	musl-gcc -static $(WARN) -O2 -s -o $@ shardproxy.c
+	@echo "shardproxy-static: $$(wc -c < $@) bytes"
+
+install: shardproxy
+	install -d $(BINDIR) $(DOCDIR)
+	install -m 755 shardproxy $(BINDIR)/shardproxy
+	install -m 644 shardproxy.conf README.md $(DOCDIR)/
+
+uninstall:
+	rm -f $(BINDIR)/shardproxy $(DOCDIR)/shardproxy.conf $(DOCDIR)/README.md
+	-rmdir $(DOCDIR)
+
 clean:
-	rm -f shardproxy shardproxy-asan test/unit test/.san-check .build-flags *.o test/*.o
+	rm -f shardproxy shardproxy-asan shardproxy-static test/unit test/.san-check .build-flags *.o test/*.o
 	rm -rf *.dSYM test/*.dSYM

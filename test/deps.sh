@@ -17,6 +17,7 @@ declare -A pkg=(
     [redis-cli]=redis-tools
     [socat]=socat
     [python3]=python3 # free_port in helper.bash, hash checks in cli.bats
+    [musl-gcc]=musl-tools # make static (asked for by name only)
 )
 pkg[jq]=jq
 cmds=(bats redis-server redis-cli socat python3)
