@@ -5,6 +5,7 @@
 #   make test            install missing test tools, build, unit tests, bats suites
 #   make static          a static binary (musl-gcc) for FROM scratch images
 #   make install         PREFIX=/usr/local DESTDIR= ; make uninstall
+#   make bench           shardproxy vs twemproxy vs direct Redis (BENCH_QUICK=1: ~1 min)
 #   make unit | demo | clean
 
 CC     ?= cc
@@ -19,7 +20,7 @@ SP_CFLAGS = $(WARN) $(CFLAGS)
 endif
 BUILD := $(CC) $(SP_CFLAGS) $(CPPFLAGS) $(LDFLAGS) $(LDLIBS)
 
-.PHONY: all test unit demo deps clean static install uninstall FORCE
+.PHONY: all test unit demo bench deps clean static install uninstall FORCE
 
 PREFIX ?= /usr/local
 BINDIR  = $(DESTDIR)$(PREFIX)/bin
@@ -70,6 +71,9 @@ test: deps all unit
 
 demo: all
 	test/demo.sh
+
+bench: all
+	test/bench.sh
 
 # A static binary with musl (Debian: musl-tools), for FROM scratch images.
 static: shardproxy-static
