@@ -2967,15 +2967,16 @@ static void stats_prom_sample(struct buf *out, const char *name, const char *lab
     buf_printf(out, " %llu\n", (unsigned long long)v);
 }
 
-/* A latency histogram in seconds: cumulative buckets at powers of two of
- * microseconds (exact bucket boundaries), then +Inf, _sum and _count. */
+/* A latency histogram in seconds: cumulative buckets, then +Inf, _sum and
+ * _count.  Samples are whole microseconds and 2^k is a bucket boundary, so
+ * "le = 2^k - 1 us" counts exactly the samples below 2^k. */
 static void stats_prom_hist(struct buf *out, const char *name, const char *label,
                             const char *value, const struct hist *h)
 {
     unsigned k;
 
     for (k = 0; k <= HIST_MAX_BITS; k++) {
-        uint64_t le = 1ULL << k;
+        uint64_t le = (1ULL << k) - 1;
         buf_printf(out, "shardproxy_%s_bucket{%s=\"", name, label);
         stats_prom_label(out, value);
         buf_printf(out, "\",le=\"%llu.%06llu\"} %llu\n", (unsigned long long)(le / 1000000),
@@ -4716,7 +4717,7 @@ static void admin_clients(struct buf *out)
 /* Run one command line. */
 static void admin_command(struct admin *a, char *line)
 {
-    char *argv[64], esc[96];
+    char *argv[ADMIN_LINE_MAX / 2 + 1], esc[96];
     int argc = config_words(line, argv, (int)ARRAY_LEN(argv), 0), i;
 
     if (argc == 0)
@@ -4811,13 +4812,11 @@ static void admin_flush(struct admin *a)
         admin_process(a); /* lines that waited for the output to drain */
 }
 
-static void admin_accept(void)
+/* A new admin connection, unless there are too many. */
+static void admin_new(int fd)
 {
-    int fd = accept(srv.admin_fd, NULL, NULL);
     struct admin *a;
 
-    if (fd < 0)
-        return;
     if (fd >= srv.maxfds || srv.nadmins >= ADMIN_MAX_CONNS || set_nonblock(fd) < 0) {
         static const char msg[] = "ERR too many admin connections\n";
         if (write(fd, msg, sizeof msg - 1) < 0) { /* best effort */
@@ -4833,6 +4832,19 @@ static void admin_accept(void)
     srv.nadmins++;
     srv.fds[fd].type = FD_ADMIN;
     srv.fds[fd].ptr = a;
+}
+
+/* Accept what the admin listener has (a batch per pass). */
+static void admin_accept(void)
+{
+    int i;
+
+    for (i = 0; i < ACCEPT_BATCH; i++) {
+        int fd = accept(srv.admin_fd, NULL, NULL);
+        if (fd < 0)
+            return;
+        admin_new(fd);
+    }
 }
 
 /* Free closed admin connections (end of a loop pass). */
