@@ -12,21 +12,30 @@
  * Copyright (c) 2026 the shardproxy authors.  MIT licence (see LICENSE).
  *
  * Sections, bottom-up (each uses only what comes before it):
- *   tunables and limits . utility macros . private types . globals
- *   logging      log_*      timestamped lines on stderr, client bytes escaped
- *   buffers      buf_*      growable byte queues
- *   hashing      hash_*     MurmurHash64A, XXH64, hash tags
- *   Maglev       maglev_*   Envoy-compatible lookup table
- *   RESP parser  resp_*     resumable request and reply framing, no I/O
- *   RESP replies reply_*    building replies the proxy sends itself
- *   config       config_*   directive table, parse, validate
- *   commands     route_*    the Redis 7.0 command table and key extraction
- *   requests     req_*      request records, the client and backend FIFOs
- *   backends     backend_*  pooled, pipelined backend connections
- *   clients      client_*   client connections, local commands, splitting
- *   stats        stats_*    counters defined once, one report writer
- *   signals      sig_*      handlers only set flags
- *   event loop   loop_*     poll(), timers, batching of writes
+ *   tunables and limits . utility macros . private types
+ *   logging          log_*      timestamped lines on stderr, client bytes escaped
+ *   buffers          buf_*      growable byte queues
+ *   hashing          hash_*     MurmurHash64A, XXH64, hash tags
+ *   Maglev           maglev_*   Envoy-compatible lookup table
+ *   RESP parser      resp_*     resumable request and reply framing, no I/O
+ *   RESP replies     reply_*    building replies the proxy sends itself
+ *   config           config_*   directive table, parse, validate
+ *   commands         route_*    the Redis 7.0 command table, key extraction, placement
+ *   histograms       hist_*     fixed log-linear latency histograms
+ *   types            requests, backends, clients: the structs and their FIFOs
+ *   globals          the one server struct, signal flags
+ *   request records  req_*      allocation; per-command counters (stats_cmd*)
+ *   client output    client_*   the reply FIFO, error replies, closing
+ *   stats            stats_*    counters defined once; text, JSON, Prometheus, INFO
+ *   completion       req_*      replies matched to records, split commands merged
+ *   backend connections backend_* connect, handshake, read, write, timers, reload swap
+ *   routing          client_*   forwarding, splitting, fan-out, CROSSSLOT
+ *   local commands   client_*   PING, HELLO, AUTH, CLIENT, INFO ...
+ *   reading and dispatch client_* framing, command lookup, accept, client_timeout
+ *   reload           reload_*   SIGHUP and admin `reload`
+ *   admin            admin_*    the admin socket
+ *   signals          sig_*      handlers only set flags
+ *   event loop       loop_*     poll(), timers, one write per connection per pass
  *   main
  *
  * Build: cc -std=c99 -O2 shardproxy.c -o shardproxy  (no libraries)
@@ -61,7 +70,7 @@
 
 #include "shardproxy.h"
 
-/* ======================================================= tunables, limits */
+/* ========================================================= tunables, limits */
 
 #define READ_CHUNK (64 * 1024)       /* bytes asked of read() per call */
 #define MAX_INLINE (64 * 1024)       /* longest inline command line (Redis: 64 KiB) */
@@ -73,7 +82,7 @@
 #define REPLY_ERR_MAX 512            /* longest error line the proxy builds */
 #define SPLIT_INLINE_KEYS 16         /* split key maps up to this size need no malloc */
 
-/* ======================================================== utility macros */
+/* =========================================================== utility macros */
 
 #define UNUSED(x) ((void)(x))
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
@@ -88,7 +97,7 @@
 #define NORETURN
 #endif
 
-/* ========================================================= private types */
+/* ============================================================ private types */
 
 /* A byte queue: bytes [r, w) of data are pending; cap is the allocation.
  * An empty buffer may hold no allocation at all (data == NULL), which is how
@@ -103,7 +112,7 @@ struct buf {
 /* Severity of a log line; the config's log_level drops what is above it. */
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
-/* ============================================================== logging */
+/* ================================================================== logging */
 
 static enum log_level log_threshold = LOG_INFO; /* set from the config */
 
@@ -203,7 +212,7 @@ static char *xstrndup(const char *s, size_t n)
     return p;
 }
 
-/* ============================================================== buffers */
+/* ================================================================== buffers */
 
 static size_t buf_len(const struct buf *b) { return b->w - b->r; }
 
@@ -272,7 +281,7 @@ static void buf_free(struct buf *b)
     b->r = b->w = b->cap = 0;
 }
 
-/* ============================================================== hashing */
+/* ================================================================== hashing */
 
 static uint64_t hash_load64le(const unsigned char *p)
 {
@@ -389,7 +398,7 @@ size_t hash_tag(const char *key, size_t len, const char **start)
     return (size_t)(close - open - 1);
 }
 
-/* =============================================================== Maglev */
+/* =================================================================== Maglev */
 
 int maglev_is_prime(uint64_t n)
 {
@@ -471,7 +480,7 @@ int maglev_build(uint16_t *table, uint32_t m, const char *const *ids, const uint
     return 0;
 }
 
-/* ========================================================== RESP parser */
+/* ============================================================== RESP parser */
 
 /* Parse a decimal integer that must fill [p, p+n) exactly: an optional '-'
  * and 1..19 digits, no overflow.  Returns 0 on success, -1 otherwise. */
@@ -841,7 +850,7 @@ enum resp_result resp_reply_parse(struct resp_reply_parser *p, const char *buf, 
 }
 
 
-/* =========================================================== RESP replies */
+/* ============================================================= RESP replies */
 
 /* Append a RESP bulk string. */
 static void reply_bulk(struct buf *b, const char *p, size_t n)
@@ -886,7 +895,7 @@ static void reply_command(struct buf *b, const struct resp_arg *argv, size_t arg
         reply_bulk(b, argv[i].p, argv[i].len);
 }
 
-/* ================================================================ config */
+/* =================================================================== config */
 
 /* One `backend` line, with its address resolved at load time (no DNS in the
  * loop). */
@@ -1561,7 +1570,7 @@ static struct config *config_load(const char *path, char *err, size_t errlen)
     return c;
 }
 
-/* ============================================================== commands */
+/* ================================================================= commands */
 
 /* How the proxy serves a command. */
 enum route_kind {
@@ -2206,7 +2215,7 @@ static int route_backend(const struct config *c, const char *key, size_t len)
     return c->table[route_slot(c, key, len)];
 }
 
-/* ============================================================ histograms */
+/* =============================================================== histograms */
 
 /*
  * Latency histograms with log-linear buckets: samples below 32 us are exact;
@@ -2300,7 +2309,7 @@ static uint64_t hist_below_pow2(const struct hist *h, unsigned k)
     return n;
 }
 
-/* ============================================================== requests */
+/* ========================================================== types: requests */
 
 /*
  * A request record ties one client request to its reply.  It sits on two
@@ -2356,7 +2365,7 @@ struct req {
     uint8_t handshake;         /* AUTH or SELECT the proxy sent on connect */
 };
 
-/* ============================================================== backends */
+/* ========================================================== types: backends */
 
 /* State of one backend connection. */
 enum bconn_state {
@@ -2437,7 +2446,7 @@ struct cmd_stats {
     struct hist latency; /* dispatch to complete reply, us */
 };
 
-/* =============================================================== clients */
+/* =========================================================== types: clients */
 
 /* State of a client connection. */
 enum client_state {
@@ -2485,7 +2494,7 @@ struct fdref {
     void *ptr;         /* struct client, struct bconn, or listener index */
 };
 
-/* ================================================================ globals */
+/* ================================================================== globals */
 
 /* The one server: everything the loop owns. */
 static struct server {
@@ -2540,7 +2549,7 @@ static uint64_t now_monotonic_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-/* ------------------------------------------------------- request records */
+/* ========================================================== request records */
 
 static struct req *req_new(void)
 {
@@ -2601,9 +2610,7 @@ static void stats_cmd_done(const struct route_cmd *cmd, uint64_t us, int error)
     hist_add(&cs->latency, us);
 }
 
-/* ================================================================ clients */
-
-static void client_release(struct client *c);
+/* ============================================================ client output */
 
 /* Queue C to be flushed (and re-parsed if throttled) at the end of the pass. */
 static void client_mark_dirty(struct client *c)
@@ -2746,7 +2753,7 @@ static void client_error(struct client *c, const char *fmt, ...)
     buf_free(&b);
 }
 
-/* ================================================================= stats */
+/* ==================================================================== stats */
 
 /* INFO sections, as a bit mask. */
 enum {
@@ -3181,7 +3188,7 @@ static void stats_info_merge(struct req *p)
     buf_free(&text);
 }
 
-/* ============================================================ completion */
+/* =============================================================== completion */
 
 /* Build a split parent's reply from its children's and release it. */
 static void req_merge(struct req *p)
@@ -3324,7 +3331,7 @@ static void req_fail(struct req *r, const char *fmt, ...)
     buf_free(&b);
 }
 
-/* ======================================================= backend sockets */
+/* ====================================================== backend connections */
 
 static void backend_nodelay(int fd)
 {
@@ -3338,8 +3345,6 @@ static int set_nonblock(int fd)
     int fl = fcntl(fd, F_GETFL);
     return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
-
-static void backend_connect(struct bconn *bc);
 
 /* The connection's stream can no longer be trusted: close it, answer every
  * record on it with an error, and schedule a reconnect (at once when a live
@@ -3810,7 +3815,7 @@ static void backend_reap(void)
     }
 }
 
-/* ------------------------------------------------------------- routing */
+/* ================================================================== routing */
 
 /* Forward a request to backend BI: raw bytes, or re-encoded when it came
  * inline.  A backend known to be down answers at once. */
@@ -3998,7 +4003,7 @@ static void client_same(struct client *c, const struct route_cmd *cmd, const cha
     client_forward(c, bi, raw, rawlen, argv, argc);
 }
 
-/* ======================================================= local commands */
+/* =========================================================== local commands */
 
 /* Redis's rule for client names: printable, no blanks. */
 static int client_valid_name(const struct resp_arg *name)
@@ -4210,7 +4215,7 @@ static void client_local(struct client *c, const struct route_cmd *cmd, const st
     buf_free(&b);
 }
 
-/* ----------------------------------------------------------- dispatching */
+/* ===================================================== reading and dispatch */
 
 /* Make sure the routing scratch space fits a request of RAWLEN bytes with up
  * to ARGC arguments. */
@@ -4555,7 +4560,7 @@ static void client_accept(int lfd)
     }
 }
 
-/* ================================================================ reload */
+/* =================================================================== reload */
 
 /* Do two configs listen on the same addresses, in the same order? */
 static int reload_same_listens(const struct config *a, const struct config *b)
@@ -4608,7 +4613,7 @@ static int reload_config(char *err, size_t errlen)
     return 0;
 }
 
-/* ================================================================= admin */
+/* ==================================================================== admin */
 
 /*
  * The admin socket: a UNIX stream socket (created mode 0600 unless
@@ -4878,7 +4883,7 @@ static void admin_shutdown(void)
     }
 }
 
-/* =============================================================== signals */
+/* ================================================================== signals */
 
 static void sig_handler(int sig)
 {
@@ -4905,7 +4910,7 @@ static void sig_install(void)
     sigaction(SIGPIPE, &sa, NULL);
 }
 
-/* ============================================================ event loop */
+/* =============================================================== event loop */
 
 /* Bind every listen address; failures are fatal at startup. */
 static void loop_listen(void)
@@ -5194,7 +5199,7 @@ static void loop_cleanup(void)
     config_free(srv.cfg);
 }
 
-/* ================================================================== main */
+/* ===================================================================== main */
 
 static void usage(FILE *f)
 {
