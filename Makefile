@@ -77,10 +77,10 @@ bench: all
 
 # A static binary with musl (Debian: musl-tools), for FROM scratch images.
 static: shardproxy-static
+	@echo "shardproxy-static: $$(wc -c < shardproxy-static) bytes, statically linked"
 shardproxy-static: shardproxy.c shardproxy.h
 	@command -v musl-gcc >/dev/null 2>&1 || test/deps.sh musl-gcc
 	musl-gcc -static $(WARN) -O2 -s -o $@ shardproxy.c
-	@echo "shardproxy-static: $$(wc -c < $@) bytes"
 
 install: shardproxy
 	install -d $(BINDIR) $(DOCDIR)

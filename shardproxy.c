@@ -907,6 +907,7 @@ struct config_backend {
     char *password;              /* password= (or backend_password): AUTH on connect */
     char *user;                  /* user= (or backend_user): the ACL user for AUTH */
     int64_t db;                  /* db= (or backend_db): SELECT on connect; -1 until set */
+    long line;                   /* where it was configured, for messages */
     struct sockaddr_storage sa;  /* resolved address (unset with resolve off) */
     socklen_t salen;             /* 0 until resolved */
 };
@@ -941,6 +942,8 @@ struct config {
     char *backend_password;            /* default password= for backends */
     char *backend_user;                /* default user= for backends */
     uint64_t backend_db;               /* default db= for backends (0) */
+    long line;                         /* line being parsed (for messages naming it) */
+    long table_size_line;              /* line of table_size, 0 if defaulted */
     char *admin;                       /* admin socket path, or NULL */
     uint64_t admin_mode;               /* its file mode (default 0600) */
     uint16_t *table;                   /* Maglev table: slot -> backend index */
@@ -1112,6 +1115,7 @@ static int config_parse_table_size(struct config *c, const void *field, char **a
 {
     if (config_parse_number(c, field, argv, argc, err, errlen) != 0)
         return -1;
+    c->table_size_line = c->line;
     if (!maglev_is_prime(c->table_size)) {
         snprintf(err, errlen, "table_size %llu is not prime (e.g. 65537, 655373, 5000011)",
                  (unsigned long long)c->table_size);
@@ -1295,6 +1299,7 @@ static int config_parse_backend(struct config *c, const void *field, char **argv
     b->addr = xstrndup(argv[1], strlen(argv[1]));
     b->weight = 1;
     b->db = -1;
+    b->line = c->line;
     for (i = 2; i < argc; i++) {
         int64_t w;
         if (!strncmp(argv[i], "weight=", 7)) {
@@ -1436,6 +1441,8 @@ static int config_validate(struct config *c, char *err, size_t errlen)
         return -1;
     }
     if (c->table_size < (uint64_t)c->nbackends) {
+        if (c->table_size_line)
+            c->line = c->table_size_line;
         snprintf(err, errlen, "table_size %llu is smaller than the number of backends",
                  (unsigned long long)c->table_size);
         return -1;
@@ -1449,6 +1456,7 @@ static int config_validate(struct config *c, char *err, size_t errlen)
         if (b->db < 0)
             b->db = (int64_t)c->backend_db;
         if (b->user && !b->password) {
+            c->line = b->line;
             snprintf(err, errlen, "backend %s: a user needs a password", b->id);
             return -1;
         }
@@ -1523,14 +1531,16 @@ static struct config *config_parse(const char *path, const char *text, size_t le
                      log_escape(argv[0], strlen(argv[0]), esc, sizeof esc));
             goto fail;
         }
+        c->line = lineno;
         if (config_directives[i].parse(c, &config_directives[i], argv, argc, why, sizeof why) !=
             0) {
             snprintf(err, errlen, "%s:%ld: %s", path, lineno, why);
             goto fail;
         }
     }
+    c->line = lineno; /* file-wide problems are reported at its last line */
     if (config_validate(c, why, sizeof why) != 0) {
-        snprintf(err, errlen, "%s:%ld: %s", path, lineno, why);
+        snprintf(err, errlen, "%s:%ld: %s", path, c->line, why);
         goto fail;
     }
     free(line);
@@ -2381,6 +2391,7 @@ struct bconn {
     enum bconn_state state;       /* see enum */
     int failed;                   /* the last connect failed: answer "unavailable" at once */
     int answered;                 /* this connection delivered a reply (it really works) */
+    int handshaking;              /* AUTH/SELECT replies still owed (not "up" until 0) */
     struct buf in;                /* replies read, not yet matched */
     struct buf out;               /* requests queued, not yet written */
     struct resp_reply_parser rp;  /* framing state of the reply at in.r */
@@ -2772,7 +2783,7 @@ static const char *stats_backend_state(const struct backend *b)
     int i, connecting = 0;
 
     for (i = 0; i < b->nconns; i++) {
-        if (b->conns[i].state == BCONN_UP)
+        if (b->conns[i].state == BCONN_UP && !b->conns[i].handshaking)
             return "up";
         if (!b->conns[i].failed)
             connecting = 1;
@@ -2795,7 +2806,7 @@ static int stats_backend_connections(const struct backend *b)
     int i, n = 0;
 
     for (i = 0; i < b->nconns; i++)
-        n += b->conns[i].state == BCONN_UP;
+        n += b->conns[i].state == BCONN_UP && !b->conns[i].handshaking;
     return n;
 }
 
@@ -3357,6 +3368,9 @@ static void backend_fail(struct bconn *bc, int timed_out, const char *why)
 
     log_at(was_up ? LOG_WARN : LOG_INFO, "backend %s (%s): %s%s", b->cfg.id, b->cfg.addr, why,
            bc->inflight ? ", failing requests in flight" : "");
+    if (bc->handshaking && !b->last_error[0])
+        snprintf(b->last_error, sizeof b->last_error, "AUTH/SELECT not answered: %s", why);
+    bc->handshaking = 0;
     if (bc->fd >= 0) {
         srv.fds[bc->fd].type = FD_NONE;
         close(bc->fd);
@@ -3430,6 +3444,7 @@ static void backend_handshake(struct bconn *bc)
     if (!bc->tail)
         bc->tail = last;
     bc->inflight += (uint32_t)n;
+    bc->handshaking = n;
     buf_append(&hs, bc->out.data + bc->out.r, buf_len(&bc->out));
     buf_free(&bc->out);
     bc->out = hs;
@@ -3548,6 +3563,7 @@ static void backend_replies(struct bconn *bc)
         n = bc->rp.pos;
         if (r->handshake) {
             req_free(r);
+            bc->handshaking--;
             if (p[0] == '-') { /* wrong password, unknown db...: down until it is fixed */
                 struct backend *b = bc->backend;
                 snprintf(b->last_error, sizeof b->last_error, "%.*s", (int)MIN(n - 3, 190),
@@ -4081,7 +4097,7 @@ static void client_hello(struct client *c, const struct resp_arg *argv, int64_t 
     }
     if (!c->authed) {
         client_reply_str(c, "-NOAUTH HELLO must be called with the client already "
-                            "authenticated, otherwise the HELLO <proto> AUTH <user> <pass> "
+                            "authenticated, otherwise the HELLO AUTH <user> <pass> "
                             "option can be used to authenticate the client and select the "
                             "RESP protocol version at the same time\r\n");
         return;
@@ -4287,8 +4303,10 @@ static void client_route(struct client *c, const struct route_cmd *cmd, const ch
         buf_free(&enc);
         break;
     }
+    case ROUTE_CONTAINER: /* only bare COMMAND passes the arity check */
+        client_any(c, raw, rawlen, argv, argc);
+        break;
     case ROUTE_REFUSE:
-    case ROUTE_CONTAINER:
         client_error(c, "ERR '%s' is not supported by the proxy", cmd->name);
         break;
     }
@@ -4314,18 +4332,7 @@ static void client_dispatch(struct client *c, const char *raw, size_t rawlen)
         return;
     srv.st.commands++;
     cmd = route_find(argv[0].p, argv[0].len);
-    if (cmd && cmd->kind == ROUTE_CONTAINER) {
-        if (argc == 1 && !strcmp(cmd->name, "command")) {
-            srv.cur_cmd = cmd;
-            stats_cmd(cmd)->calls++;
-            client_any(c, raw, rawlen, argv, argc);
-            srv.cur_cmd = NULL;
-            return;
-        }
-        if (argc == 1) {
-            client_error(c, "ERR wrong number of arguments for '%s' command", cmd->name);
-            return;
-        }
+    if (cmd && cmd->kind == ROUTE_CONTAINER && argc > 1) {
         if (!(cmd = route_find_sub(cmd, &argv[1]))) {
             client_error(c, "ERR unknown subcommand '%.*s'. Try %.*s HELP.",
                          (int)MIN(argv[1].len, 128), argv[1].p, (int)MIN(argv[0].len, 32),
