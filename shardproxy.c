@@ -81,6 +81,7 @@
 #define SHUTDOWN_GRACE_MS 10000      /* drain bound on SIGTERM when timeout is 0 */
 #define REPLY_ERR_MAX 512            /* longest error line the proxy builds */
 #define SPLIT_INLINE_KEYS 16         /* split key maps up to this size need no malloc */
+#define CLIENT_IDLE_US 1000000       /* a client quiet this long gives its buffers back */
 
 /* =========================================================== utility macros */
 
@@ -753,9 +754,10 @@ int64_t resp_req_args(const struct resp_req_parser *p, const char *buf, struct r
     pos = (size_t)((const char *)memchr(buf, '\n', p->pos) - buf) + 1;
     argc = p->argc;
     for (i = 0; i < (size_t)argc; i++) {
-        const char *nl = memchr(buf + pos, '\n', p->pos - pos);
-        size_t n = (size_t)strtoull(buf + pos + 1, NULL, 10);
-        pos = (size_t)(nl - buf) + 1;
+        size_t n = 0;
+        for (pos++; buf[pos] != '\r'; pos++) /* "$<digits>\r\n", already checked */
+            n = n * 10 + (size_t)(buf[pos] - '0');
+        pos += 2;
         if (i < cap) {
             argv[i].p = buf + pos;
             argv[i].len = n;
@@ -2054,7 +2056,9 @@ static int route_cmp(const char *name, size_t len, const char *table_name)
     size_t i;
 
     for (i = 0; i < len && table_name[i]; i++) {
-        int a = tolower((unsigned char)name[i]), b = (unsigned char)table_name[i];
+        int a = (unsigned char)name[i], b = (unsigned char)table_name[i];
+        if (a >= 'A' && a <= 'Z') /* ASCII only: no locale lookup per byte */
+            a += 'a' - 'A';
         if (a != b)
             return a - b;
     }
@@ -4401,30 +4405,37 @@ static void client_process(struct client *c, const char *data, size_t len, int o
         pos = len; /* nothing after QUIT or a protocol error is read */
     if (pos > 0 || !own)
         c->partial_us = srv.now_us; /* what is left starts a new request */
-    if (own) {
-        buf_consume(&c->in, pos);
-        if (buf_len(&c->in) == 0)
-            buf_free(&c->in); /* an idle client holds no buffers */
-    } else if (pos < len) {
+    if (own)
+        buf_consume(&c->in, pos); /* an emptied buffer stays until client_timers frees it */
+    else if (pos < len) {
         buf_append(&c->in, data + pos, len - pos);
     }
 }
 
-/* client_timeout: close clients that are owed nothing and have sent nothing
- * for that long, or that have sat on an incomplete request that long (a
- * client trickling a request byte by byte is stuck all the same). */
+/* Ten times a second: free the emptied I/O buffers of clients quiet for a
+ * second (an active client keeps its buffers, so the hot path does not
+ * allocate; an idle one holds none), and apply client_timeout: close
+ * clients owed nothing that have sent nothing for that long, or that have
+ * sat on an incomplete request that long (a client trickling a request byte
+ * by byte is stuck all the same). */
 static void client_timers(void)
 {
     static uint64_t last_check;
     uint64_t limit = srv.cfg->client_timeout * 1000000;
     struct client *c, *next;
 
-    if (!limit || srv.now_us - last_check < 100000)
+    if (srv.now_us - last_check < 100000)
         return;
     last_check = srv.now_us;
     for (c = srv.clients; c; c = next) {
         next = c->next;
-        if (c->state != CLIENT_OPEN || c->npending > 0 || buf_len(&c->out) > 0)
+        if (srv.now_us - c->last_us >= CLIENT_IDLE_US) {
+            if (c->in.data && buf_len(&c->in) == 0)
+                buf_free(&c->in);
+            if (c->out.data && buf_len(&c->out) == 0)
+                buf_free(&c->out);
+        }
+        if (!limit || c->state != CLIENT_OPEN || c->npending > 0 || buf_len(&c->out) > 0)
             continue;
         if (srv.now_us - c->last_us >= limit)
             client_close(c, "idle past client_timeout");
@@ -4479,8 +4490,6 @@ static void client_flush(struct client *c)
             client_close(c, strerror(errno));
             return;
         }
-        if (buf_len(&c->out) == 0)
-            buf_free(&c->out);
     }
     if (c->state == CLIENT_CLOSING && !c->head && buf_len(&c->out) == 0)
         client_close(c, "done");

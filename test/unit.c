@@ -816,8 +816,8 @@ static void t_req_case(const char *what, const struct t_req *reqs, int nreqs,
 
 static void test_req_parser(void)
 {
-    static const struct resp_limits lim = { 512ULL << 20, 64 };
-    static const struct resp_limits small = { 64, 64 };
+    static const struct resp_limits lim = { 512ULL << 20, 64, 0, 0 };
+    static const struct resp_limits small = { 64, 64, 0, 0 };
     static const struct t_bytes none = { "", 0 };
     /* Requests that frame and yield the listed arguments. */
     static const struct t_req ping = { T_S("*1\r\n$4\r\nPING\r\n"), { T_S("PING") }, 1 };
