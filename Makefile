@@ -6,6 +6,8 @@
 #   make static          a static binary (musl-gcc) for FROM scratch images
 #   make install         PREFIX=/usr/local DESTDIR= ; make uninstall
 #   make bench           shardproxy vs twemproxy vs direct Redis (BENCH_QUICK=1: ~1 min)
+#   make fuzz            each libFuzzer harness for FUZZ_SECONDS (60); fails on a crash
+#   make fuzz-replay     the fuzz regression inputs and seeds, once each (part of make test)
 #   make unit | demo | clean
 
 CC     ?= cc
@@ -20,7 +22,8 @@ SP_CFLAGS = $(WARN) $(CFLAGS)
 endif
 BUILD := $(CC) $(SP_CFLAGS) $(CPPFLAGS) $(LDFLAGS) $(LDLIBS)
 
-.PHONY: all test unit demo bench deps clean static install uninstall FORCE
+.PHONY: all test unit demo bench deps clean static install uninstall FORCE \
+	fuzz fuzz-ci fuzz-replay fuzz-build
 
 PREFIX ?= /usr/local
 BINDIR  = $(DESTDIR)$(PREFIX)/bin
@@ -59,7 +62,7 @@ shardproxy-asan: shardproxy.c shardproxy.h .build-flags
 	$(CC) $(WARN) $(CFLAGS) $(SANFLAGS) $(CPPFLAGS) $(LDFLAGS) -o $@ shardproxy.c $(LDLIBS)
 
 # deps first: it may have to install bats and redis-server.
-test: deps all unit
+test: deps all unit fuzz-replay
 	bats test/
 	@if [ -n "$(san_ok)" ]; then \
 		$(MAKE) --no-print-directory shardproxy-asan && \
@@ -93,4 +96,74 @@ uninstall:
 
 clean:
 	rm -f shardproxy shardproxy-asan shardproxy-static test/unit test/.san-check .build-flags *.o test/*.o
+	rm -f $(FUZZ_BINS) test/fuzz/.fuzz-check
+	rm -rf $(FUZZ_WORK)
 	rm -rf *.dSYM test/*.dSYM
+
+# ---------------------------------------------------------------- fuzzing
+# libFuzzer harnesses in test/fuzz/ (clang; Debian: clang, libclang-rt-14-dev).
+# Each includes shardproxy.c with main renamed.  Seeds live in
+# test/fuzz/corpus/NAME/ and inputs that once found a bug in
+# test/fuzz/regressions/NAME/ (both committed, both replayed by make test);
+# the corpus a run grows stays in test/fuzz/work/ (not committed).
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS   := -std=c99 -g -O1 -fsanitize=fuzzer,address,undefined \
+	-fno-sanitize-recover=all -fno-omit-frame-pointer \
+	-Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes
+FUZZ_NAMES   := request reply config admin split
+FUZZ_BINS    := $(FUZZ_NAMES:%=test/fuzz/fuzz_%)
+FUZZ_WORK    := test/fuzz/work
+# Per-harness libFuzzer options.  config: 4 KiB inputs keep a Maglev build at
+# table_size 5000011 with a few hundred backends to seconds, not minutes.
+# admin: stderr closed, or every fuzzed `reload` logs a line.
+FUZZ_OPTS_request := -dict=test/fuzz/resp.dict
+FUZZ_OPTS_reply   := -dict=test/fuzz/resp.dict
+FUZZ_OPTS_split   := -dict=test/fuzz/resp.dict
+FUZZ_OPTS_config  := -dict=test/fuzz/config.dict -max_len=4096 -timeout=120
+FUZZ_OPTS_admin   := -dict=test/fuzz/admin.dict -max_len=8192 -close_fd_mask=2
+
+# "yes" when $(FUZZ_CC) can build and run a libFuzzer program (evaluated lazily).
+fuzz_ok = $(shell printf '%s\n' \
+	'int LLVMFuzzerTestOneInput(const unsigned char *d, __SIZE_TYPE__ n);' \
+	'int LLVMFuzzerTestOneInput(const unsigned char *d, __SIZE_TYPE__ n) { (void)d; (void)n; return 0; }' | \
+	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -x c - -o test/fuzz/.fuzz-check >/dev/null 2>&1 && \
+	./test/fuzz/.fuzz-check -runs=1 >/dev/null 2>&1 && echo yes; rm -f test/fuzz/.fuzz-check)
+
+$(FUZZ_BINS): test/fuzz/fuzz_%: test/fuzz/fuzz_%.c test/fuzz/fuzz.h shardproxy.c shardproxy.h
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $<
+
+fuzz-build: $(FUZZ_BINS)
+
+# Run every harness for FUZZ_SECONDS, all of them even if one crashes; fail
+# if any did (test/fuzz/run.sh prints the crash file and the report).
+fuzz:
+	@command -v $(FUZZ_CC) >/dev/null 2>&1 && [ -n "$(fuzz_ok)" ] || test/deps.sh clang
+	@$(MAKE) --no-print-directory fuzz-build
+	@status=0; \
+	$(foreach h,$(FUZZ_NAMES),test/fuzz/run.sh $(h) $(FUZZ_SECONDS) $(FUZZ_OPTS_$(h)) || status=1;) \
+	exit $$status
+
+# What .ci/run calls after make test.
+fuzz-ci:
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20
+
+# Every regression input and seed, run once through its harness (libFuzzer
+# runs files named on its command line once each).  Skipped with a message
+# when there is no clang with the fuzzer runtime, as the ASan pass is.
+fuzz-replay:
+	@if [ -z "$(fuzz_ok)" ]; then \
+		echo "make test: $(FUZZ_CC) cannot build libFuzzer programs (Debian: clang, libclang-rt-14-dev); fuzz regressions not replayed"; \
+	else \
+		$(MAKE) --no-print-directory fuzz-build && mkdir -p $(FUZZ_WORK) && \
+		for h in $(FUZZ_NAMES); do \
+			files=$$(find test/fuzz/regressions/$$h test/fuzz/corpus/$$h -type f 2>/dev/null | sort); \
+			[ -n "$$files" ] || continue; \
+			log=$(FUZZ_WORK)/replay-$$h.log; \
+			if test/fuzz/fuzz_$$h $$files >$$log 2>&1; then \
+				echo "fuzz_$$h: $$(echo "$$files" | grep -c regressions/) regression(s), $$(echo "$$files" | grep -c corpus/) seed(s) replayed, OK"; \
+			else \
+				tail -n 60 $$log; echo "fuzz_$$h: FAILED replaying its regressions/seeds (log: $$log)"; exit 1; \
+			fi; \
+		done; \
+	fi

@@ -539,7 +539,8 @@ static enum resp_result resp_req_header(struct resp_req_parser *p, const char *b
         }
         return RESP_AGAIN;
     }
-    if ((size_t)nl < p->pos + 2 || buf[nl - 1] != '\r' ||
+    /* no sign at all: "-0" parses as 0 but is no length (Redis rejects it too) */
+    if ((size_t)nl < p->pos + 2 || buf[nl - 1] != '\r' || buf[p->pos + 1] == '-' ||
         resp_parse_ll(buf + p->pos + 1, (size_t)nl - 1 - p->pos - 1, num) != 0) {
         p->err = buf[p->pos] == '*' ? "invalid multibulk length" : "invalid bulk length";
         return RESP_ERROR;
@@ -825,7 +826,7 @@ enum resp_result resp_reply_parse(struct resp_reply_parser *p, const char *buf, 
             break;
         case '$':
             if (resp_parse_ll(buf + p->pos + 1, (size_t)nl - p->pos - 2, &n) != 0 || n < -1 ||
-                (uint64_t)(n + 1) > RESP_MAX_REPLY_BULK + 1) {
+                n > (int64_t)RESP_MAX_REPLY_BULK) {
                 p->err = "invalid bulk length in reply";
                 return RESP_ERROR;
             }
@@ -1039,12 +1040,17 @@ static int config_check_addr(const char *addr, char *err, size_t errlen)
     const char *colon;
     int64_t p;
 
-    if (addr[0] == '/')
-        return 0;
+    if (addr[0] == '/') {
+        struct sockaddr_un un;
+        if (strlen(addr) < sizeof un.sun_path)
+            return 0;
+        snprintf(err, errlen, "UNIX socket path too long (max %zu bytes)", sizeof un.sun_path - 1);
+        return -1;
+    }
     colon = addr[0] == '[' ? strstr(addr, "]:") : strrchr(addr, ':');
     if (colon && addr[0] == '[')
         colon++;
-    if (!colon || colon == addr || resp_parse_ll(colon + 1, strlen(colon + 1), &p) != 0 ||
+    if (!colon || colon == addr || (addr[0] == '[' && colon == addr + 2) || resp_parse_ll(colon + 1, strlen(colon + 1), &p) != 0 ||
         p < 1 || p > 65535) {
         snprintf(err, errlen, "bad address '%s': expected host:port, [ipv6]:port or /path",
                  addr);
@@ -1186,12 +1192,13 @@ static int config_parse_backend_user(struct config *c, const void *field, char *
 static int config_parse_mode(struct config *c, const void *field, char **argv, int argc,
                              char *err, size_t errlen)
 {
-    const char *p = argv[1];
+    const char *p;
     uint64_t v = 0;
 
     UNUSED(field);
     if (config_need_args("admin_mode", argc, 2, err, errlen) < 0)
         return -1;
+    p = argv[1];
     for (; *p >= '0' && *p <= '7' && v <= 0777; p++)
         v = v * 8 + (uint64_t)(*p - '0');
     if (*p || p == argv[1] || v > 0777) {
@@ -2275,7 +2282,7 @@ static int route_backend(const struct config *c, const char *key, size_t len)
  */
 #define HIST_SUB_BITS 5
 #define HIST_SUB (1u << HIST_SUB_BITS)
-#define HIST_MAX_BITS 26 /* 2^26 us = 67 s; larger samples land in the last bucket */
+#define HIST_MAX_BITS 27 /* 2^27 us = 134 s; larger samples land in the last bucket */
 #define HIST_BUCKETS (HIST_SUB + (HIST_MAX_BITS - HIST_SUB_BITS) * HIST_SUB)
 
 /* One latency distribution, in microseconds. */
@@ -2906,8 +2913,11 @@ static void stats_write_text(struct buf *out)
         STATS_BACKEND(STATS_TEXT)
 #undef STATS_TEXT
         stats_text_latency(out, &be->latency);
-        if (be->last_error[0])
-            buf_printf(out, "  last_error %s\n", be->last_error);
+        if (be->last_error[0]) {
+            char esc[sizeof be->last_error * 4 + 8];
+            buf_printf(out, "  last_error %s\n", log_escape(be->last_error,
+                       strlen(be->last_error), esc, sizeof esc));
+        }
     }
     for (i = 0; i < ARRAY_LEN(route_cmds); i++) {
         const struct cmd_stats *cs = srv.cmd_stats[i];
@@ -3035,7 +3045,7 @@ static void stats_prom_hist(struct buf *out, const char *name, const char *label
 {
     unsigned k;
 
-    for (k = 0; k <= HIST_MAX_BITS; k++) {
+    for (k = 0; k < HIST_MAX_BITS; k++) { /* 2^26 - 1 us = 67 s; the last bucket is open */
         uint64_t le = (1ULL << k) - 1;
         buf_printf(out, "shardproxy_%s_bucket{%s=\"", name, label);
         stats_prom_label(out, value);

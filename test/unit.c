@@ -902,6 +902,8 @@ static void test_req_parser(void)
             { "non-numeric bulk length", T_S("*1\r\n$abc\r\n") },
             { "empty bulk length", T_S("*1\r\n$\r\n") },
             { "negative bulk length", T_S("*1\r\n$-1\r\n") },
+            { "minus zero bulk length (fuzz find)", T_S("*2\r\n$3\r\nGET\r\n$-0\r\n\r\n") },
+            { "minus zero array length", T_S("*-0\r\n") },
             { "overflowing bulk length", T_S("*1\r\n$99999999999999999999\r\n") },
             { "bulk over max_request", T_S("*1\r\n$1000000000000\r\n") },
             { "second bulk over max_request", T_S("*2\r\n$3\r\nGET\r\n$600000000\r\n") },
