@@ -71,6 +71,11 @@ test: deps all unit fuzz-replay
 	else \
 		echo "make test: $(CC) cannot build sanitizer binaries; no ASan/UBSan pass"; \
 	fi
+	@if command -v valgrind >/dev/null 2>&1; then \
+		echo "== valgrind memcheck over a representative subset" && test/valgrind.sh; \
+	else \
+		echo "make test: valgrind not installed; no memcheck pass"; \
+	fi
 
 demo: all
 	test/demo.sh

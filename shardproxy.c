@@ -2526,6 +2526,7 @@ struct client {
     struct resp_req_parser parser;    /* framing state of the request at in.r */
     struct req *head, *tail;          /* FIFO of requests awaiting their replies */
     uint32_t npending;                /* entries in that FIFO */
+    size_t held;                      /* reply bytes complete but waiting in the FIFO */
     uint8_t dirty;                    /* on the loop's list of clients to flush */
     uint8_t throttled;                /* input left unparsed at client_max_pending */
     uint8_t authed;                   /* passed AUTH (or no password is configured) */
@@ -2713,6 +2714,7 @@ static void client_close(struct client *c, const char *why)
     }
     c->head = c->tail = NULL;
     c->npending = 0;
+    c->held = 0;
     srv.fds[c->fd].type = FD_NONE;
     srv.fds[c->fd].ptr = NULL;
     close(c->fd);
@@ -2734,9 +2736,12 @@ static void client_close(struct client *c, const char *why)
 /* Enforce client_output_limit after replies were appended. */
 static void client_check_output(struct client *c)
 {
-    if (c->state != CLIENT_DEAD && buf_len(&c->out) > srv.cfg->client_output_limit) {
+    /* replies waiting behind a slow one count too: they are just as unread */
+    size_t owed = buf_len(&c->out) + c->held;
+
+    if (c->state != CLIENT_DEAD && owed > srv.cfg->client_output_limit) {
         log_at(LOG_WARN, "client %llu %s closed: %zu bytes of unread replies exceed "
-               "client_output_limit", (unsigned long long)c->id, c->addr, buf_len(&c->out));
+               "client_output_limit", (unsigned long long)c->id, c->addr, owed);
         srv.st.output_overflows++;
         client_close(c, "output limit");
     }
@@ -2766,10 +2771,19 @@ static void client_pop(struct client *c)
     req_free(r);
 }
 
+/* Record R of C is complete with its reply stored in it: count the bytes
+ * it holds until client_release hands them out. */
+static void client_hold(struct client *c, struct req *r)
+{
+    r->done = 1;
+    c->held += buf_len(&r->reply);
+}
+
 /* Move every completed record at the head of the FIFO to the output. */
 static void client_release(struct client *c)
 {
     while (c->head && c->head->done) {
+        c->held -= buf_len(&c->head->reply);
         client_emit(c, c->head->reply.data + c->head->reply.r, buf_len(&c->head->reply));
         client_pop(c);
     }
@@ -2791,8 +2805,9 @@ static void client_reply(struct client *c, const char *p, size_t n)
     }
     r = req_new();
     buf_append(&r->reply, p, n);
-    r->done = 1;
     client_push(c, r);
+    client_hold(c, r);
+    client_check_output(c);
 }
 
 static void client_reply_str(struct client *c, const char *s) { client_reply(c, s, strlen(s)); }
@@ -2811,6 +2826,32 @@ static void client_error(struct client *c, const char *fmt, ...)
     reply_error(&b, "%s", msg);
     client_reply(c, b.data, buf_len(&b));
     buf_free(&b);
+}
+
+/* Descriptors kept out of the clients' reach, beyond the backend
+ * connections and listeners, so a reconnect or an accept-and-refuse always
+ * finds one (Redis keeps 32 too). */
+#define CLIENT_FD_RESERVE 32
+
+/* Clients served at once: max_clients, lowered when the descriptor limit
+ * could not hold them next to the backend connections and the reserve. */
+static uint64_t client_limit(void)
+{
+    const struct config *c = srv.cfg;
+    uint64_t reserve = CLIENT_FD_RESERVE + (uint64_t)c->nlistens + 1 +
+                       (uint64_t)c->nbackends * c->backend_connections;
+    uint64_t fit = (uint64_t)srv.maxfds > reserve ? (uint64_t)srv.maxfds - reserve : 1;
+
+    return MIN(c->max_clients, fit);
+}
+
+/* Say so when the descriptor limit lowers max_clients (start, reload). */
+static void client_limit_check(void)
+{
+    if (client_limit() < srv.cfg->max_clients)
+        log_at(LOG_WARN, "max_clients %llu lowered to %llu by the descriptor limit (%d); "
+               "raise it with ulimit -n", (unsigned long long)srv.cfg->max_clients,
+               (unsigned long long)client_limit(), srv.maxfds);
 }
 
 /* ==================================================================== stats */
@@ -3176,7 +3217,7 @@ static void stats_info(struct buf *out, uint8_t mask)
     if (mask & STATS_INFO_CLIENTS)
         buf_printf(out, "# Clients\r\nconnected_clients:%llu\r\nmaxclients:%llu\r\n\r\n",
                    (unsigned long long)srv.nclients,
-                   (unsigned long long)srv.cfg->max_clients);
+                   (unsigned long long)client_limit());
     if (mask & STATS_INFO_STATS)
         buf_printf(out, "# Stats\r\ntotal_connections_received:%llu\r\n"
                    "rejected_connections:%llu\r\ntotal_commands_processed:%llu\r\n"
@@ -3332,7 +3373,6 @@ done:
     free(p->child);
     p->child = NULL;
     p->nchild = 0;
-    p->done = 1;
 }
 
 /* The reply P[0..N) for record R is complete (from its backend, or an error
@@ -3356,8 +3396,11 @@ static void req_complete(struct req *r, const char *p, size_t n, int proxy_error
         stats_cmd_done(parent->cmd, srv.now_us - parent->start_us,
                        parent->reply.data[parent->reply.r] == '-');
         c = parent->client;
+        client_hold(c, parent);
         if (c->head == parent)
             client_release(c);
+        else
+            client_check_output(c);
         return;
     }
     c = r->client;
@@ -3373,7 +3416,8 @@ static void req_complete(struct req *r, const char *p, size_t n, int proxy_error
         return;
     }
     buf_append(&r->reply, p, n);
-    r->done = 1;
+    client_hold(c, r);
+    client_check_output(c);
 }
 
 /* Complete R with an error the proxy generated. */
@@ -4600,13 +4644,17 @@ static void client_accept(int lfd)
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                log_at(LOG_WARN, "accept: %s; pausing accepts for %d ms", strerror(errno),
-                       ACCEPT_PAUSE_MS);
+                static uint64_t last_warn; /* once a second is enough to say it */
+                if (srv.now_us - last_warn >= 1000000) {
+                    last_warn = srv.now_us;
+                    log_at(LOG_WARN, "accept: %s; pausing accepts for %d ms", strerror(errno),
+                           ACCEPT_PAUSE_MS);
+                }
                 srv.accept_paused_until = srv.now_us + ACCEPT_PAUSE_MS * 1000;
             }
             return;
         }
-        if (fd >= srv.maxfds || srv.nclients >= srv.cfg->max_clients) {
+        if (fd >= srv.maxfds || srv.nclients >= client_limit()) {
             static const char msg[] = "-ERR max number of clients reached\r\n";
             if (write(fd, msg, sizeof msg - 1) < 0) { /* best effort */
             }
@@ -4672,6 +4720,7 @@ static int reload_config(char *err, size_t errlen)
     srv.cfg = next;
     log_threshold = (enum log_level)next->log_level;
     config_free(old);
+    client_limit_check();
     log_at(LOG_INFO, "configuration reloaded from %s: %d backend(s), table_size %llu",
            next->path, next->nbackends, (unsigned long long)next->table_size);
     return 0;
@@ -4910,8 +4959,11 @@ static void admin_accept(void)
 
     for (i = 0; i < ACCEPT_BATCH; i++) {
         int fd = accept(srv.admin_fd, NULL, NULL);
-        if (fd < 0)
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                srv.accept_paused_until = srv.now_us + ACCEPT_PAUSE_MS * 1000; /* no spin */
             return;
+        }
         admin_new(fd);
     }
 }
@@ -5056,7 +5108,7 @@ static size_t loop_pollset(void)
             else if (bc->state == BCONN_UP)
                 loop_add(&n, bc->fd, (short)(POLLIN | (buf_len(&bc->out) ? POLLOUT : 0)));
         }
-    if (srv.admin_fd >= 0)
+    if (srv.admin_fd >= 0 && srv.now_us >= srv.accept_paused_until)
         loop_add(&n, srv.admin_fd, POLLIN);
     for (a = srv.admins; a; a = a->next) {
         short ev = buf_len(&a->out) ? POLLOUT : 0;
@@ -5377,6 +5429,7 @@ int main(int argc, char **argv)
     loop_listen();
     admin_listen();
     backend_apply(c);
+    client_limit_check();
     log_at(LOG_INFO, "shardproxy %s started: %d backend(s), table_size %llu, pid %ld",
            SHARDPROXY_VERSION, srv.nbackends, (unsigned long long)c->table_size, (long)getpid());
     loop_run();

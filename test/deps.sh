@@ -25,9 +25,10 @@ declare -A pkg=(
     [python3]=python3 # free_port in helper.bash, hash checks in cli.bats
     [musl-gcc]=musl-tools # make static (asked for by name only)
     [clang]=clang # fuzz harnesses (optional unless asked for by name)
+    [valgrind]=valgrind # test/valgrind.sh, the memcheck pass of make test
 )
 pkg[jq]=jq
-cmds=(bats redis-server redis-cli socat python3)
+cmds=(bats redis-server redis-cli socat python3 valgrind)
 # jq only when a suite uses it.
 if grep -qw jq ./*.bats helper.bash 2>/dev/null; then
     cmds+=(jq)

@@ -8,6 +8,8 @@
 #   write_config [LINE]  $SP_CONF: listen 127.0.0.1:$SP_PORT, one backend per
 #                        redis in order, log_level debug, then each LINE
 #   start_proxy [ARG]    $SP_BIN -c $SP_CONF [ARG...], log in $SP_LOG, PID in SP_PID
+#                        (SP_WRAP: a command line prefixed to it, e.g. valgrind;
+#                        SP_NOFILE: the fd limit, soft and hard, to start it with)
 #   stop_proxy           SIGTERM, wait; returns the proxy's exit status
 #   stop_all             stops the proxy, the redis-servers and SP_EXTRA_PIDS
 #   rcli ARGS / bcli I ARGS   redis-cli against the proxy / backend I
@@ -18,6 +20,9 @@
 # Start processes with these functions directly, not through `run` (which is a
 # subshell: the PIDs would be lost).  SP_BIN may be set from outside, e.g. to a
 # sanitizer build; a proxy log with a sanitizer report fails the test.
+# SP_WRAP may be set from outside too (test/valgrind.sh sets a valgrind
+# command line): the proxy then runs under it, with the same PID (valgrind
+# execs the program in place), and readiness and shutdown waits are longer.
 
 SP_ROOT="$(cd "$BATS_TEST_DIRNAME/.." && pwd)"
 SP_BIN="${SP_BIN:-$SP_ROOT/shardproxy}"
@@ -160,18 +165,38 @@ _sp_proxy_up() {
     _sp_pong "$SP_PORT" || ! _sp_alive "$SP_PID"
 }
 
+# Seconds to wait for the proxy to come up or to exit: longer under SP_WRAP
+# (valgrind takes seconds to start and to check for leaks at exit).
+_sp_proxy_wait() {
+    if [[ -n "${SP_WRAP:-}" ]]; then
+        echo "${SP_WRAP_WAIT:-60}"
+    else
+        echo "${WAIT_TIMEOUT:-10}"
+    fi
+}
+
 # Start the proxy (writing a default config first if there is none) and wait
-# until it answers PING; on failure print its log and return 1.
+# until it answers PING; on failure print its log and return 1.  SP_WRAP
+# (words) is prefixed to the command; SP_NOFILE sets its descriptor limit
+# (soft and hard, so the proxy cannot raise it) in the subshell that execs it.
 start_proxy() {
     _sp_defaults
     [[ -f "$SP_CONF" ]] || write_config
-    "$SP_BIN" -c "$SP_CONF" "$@" </dev/null >>"$SP_LOG" 2>&1 3>&- &
+    local wrap=() wait_s
+    read -ra wrap <<<"${SP_WRAP:-}"
+    wait_s=$(_sp_proxy_wait)
+    if [[ -n "${SP_NOFILE:-}" ]]; then
+        (ulimit -n "$SP_NOFILE" && exec "${wrap[@]}" "$SP_BIN" -c "$SP_CONF" "$@") \
+            </dev/null >>"$SP_LOG" 2>&1 3>&- &
+    else
+        "${wrap[@]}" "$SP_BIN" -c "$SP_CONF" "$@" </dev/null >>"$SP_LOG" 2>&1 3>&- &
+    fi
     SP_PID=$!
-    if wait_until _sp_proxy_up 2>/dev/null && _sp_alive "$SP_PID"; then
+    if WAIT_TIMEOUT=$wait_s wait_until _sp_proxy_up 2>/dev/null && _sp_alive "$SP_PID"; then
         return 0
     fi
     if _sp_alive "$SP_PID"; then
-        echo "start_proxy: no PONG on port $SP_PORT within ${WAIT_TIMEOUT:-10} s; log:" >&2
+        echo "start_proxy: no PONG on port $SP_PORT within $wait_s s; log:" >&2
     else
         local rc=0
         wait "$SP_PID" || rc=$?
@@ -182,18 +207,18 @@ start_proxy() {
     return 1
 }
 
-# Stop PID with SIGTERM (SIGKILL after ~10 s); its exit status goes to
-# _SP_RC (not printed: $(...) is a subshell, which cannot wait for our child).
+# Stop PID with SIGTERM (SIGKILL after ~10 s, or SECONDS); its exit status goes
+# to _SP_RC (not printed: $(...) is a subshell, which cannot wait for our child).
 _sp_stop() {
-    local pid=$1 i
+    local pid=$1 i limit=$((${2:-10} * 20))
     _SP_RC=0
     kill -TERM "$pid" 2>/dev/null || true # may be gone already
-    for ((i = 0; i < 200; i++)); do
+    for ((i = 0; i < limit; i++)); do
         _sp_alive "$pid" || break
         sleep 0.05
     done
     if _sp_alive "$pid"; then
-        echo "process $pid ignored SIGTERM for 10 s; killing it" >&2
+        echo "process $pid ignored SIGTERM for $((limit / 20)) s; killing it" >&2
         kill -KILL "$pid" 2>/dev/null || true
     fi
     wait "$pid" 2>/dev/null || _SP_RC=$?
@@ -206,17 +231,27 @@ _sp_stop() {
 stop_proxy() {
     _SP_RC=0
     if [[ -n "$SP_PID" ]]; then
-        _sp_stop "$SP_PID"
+        _sp_stop "$SP_PID" "$([[ -n "${SP_WRAP:-}" ]] && echo "${SP_WRAP_WAIT:-60}" || echo 10)"
         SP_PID=
     fi
     return "$_SP_RC"
 }
 
 # Teardown: stop everything this test started, whatever state it is in.
-# Fails (showing the log) when the proxy log holds a sanitizer report.
+# Fails (showing the log) when the proxy log holds a sanitizer report, or
+# when SP_WRAP_LOG (a valgrind --log-file pattern with %p) names a log of
+# the proxy that reports errors or definite leaks.
 stop_all() {
-    local pid status=0
+    local pid status=0 proxy_pid=$SP_PID vglog
     stop_proxy >/dev/null 2>&1 || true
+    if [[ -n "${SP_WRAP_LOG:-}" && -n "$proxy_pid" ]]; then
+        vglog=${SP_WRAP_LOG//%p/$proxy_pid}
+        if [[ -f "$vglog" ]] && grep -qE 'ERROR SUMMARY: [1-9]|definitely lost: [1-9]' "$vglog"; then
+            echo "valgrind report in $vglog:" >&2
+            cat "$vglog" >&2
+            status=1
+        fi
+    fi
     for pid in "${SP_EXTRA_PIDS[@]}" "${REDIS_PIDS[@]}"; do
         _sp_stop "$pid" >/dev/null 2>&1
     done
