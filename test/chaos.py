@@ -46,49 +46,9 @@ import time
 # ---------------------------------------------------------------- RESP
 
 
-def enc(*args):
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(out)
-
-
-class Reader:
-    def __init__(self, s):
-        self.s, self.buf = s, b""
-
-    def fill(self):
-        d = self.s.recv(1 << 16)
-        if not d:
-            raise EOFError("connection closed by the proxy")
-        self.buf += d
-
-    def line(self):
-        while True:
-            i = self.buf.find(b"\r\n")
-            if i >= 0:
-                l, self.buf = self.buf[:i], self.buf[i + 2:]
-                return l
-            self.fill()
-
-    def reply(self):
-        l = self.line()
-        t = l[:1]
-        if t in (b"+", b"-", b":"):
-            return l
-        if t == b"$":
-            n = int(l[1:])
-            if n < 0:
-                return None
-            while len(self.buf) < n + 2:
-                self.fill()
-            v, self.buf = self.buf[:n], self.buf[n + 2:]
-            return v
-        if t == b"*":
-            n = int(l[1:])
-            return None if n < 0 else [self.reply() for _ in range(n)]
-        raise ValueError("bad reply line %r" % l[:80])
+# enc (a command as a RESP array) and Reader (reply framing) are shared
+# with the other robustness driver.
+from robust import Reader, enc  # noqa: E402  (test/ is on sys.path: the script's dir)
 
 
 def connect(port, timeout):
