@@ -17,47 +17,11 @@ load helper
 
 # Python side of the tests: fake backends and clients that need raw sockets.
 setup_file() {
-    cat >"$BATS_FILE_TMPDIR/sptool.py" <<'EOF'
+    # robust.py (next to this file) provides enc() and the RESP Reader
+    printf 'import sys\nsys.path.insert(0, "%s")\n' "$BATS_TEST_DIRNAME" >"$BATS_FILE_TMPDIR/sptool.py"
+    cat >>"$BATS_FILE_TMPDIR/sptool.py" <<'EOF'
 import os, socket, sys, threading, time
-
-def enc(*args):
-    out = b"*%d\r\n" % len(args)
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out += b"$%d\r\n%s\r\n" % (len(a), a)
-    return out
-
-class Reader:
-    """Reads RESP replies from a socket (framing only)."""
-    def __init__(self, s):
-        self.s, self.buf = s, b""
-    def fill(self):
-        d = self.s.recv(1 << 16)
-        if not d:
-            raise EOFError("connection closed")
-        self.buf += d
-    def line(self):
-        while b"\r\n" not in self.buf:
-            self.fill()
-        l, self.buf = self.buf.split(b"\r\n", 1)
-        return l
-    def reply(self):
-        l = self.line()
-        t = l[:1]
-        if t in (b"+", b"-", b":"):
-            return l
-        if t == b"$":
-            n = int(l[1:])
-            if n < 0:
-                return None
-            while len(self.buf) < n + 2:
-                self.fill()
-            v, self.buf = self.buf[:n], self.buf[n + 2:]
-            return v
-        if t == b"*":
-            n = int(l[1:])
-            return None if n < 0 else [self.reply() for _ in range(n)]
-        raise ValueError("bad reply line %r" % l)
+from robust import Reader, enc
 
 def connect(port, timeout=10):
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
