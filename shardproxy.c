@@ -1,45 +1,4 @@
-/*
- * shardproxy -- a Redis sharding proxy in one C file.
- *
- * Clients speak RESP to shardproxy as if it were one Redis server.  Each
- * command is routed by its key to one of N independent Redis backends chosen
- * by a Maglev table whose placement is exactly Envoy's redis_proxy (cluster
- * lb_policy MAGLEV, hash tags on), so a deployment can swap Envoy out without
- * moving a key.  Multi-key commands are split per backend and merged; every
- * client gets its replies in request order over shared, pipelined backend
- * connections.  One poll() loop, libc and POSIX only.
- *
- * Copyright (c) 2026 the shardproxy authors.  MIT licence (see LICENSE).
- *
- * Sections, bottom-up (each uses only what comes before it):
- *   tunables and limits . utility macros . private types
- *   logging          log_*      timestamped lines on stderr, client bytes escaped
- *   buffers          buf_*      growable byte queues
- *   hashing          hash_*     MurmurHash64A, XXH64, hash tags
- *   Maglev           maglev_*   Envoy-compatible lookup table
- *   RESP parser      resp_*     resumable request and reply framing, no I/O
- *   RESP replies     reply_*    building replies the proxy sends itself
- *   config           config_*   directive table, parse, validate
- *   commands         route_*    the Redis 7.0 command table, key extraction, placement
- *   histograms       hist_*     fixed log-linear latency histograms
- *   types            requests, backends, clients: the structs and their FIFOs
- *   globals          the one server struct, signal flags
- *   request records  req_*      allocation; per-command counters (stats_cmd*)
- *   client output    client_*   the reply FIFO, error replies, closing
- *   stats            stats_*    counters defined once; text, JSON, Prometheus, INFO
- *   completion       req_*      replies matched to records, split commands merged
- *   backend connections backend_* connect, handshake, read, write, timers, reload swap
- *   routing          client_*   forwarding, splitting, fan-out, CROSSSLOT
- *   local commands   client_*   PING, HELLO, AUTH, CLIENT, INFO ...
- *   reading and dispatch client_* framing, command lookup, accept, client_timeout
- *   reload           reload_*   SIGHUP and admin `reload`
- *   admin            admin_*    the admin socket
- *   signals          sig_*      handlers only set flags
- *   event loop       loop_*     poll(), timers, one write per connection per pass
- *   main
- *
- * Build: cc -std=c99 -O2 shardproxy.c -o shardproxy  (no libraries)
- */
+/* HEADER */
 
 #define _POSIX_C_SOURCE 200809L
 
@@ -70,7 +29,8 @@
 
 #include "shardproxy.h"
 
-/* ========================================================= tunables, limits */
+/* ================================================== tunables and limits */
+/* Compile-time knobs; each may be overridden with -DNAME=VALUE. */
 
 #define READ_CHUNK (64 * 1024)       /* bytes asked of read() per call */
 #define MAX_INLINE (64 * 1024)       /* longest inline command line (Redis: 64 KiB) */
@@ -83,7 +43,13 @@
 #define SPLIT_INLINE_KEYS 16         /* split key maps up to this size need no malloc */
 #define CLIENT_IDLE_US 1000000       /* a client quiet this long gives its buffers back */
 
-/* =========================================================== utility macros */
+/* Descriptors kept out of the clients' reach, beyond the backend
+ * connections and listeners, so a reconnect or an accept-and-refuse always
+ * finds one (Redis keeps 32 too). */
+#define CLIENT_FD_RESERVE 32
+
+/* ======================================================= utility macros */
+/* Small helpers every section uses. */
 
 #define UNUSED(x) ((void)(x))
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
@@ -91,29 +57,22 @@
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
 
 #if defined(__GNUC__) || defined(__clang__)
+
 #define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
 #define NORETURN __attribute__((noreturn))
+
 #else
+
 #define PRINTF_LIKE(f, a)
 #define NORETURN
+
 #endif
 
-/* ============================================================ private types */
-
-/* A byte queue: bytes [r, w) of data are pending; cap is the allocation.
- * An empty buffer may hold no allocation at all (data == NULL), which is how
- * idle clients keep their memory near zero. */
-struct buf {
-    char *data; /* allocation, or NULL */
-    size_t r;   /* first unread byte */
-    size_t w;   /* one past the last written byte */
-    size_t cap; /* bytes allocated */
-};
+/* ============================================================== logging */
+/* Timestamped lines on stderr, untrusted bytes escaped; fatal startup errors; allocation. */
 
 /* Severity of a log line; the config's log_level drops what is above it. */
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
-
-/* ================================================================== logging */
 
 static enum log_level log_threshold = LOG_INFO; /* set from the config */
 
@@ -213,7 +172,18 @@ static char *xstrndup(const char *s, size_t n)
     return p;
 }
 
-/* ================================================================== buffers */
+/* ============================================================== buffers */
+/* buf_: growable byte queues; an idle one holds no memory. */
+
+/* A byte queue: bytes [r, w) of data are pending; cap is the allocation.
+ * An empty buffer may hold no allocation at all (data == NULL), which is how
+ * idle clients keep their memory near zero. */
+struct buf {
+    char *data; /* allocation, or NULL */
+    size_t r;   /* first unread byte */
+    size_t w;   /* one past the last written byte */
+    size_t cap; /* bytes allocated */
+};
 
 static size_t buf_len(const struct buf *b) { return b->w - b->r; }
 
@@ -282,7 +252,24 @@ static void buf_free(struct buf *b)
     b->r = b->w = b->cap = 0;
 }
 
-/* ================================================================== hashing */
+/* ========================================================== network I/O */
+/* net_: every socket call and its errno triage in one place. */
+
+static int net_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+static void net_tcp_options(int fd)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+}
+
+/* ============================================================== hashing */
+/* hash_: MurmurHash64A (keys), XXH64 (Maglev permutations), hash tags. */
 
 static uint64_t hash_load64le(const unsigned char *p)
 {
@@ -399,7 +386,8 @@ size_t hash_tag(const char *key, size_t len, const char **start)
     return (size_t)(close - open - 1);
 }
 
-/* =================================================================== Maglev */
+/* =============================================================== Maglev */
+/* maglev_: Envoy-compatible lookup table construction. */
 
 int maglev_is_prime(uint64_t n)
 {
@@ -481,7 +469,8 @@ int maglev_build(uint16_t *table, uint32_t m, const char *const *ids, const uint
     return 0;
 }
 
-/* ============================================================== RESP parser */
+/* ========================================================= RESP parsing */
+/* resp_: resumable request and reply framing; no I/O, no copies. */
 
 /* Parse a decimal integer that must fill [p, p+n) exactly: an optional '-'
  * and 1..19 digits, no overflow.  Returns 0 on success, -1 otherwise. */
@@ -852,11 +841,11 @@ enum resp_result resp_reply_parse(struct resp_reply_parser *p, const char *buf, 
     return RESP_OK;
 }
 
-
-/* ============================================================= RESP replies */
+/* ======================================================== RESP encoding */
+/* enc_: replies the proxy builds and requests it re-encodes. */
 
 /* Append a RESP bulk string. */
-static void reply_bulk(struct buf *b, const char *p, size_t n)
+static void enc_bulk(struct buf *b, const char *p, size_t n)
 {
     buf_printf(b, "$%zu\r\n", n);
     buf_append(b, p, n);
@@ -865,8 +854,8 @@ static void reply_bulk(struct buf *b, const char *p, size_t n)
 
 /* Append an error line "-<msg>\r\n" built from a format; CR and LF coming
  * from arguments are turned into blanks so a reply can never be split. */
-static void reply_error(struct buf *b, const char *fmt, ...) PRINTF_LIKE(2, 3);
-static void reply_error(struct buf *b, const char *fmt, ...)
+static void enc_error(struct buf *b, const char *fmt, ...) PRINTF_LIKE(2, 3);
+static void enc_error(struct buf *b, const char *fmt, ...)
 {
     char msg[REPLY_ERR_MAX];
     va_list ap;
@@ -885,20 +874,789 @@ static void reply_error(struct buf *b, const char *fmt, ...)
 }
 
 /* Append a RESP array header "*<n>\r\n". */
-static void reply_array(struct buf *b, size_t n) { buf_printf(b, "*%zu\r\n", n); }
+static void enc_array(struct buf *b, size_t n) { buf_printf(b, "*%zu\r\n", n); }
 
 /* Append the request ARGV re-encoded as a RESP array (inline commands and
  * the sub-commands of a split command are sent to backends this way). */
-static void reply_command(struct buf *b, const struct resp_arg *argv, size_t argc)
+static void enc_command(struct buf *b, const struct resp_arg *argv, size_t argc)
 {
     size_t i;
 
-    reply_array(b, argc);
+    enc_array(b, argc);
     for (i = 0; i < argc; i++)
-        reply_bulk(b, argv[i].p, argv[i].len);
+        enc_bulk(b, argv[i].p, argv[i].len);
 }
 
-/* =================================================================== config */
+/* =========================================================== histograms */
+/* hist_: fixed log-linear latency histograms. */
+
+/*
+ * Latency histograms with log-linear buckets: samples below 32 us are exact;
+ * above, every power of two is cut into 32 buckets, so a bucket is at most
+ * 1/32 (3%) of its values wide.  Fixed size, no allocation per sample.  The
+ * powers of two are bucket boundaries, which makes the cumulative Prometheus
+ * buckets (le = 2^k us) exact.
+ */
+#define HIST_SUB_BITS 5
+#define HIST_SUB (1u << HIST_SUB_BITS)
+#define HIST_MAX_BITS 27 /* 2^27 us = 134 s; larger samples land in the last bucket */
+#define HIST_BUCKETS (HIST_SUB + (HIST_MAX_BITS - HIST_SUB_BITS) * HIST_SUB)
+
+/* One latency distribution, in microseconds. */
+struct hist {
+    uint64_t count;           /* samples */
+    uint64_t sum;             /* sum of the samples */
+    uint64_t max;             /* largest sample */
+    uint64_t b[HIST_BUCKETS]; /* samples per bucket */
+};
+
+static unsigned hist_index(uint64_t v)
+{
+    unsigned msb;
+
+    if (v < HIST_SUB)
+        return (unsigned)v;
+    if (v >= 1ULL << HIST_MAX_BITS)
+        return HIST_BUCKETS - 1;
+#if defined(__GNUC__) || defined(__clang__)
+    msb = 63u - (unsigned)__builtin_clzll(v);
+#else
+    for (msb = 0; v >> msb > 1; msb++)
+        ;
+#endif
+    return HIST_SUB + (msb - HIST_SUB_BITS) * HIST_SUB +
+           (unsigned)((v >> (msb - HIST_SUB_BITS)) - HIST_SUB);
+}
+
+/* Smallest value of bucket I, and its width. */
+static uint64_t hist_low(unsigned i, uint64_t *width)
+{
+    unsigned k;
+
+    if (i < HIST_SUB) {
+        *width = 1;
+        return i;
+    }
+    k = (i - HIST_SUB) / HIST_SUB;
+    *width = 1ULL << k;
+    return (uint64_t)(HIST_SUB + (i - HIST_SUB) % HIST_SUB) << k;
+}
+
+static void hist_add(struct hist *h, uint64_t v)
+{
+    h->count++;
+    h->sum += v;
+    if (v > h->max)
+        h->max = v;
+    h->b[hist_index(v)]++;
+}
+
+/* The value below which a fraction Q of the samples fall: the middle of
+ * the bucket holding that rank, never above the largest sample. */
+static uint64_t hist_quantile(const struct hist *h, double q)
+{
+    uint64_t rank, seen = 0, width, low;
+    unsigned i;
+
+    if (h->count == 0)
+        return 0;
+    rank = (uint64_t)(q * (double)h->count + 0.999999);
+    if (rank < 1)
+        rank = 1;
+    for (i = 0; i < HIST_BUCKETS; i++) {
+        seen += h->b[i];
+        if (seen >= rank)
+            break;
+    }
+    low = hist_low(i < HIST_BUCKETS ? i : HIST_BUCKETS - 1, &width);
+    return MIN(low + width / 2, h->max);
+}
+
+/* Samples below 2^K us (exact: powers of two are bucket boundaries). */
+static uint64_t hist_below_pow2(const struct hist *h, unsigned k)
+{
+    uint64_t n = 0;
+    unsigned i, end = k <= HIST_SUB_BITS ? (1u << k) : hist_index(1ULL << k);
+
+    if (k >= HIST_MAX_BITS)
+        return h->count - h->b[HIST_BUCKETS - 1];
+    for (i = 0; i < end; i++)
+        n += h->b[i];
+    return n;
+}
+
+/* ======================================================== command table */
+/* cmd_: the Redis 7.0 command table, its hash index, key extraction. */
+
+/* How the proxy serves a command. */
+enum cmd_kind {
+    CMD_ONE,      /* exactly one key: forwarded to the backend that owns it */
+    CMD_SPLIT,    /* MGET MSET DEL UNLINK EXISTS TOUCH: one sub-command per backend, merged */
+    CMD_SAME,     /* several keys that must live on one backend, else -CROSSSLOT */
+    CMD_LOCAL,    /* answered by the proxy itself */
+    CMD_ANY,      /* no key: any live backend answers (COMMAND, TIME) */
+    CMD_ALL,      /* sent to every backend, integer replies summed (DBSIZE) */
+    CMD_REFUSE,   /* not served: -ERR naming the command, connection stays */
+    CMD_CONTAINER /* has subcommands: look up "name|sub" instead */
+};
+
+/* One Redis 7 key spec: where the keys of a command start (begin_search) and
+ * how many follow (find_keys), exactly as COMMAND INFO reports them. */
+struct cmd_keyspec {
+    const char *keyword; /* begin_search keyword; NULL: begin at index `start` */
+    int8_t start;        /* begin_search index, or the keyword's startfrom (negative: from the end) */
+    char find;           /* 'r' range, 'n' keynum, 'u' unknown (begin_search or find_keys type unknown) */
+    int8_t a, b, c;      /* range: lastkey, keystep, limit; keynum: keynumidx, firstkey, keystep */
+};
+
+#define KS_RANGE(idx, last, step, limit) {NULL, idx, 'r', last, step, limit}
+#define KS_KEYNUM(idx, numidx, first, step) {NULL, idx, 'n', numidx, first, step}
+#define KS_KW_RANGE(kw, from, last, step, limit) {kw, from, 'r', last, step, limit}
+#define KS_KW_KEYNUM(kw, from, numidx, first, step) {kw, from, 'n', numidx, first, step}
+#define KS_UNKNOWN {NULL, 0, 'u', 0, 0, 0}
+#define KS_NONE {NULL, 0, 0, 0, 0, 0}
+
+/* One row of the command table. */
+struct command {
+    const char *name;              /* lower case; "container|sub" for a subcommand */
+    int16_t arity;                 /* Redis arity: N exactly N args (name included), -N at least N */
+    uint8_t kind;                  /* enum cmd_kind */
+    uint8_t nspecs;                /* key specs used in specs[] */
+    struct cmd_keyspec specs[3]; /* Redis 7 key specs, in the server's order */
+};
+
+/*
+ * cmd_table[]: the command table, one row per Redis 7.0 command and
+ * subcommand, sorted by strcmp() on the name so route lookup can bsearch().
+ *
+ * Where the data comes from.  Name, arity and key specs are copied verbatim
+ * from `COMMAND` (same as `COMMAND INFO`, subcommands nested) of Debian's
+ * redis-server 7.0.15, no modules loaded: 367 rows, which are that server's
+ * 366 commands and subcommands plus "client|setinfo" (a Redis 7.2 command
+ * that redis-py and go-redis send on connect; answered here).  Each reply
+ * entry is [name, arity, flags, first, last, step, acl, tips, key_specs,
+ * subcommands]; this table keeps name, arity and key_specs:
+ *   - arity counts the name (and, for "container|sub", the subcommand too):
+ *     N means exactly N arguments, -N at least N;
+ *   - a key spec is begin_search (type "index" {index} or "keyword"
+ *     {keyword, startfrom}, startfrom < 0 counting from the end) then
+ *     find_keys (type "range" {lastkey, keystep, limit}: lastkey < 0 counts
+ *     from the end, limit > 1 means "the first 1/limit of what remains";
+ *     or "keynum" {keynumidx, firstkey, keystep}, both relative to the
+ *     begin_search result).  A spec whose begin_search or find_keys type is
+ *     "unknown" (only SORT / SORT_RO: BY, GET and STORE) is KS_UNKNOWN;
+ *   - specs stay in the server's order; none has more than 3, every number
+ *     fits an int8_t.
+ * test/commands.bats compares this table with a live server's COMMAND reply.
+ *
+ * Unusual specs, as the server reports them:
+ *   xread       KEYWORD "STREAMS" from 1, range lastkey -1 step 1 limit 2
+ *   xreadgroup  KEYWORD "STREAMS" from 4, range lastkey -1 step 1 limit 2
+ *               (the keys are the first half of the arguments after STREAMS)
+ *   migrate     index 3 (one key, "" when KEYS is used) plus KEYWORD "KEYS"
+ *               searched backwards from argv[-2], range to the end
+ *   georadius(bymember)  index 1 plus KEYWORD "STORE" / "STOREDIST"
+ *   lcs         index 1, range lastkey 1: two keys from one spec
+ *   eval*, fcall*: one keynum spec, may yield zero keys (no_mandatory_keys)
+ *
+ * Kind, by the product's routing policy:
+ *   SPLIT      mget mset del unlink exists touch
+ *   LOCAL      ping echo quit select hello auth info
+ *              client|setname client|getname client|setinfo client|id
+ *   ANY        time and every command|* subcommand
+ *   ALL        dbsize
+ *   CONTAINER  every command the server lists subcommands for (acl client
+ *              cluster command config function latency memory module object
+ *              pubsub script slowlog xgroup xinfo); look up "name|sub" next
+ *              (bare COMMAND, arity -1, is valid without a subcommand)
+ *   REFUSE     every other command without key specs; every pub/sub command
+ *              (spublish ssubscribe sunsubscribe included, they have keys);
+ *              every command flagged "blocking" but xread and xreadgroup
+ *              (their BLOCK option is refused at run time); and these keyed
+ *              ones: watch move migrate pfdebug restore-asking
+ *   ONE        a keyed command whose only spec is a fixed index with range
+ *              lastkey 0 (exactly one key)
+ *   SAME       every other keyed command: all keys must hash to one backend
+ * Counts: ONE 130, SPLIT 6, SAME 41, LOCAL 11, ANY 8, ALL 1, REFUSE 155, CONTAINER 15.
+ */
+static const struct command cmd_table[] = {
+    {"acl", -2, CMD_CONTAINER, 0, {KS_NONE}},
+    {"acl|cat", -2, CMD_REFUSE, 0, {KS_NONE}},
+    {"acl|deluser", -3, CMD_REFUSE, 0, {KS_NONE}},
+    {"acl|dryrun", -4, CMD_REFUSE, 0, {KS_NONE}},
+    {"acl|genpass", -2, CMD_REFUSE, 0, {KS_NONE}},
+    {"acl|getuser", 3, CMD_REFUSE, 0, {KS_NONE}},
+    {"acl|help", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"acl|list", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"acl|load", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"acl|log", -2, CMD_REFUSE, 0, {KS_NONE}},
+    {"acl|save", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"acl|setuser", -3, CMD_REFUSE, 0, {KS_NONE}},
+    {"acl|users", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"acl|whoami", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"append", 3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"asking", 1, CMD_REFUSE, 0, {KS_NONE}},
+    {"auth", -2, CMD_LOCAL, 0, {KS_NONE}},
+    {"bgrewriteaof", 1, CMD_REFUSE, 0, {KS_NONE}},
+    {"bgsave", -1, CMD_REFUSE, 0, {KS_NONE}},
+    {"bitcount", -2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"bitfield", -2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"bitfield_ro", -2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"bitop", -4, CMD_SAME, 2, {KS_RANGE(2, 0, 1, 0), KS_RANGE(3, -1, 1, 0)}},
+    {"bitpos", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"blmove", 6, CMD_REFUSE, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
+    {"blmpop", -5, CMD_REFUSE, 1, {KS_KEYNUM(2, 0, 1, 1)}},
+    {"blpop", -3, CMD_REFUSE, 1, {KS_RANGE(1, -2, 1, 0)}},
+    {"brpop", -3, CMD_REFUSE, 1, {KS_RANGE(1, -2, 1, 0)}},
+    {"brpoplpush", 4, CMD_REFUSE, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
+    {"bzmpop", -5, CMD_REFUSE, 1, {KS_KEYNUM(2, 0, 1, 1)}},
+    {"bzpopmax", -3, CMD_REFUSE, 1, {KS_RANGE(1, -2, 1, 0)}},
+    {"bzpopmin", -3, CMD_REFUSE, 1, {KS_RANGE(1, -2, 1, 0)}},
+    {"client", -2, CMD_CONTAINER, 0, {KS_NONE}},
+    {"client|caching", 3, CMD_REFUSE, 0, {KS_NONE}},
+    {"client|getname", 2, CMD_LOCAL, 0, {KS_NONE}},
+    {"client|getredir", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"client|help", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"client|id", 2, CMD_LOCAL, 0, {KS_NONE}},
+    {"client|info", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"client|kill", -3, CMD_REFUSE, 0, {KS_NONE}},
+    {"client|list", -2, CMD_REFUSE, 0, {KS_NONE}},
+    {"client|no-evict", 3, CMD_REFUSE, 0, {KS_NONE}},
+    {"client|pause", -3, CMD_REFUSE, 0, {KS_NONE}},
+    {"client|reply", 3, CMD_REFUSE, 0, {KS_NONE}},
+    {"client|setinfo", 4, CMD_LOCAL, 0, {KS_NONE}},
+    {"client|setname", 3, CMD_LOCAL, 0, {KS_NONE}},
+    {"client|tracking", -3, CMD_REFUSE, 0, {KS_NONE}},
+    {"client|trackinginfo", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"client|unblock", -3, CMD_REFUSE, 0, {KS_NONE}},
+    {"client|unpause", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"cluster", -2, CMD_CONTAINER, 0, {KS_NONE}},
+    {"cluster|addslots", -3, CMD_REFUSE, 0, {KS_NONE}},
+    {"cluster|addslotsrange", -4, CMD_REFUSE, 0, {KS_NONE}},
+    {"cluster|bumpepoch", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"cluster|count-failure-reports", 3, CMD_REFUSE, 0, {KS_NONE}},
+    {"cluster|countkeysinslot", 3, CMD_REFUSE, 0, {KS_NONE}},
+    {"cluster|delslots", -3, CMD_REFUSE, 0, {KS_NONE}},
+    {"cluster|delslotsrange", -4, CMD_REFUSE, 0, {KS_NONE}},
+    {"cluster|failover", -2, CMD_REFUSE, 0, {KS_NONE}},
+    {"cluster|flushslots", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"cluster|forget", 3, CMD_REFUSE, 0, {KS_NONE}},
+    {"cluster|getkeysinslot", 4, CMD_REFUSE, 0, {KS_NONE}},
+    {"cluster|help", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"cluster|info", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"cluster|keyslot", 3, CMD_REFUSE, 0, {KS_NONE}},
+    {"cluster|links", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"cluster|meet", -4, CMD_REFUSE, 0, {KS_NONE}},
+    {"cluster|myid", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"cluster|nodes", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"cluster|replicas", 3, CMD_REFUSE, 0, {KS_NONE}},
+    {"cluster|replicate", 3, CMD_REFUSE, 0, {KS_NONE}},
+    {"cluster|reset", -2, CMD_REFUSE, 0, {KS_NONE}},
+    {"cluster|saveconfig", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"cluster|set-config-epoch", 3, CMD_REFUSE, 0, {KS_NONE}},
+    {"cluster|setslot", -4, CMD_REFUSE, 0, {KS_NONE}},
+    {"cluster|shards", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"cluster|slaves", 3, CMD_REFUSE, 0, {KS_NONE}},
+    {"cluster|slots", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"command", -1, CMD_CONTAINER, 0, {KS_NONE}},
+    {"command|count", 2, CMD_ANY, 0, {KS_NONE}},
+    {"command|docs", -2, CMD_ANY, 0, {KS_NONE}},
+    {"command|getkeys", -4, CMD_ANY, 0, {KS_NONE}},
+    {"command|getkeysandflags", -4, CMD_ANY, 0, {KS_NONE}},
+    {"command|help", 2, CMD_ANY, 0, {KS_NONE}},
+    {"command|info", -2, CMD_ANY, 0, {KS_NONE}},
+    {"command|list", -2, CMD_ANY, 0, {KS_NONE}},
+    {"config", -2, CMD_CONTAINER, 0, {KS_NONE}},
+    {"config|get", -3, CMD_REFUSE, 0, {KS_NONE}},
+    {"config|help", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"config|resetstat", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"config|rewrite", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"config|set", -4, CMD_REFUSE, 0, {KS_NONE}},
+    {"copy", -3, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
+    {"dbsize", 1, CMD_ALL, 0, {KS_NONE}},
+    {"debug", -2, CMD_REFUSE, 0, {KS_NONE}},
+    {"decr", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"decrby", 3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"del", -2, CMD_SPLIT, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"discard", 1, CMD_REFUSE, 0, {KS_NONE}},
+    {"dump", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"echo", 2, CMD_LOCAL, 0, {KS_NONE}},
+    {"eval", -3, CMD_SAME, 1, {KS_KEYNUM(2, 0, 1, 1)}},
+    {"eval_ro", -3, CMD_SAME, 1, {KS_KEYNUM(2, 0, 1, 1)}},
+    {"evalsha", -3, CMD_SAME, 1, {KS_KEYNUM(2, 0, 1, 1)}},
+    {"evalsha_ro", -3, CMD_SAME, 1, {KS_KEYNUM(2, 0, 1, 1)}},
+    {"exec", 1, CMD_REFUSE, 0, {KS_NONE}},
+    {"exists", -2, CMD_SPLIT, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"expire", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"expireat", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"expiretime", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"failover", -1, CMD_REFUSE, 0, {KS_NONE}},
+    {"fcall", -3, CMD_SAME, 1, {KS_KEYNUM(2, 0, 1, 1)}},
+    {"fcall_ro", -3, CMD_SAME, 1, {KS_KEYNUM(2, 0, 1, 1)}},
+    {"flushall", -1, CMD_REFUSE, 0, {KS_NONE}},
+    {"flushdb", -1, CMD_REFUSE, 0, {KS_NONE}},
+    {"function", -2, CMD_CONTAINER, 0, {KS_NONE}},
+    {"function|delete", 3, CMD_REFUSE, 0, {KS_NONE}},
+    {"function|dump", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"function|flush", -2, CMD_REFUSE, 0, {KS_NONE}},
+    {"function|help", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"function|kill", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"function|list", -2, CMD_REFUSE, 0, {KS_NONE}},
+    {"function|load", -3, CMD_REFUSE, 0, {KS_NONE}},
+    {"function|restore", -3, CMD_REFUSE, 0, {KS_NONE}},
+    {"function|stats", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"geoadd", -5, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"geodist", -4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"geohash", -2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"geopos", -2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"georadius", -6, CMD_SAME, 3,
+     {KS_RANGE(1, 0, 1, 0),
+      KS_KW_RANGE("STORE", 6, 0, 1, 0),
+      KS_KW_RANGE("STOREDIST", 6, 0, 1, 0)}},
+    {"georadius_ro", -6, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"georadiusbymember", -5, CMD_SAME, 3,
+     {KS_RANGE(1, 0, 1, 0),
+      KS_KW_RANGE("STORE", 5, 0, 1, 0),
+      KS_KW_RANGE("STOREDIST", 5, 0, 1, 0)}},
+    {"georadiusbymember_ro", -5, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"geosearch", -7, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"geosearchstore", -8, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
+    {"get", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"getbit", 3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"getdel", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"getex", -2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"getrange", 4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"getset", 3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hdel", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hello", -1, CMD_LOCAL, 0, {KS_NONE}},
+    {"hexists", 3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hget", 3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hgetall", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hincrby", 4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hincrbyfloat", 4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hkeys", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hlen", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hmget", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hmset", -4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hrandfield", -2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hscan", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hset", -4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hsetnx", 4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hstrlen", 3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hvals", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"incr", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"incrby", 3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"incrbyfloat", 3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"info", -1, CMD_LOCAL, 0, {KS_NONE}},
+    {"keys", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"lastsave", 1, CMD_REFUSE, 0, {KS_NONE}},
+    {"latency", -2, CMD_CONTAINER, 0, {KS_NONE}},
+    {"latency|doctor", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"latency|graph", 3, CMD_REFUSE, 0, {KS_NONE}},
+    {"latency|help", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"latency|histogram", -2, CMD_REFUSE, 0, {KS_NONE}},
+    {"latency|history", 3, CMD_REFUSE, 0, {KS_NONE}},
+    {"latency|latest", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"latency|reset", -2, CMD_REFUSE, 0, {KS_NONE}},
+    {"lcs", -3, CMD_SAME, 1, {KS_RANGE(1, 1, 1, 0)}},
+    {"lindex", 3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"linsert", 5, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"llen", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"lmove", 5, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
+    {"lmpop", -4, CMD_SAME, 1, {KS_KEYNUM(1, 0, 1, 1)}},
+    {"lolwut", -1, CMD_REFUSE, 0, {KS_NONE}},
+    {"lpop", -2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"lpos", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"lpush", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"lpushx", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"lrange", 4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"lrem", 4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"lset", 4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"ltrim", 4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"memory", -2, CMD_CONTAINER, 0, {KS_NONE}},
+    {"memory|doctor", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"memory|help", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"memory|malloc-stats", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"memory|purge", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"memory|stats", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"memory|usage", -3, CMD_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"mget", -2, CMD_SPLIT, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"migrate", -6, CMD_REFUSE, 2, {KS_RANGE(3, 0, 1, 0), KS_KW_RANGE("KEYS", -2, -1, 1, 0)}},
+    {"module", -2, CMD_CONTAINER, 0, {KS_NONE}},
+    {"module|help", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"module|list", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"module|load", -3, CMD_REFUSE, 0, {KS_NONE}},
+    {"module|loadex", -3, CMD_REFUSE, 0, {KS_NONE}},
+    {"module|unload", 3, CMD_REFUSE, 0, {KS_NONE}},
+    {"monitor", 1, CMD_REFUSE, 0, {KS_NONE}},
+    {"move", 3, CMD_REFUSE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"mset", -3, CMD_SPLIT, 1, {KS_RANGE(1, -1, 2, 0)}},
+    {"msetnx", -3, CMD_SAME, 1, {KS_RANGE(1, -1, 2, 0)}},
+    {"multi", 1, CMD_REFUSE, 0, {KS_NONE}},
+    {"object", -2, CMD_CONTAINER, 0, {KS_NONE}},
+    {"object|encoding", 3, CMD_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"object|freq", 3, CMD_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"object|help", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"object|idletime", 3, CMD_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"object|refcount", 3, CMD_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"persist", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"pexpire", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"pexpireat", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"pexpiretime", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"pfadd", -2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"pfcount", -2, CMD_SAME, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"pfdebug", 3, CMD_REFUSE, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"pfmerge", -2, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, -1, 1, 0)}},
+    {"pfselftest", 1, CMD_REFUSE, 0, {KS_NONE}},
+    {"ping", -1, CMD_LOCAL, 0, {KS_NONE}},
+    {"psetex", 4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"psubscribe", -2, CMD_REFUSE, 0, {KS_NONE}},
+    {"psync", -3, CMD_REFUSE, 0, {KS_NONE}},
+    {"pttl", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"publish", 3, CMD_REFUSE, 0, {KS_NONE}},
+    {"pubsub", -2, CMD_CONTAINER, 0, {KS_NONE}},
+    {"pubsub|channels", -2, CMD_REFUSE, 0, {KS_NONE}},
+    {"pubsub|help", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"pubsub|numpat", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"pubsub|numsub", -2, CMD_REFUSE, 0, {KS_NONE}},
+    {"pubsub|shardchannels", -2, CMD_REFUSE, 0, {KS_NONE}},
+    {"pubsub|shardnumsub", -2, CMD_REFUSE, 0, {KS_NONE}},
+    {"punsubscribe", -1, CMD_REFUSE, 0, {KS_NONE}},
+    {"quit", -1, CMD_LOCAL, 0, {KS_NONE}},
+    {"randomkey", 1, CMD_REFUSE, 0, {KS_NONE}},
+    {"readonly", 1, CMD_REFUSE, 0, {KS_NONE}},
+    {"readwrite", 1, CMD_REFUSE, 0, {KS_NONE}},
+    {"rename", 3, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
+    {"renamenx", 3, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
+    {"replconf", -1, CMD_REFUSE, 0, {KS_NONE}},
+    {"replicaof", 3, CMD_REFUSE, 0, {KS_NONE}},
+    {"reset", 1, CMD_REFUSE, 0, {KS_NONE}},
+    {"restore", -4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"restore-asking", -4, CMD_REFUSE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"role", 1, CMD_REFUSE, 0, {KS_NONE}},
+    {"rpop", -2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"rpoplpush", 3, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
+    {"rpush", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"rpushx", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"sadd", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"save", 1, CMD_REFUSE, 0, {KS_NONE}},
+    {"scan", -2, CMD_REFUSE, 0, {KS_NONE}},
+    {"scard", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"script", -2, CMD_CONTAINER, 0, {KS_NONE}},
+    {"script|debug", 3, CMD_REFUSE, 0, {KS_NONE}},
+    {"script|exists", -3, CMD_REFUSE, 0, {KS_NONE}},
+    {"script|flush", -2, CMD_REFUSE, 0, {KS_NONE}},
+    {"script|help", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"script|kill", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"script|load", 3, CMD_REFUSE, 0, {KS_NONE}},
+    {"sdiff", -2, CMD_SAME, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"sdiffstore", -3, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, -1, 1, 0)}},
+    {"select", 2, CMD_LOCAL, 0, {KS_NONE}},
+    {"set", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"setbit", 4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"setex", 4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"setnx", 3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"setrange", 4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"shutdown", -1, CMD_REFUSE, 0, {KS_NONE}},
+    {"sinter", -2, CMD_SAME, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"sintercard", -3, CMD_SAME, 1, {KS_KEYNUM(1, 0, 1, 1)}},
+    {"sinterstore", -3, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, -1, 1, 0)}},
+    {"sismember", 3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"slaveof", 3, CMD_REFUSE, 0, {KS_NONE}},
+    {"slowlog", -2, CMD_CONTAINER, 0, {KS_NONE}},
+    {"slowlog|get", -2, CMD_REFUSE, 0, {KS_NONE}},
+    {"slowlog|help", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"slowlog|len", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"slowlog|reset", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"smembers", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"smismember", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"smove", 4, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
+    {"sort", -2, CMD_SAME, 3, {KS_RANGE(1, 0, 1, 0), KS_UNKNOWN, KS_UNKNOWN}},
+    {"sort_ro", -2, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_UNKNOWN}},
+    {"spop", -2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"spublish", 3, CMD_REFUSE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"srandmember", -2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"srem", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"sscan", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"ssubscribe", -2, CMD_REFUSE, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"strlen", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"subscribe", -2, CMD_REFUSE, 0, {KS_NONE}},
+    {"substr", 4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"sunion", -2, CMD_SAME, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"sunionstore", -3, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, -1, 1, 0)}},
+    {"sunsubscribe", -1, CMD_REFUSE, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"swapdb", 3, CMD_REFUSE, 0, {KS_NONE}},
+    {"sync", 1, CMD_REFUSE, 0, {KS_NONE}},
+    {"time", 1, CMD_ANY, 0, {KS_NONE}},
+    {"touch", -2, CMD_SPLIT, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"ttl", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"type", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"unlink", -2, CMD_SPLIT, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"unsubscribe", -1, CMD_REFUSE, 0, {KS_NONE}},
+    {"unwatch", 1, CMD_REFUSE, 0, {KS_NONE}},
+    {"wait", 3, CMD_REFUSE, 0, {KS_NONE}},
+    {"watch", -2, CMD_REFUSE, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"xack", -4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"xadd", -5, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"xautoclaim", -6, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"xclaim", -6, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"xdel", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"xgroup", -2, CMD_CONTAINER, 0, {KS_NONE}},
+    {"xgroup|create", -5, CMD_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"xgroup|createconsumer", 5, CMD_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"xgroup|delconsumer", 5, CMD_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"xgroup|destroy", 4, CMD_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"xgroup|help", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"xgroup|setid", -5, CMD_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"xinfo", -2, CMD_CONTAINER, 0, {KS_NONE}},
+    {"xinfo|consumers", 4, CMD_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"xinfo|groups", 3, CMD_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"xinfo|help", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"xinfo|stream", -3, CMD_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"xlen", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"xpending", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"xrange", -4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"xread", -4, CMD_SAME, 1, {KS_KW_RANGE("STREAMS", 1, -1, 1, 2)}},
+    {"xreadgroup", -7, CMD_SAME, 1, {KS_KW_RANGE("STREAMS", 4, -1, 1, 2)}},
+    {"xrevrange", -4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"xsetid", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"xtrim", -4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zadd", -4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zcard", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zcount", 4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zdiff", -3, CMD_SAME, 1, {KS_KEYNUM(1, 0, 1, 1)}},
+    {"zdiffstore", -4, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_KEYNUM(2, 0, 1, 1)}},
+    {"zincrby", 4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zinter", -3, CMD_SAME, 1, {KS_KEYNUM(1, 0, 1, 1)}},
+    {"zintercard", -3, CMD_SAME, 1, {KS_KEYNUM(1, 0, 1, 1)}},
+    {"zinterstore", -4, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_KEYNUM(2, 0, 1, 1)}},
+    {"zlexcount", 4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zmpop", -4, CMD_SAME, 1, {KS_KEYNUM(1, 0, 1, 1)}},
+    {"zmscore", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zpopmax", -2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zpopmin", -2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zrandmember", -2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zrange", -4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zrangebylex", -4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zrangebyscore", -4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zrangestore", -5, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
+    {"zrank", 3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zrem", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zremrangebylex", 4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zremrangebyrank", 4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zremrangebyscore", 4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zrevrange", -4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zrevrangebylex", -4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zrevrangebyscore", -4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zrevrank", 3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zscan", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zscore", 3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zunion", -3, CMD_SAME, 1, {KS_KEYNUM(1, 0, 1, 1)}},
+    {"zunionstore", -4, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_KEYNUM(2, 0, 1, 1)}},
+};
+
+/* Compare a command name from the wire (any case) with a table name. */
+static int cmd_cmp(const char *name, size_t len, const char *table_name)
+{
+    size_t i;
+
+    for (i = 0; i < len && table_name[i]; i++) {
+        int a = (unsigned char)name[i], b = (unsigned char)table_name[i];
+        if (a >= 'A' && a <= 'Z') /* ASCII only: no locale lookup per byte */
+            a += 'a' - 'A';
+        if (a != b)
+            return a - b;
+    }
+    if (i < len)
+        return 1;
+    return table_name[i] ? -1 : 0;
+}
+
+/* Open-addressing hash index over cmd_table (a power of two, at least
+ * twice the rows): one hash and usually one comparison per lookup, where a
+ * binary search took nine. */
+#define CMD_INDEX_SIZE 1024
+
+static uint16_t cmd_index[CMD_INDEX_SIZE]; /* row + 1, 0 = empty */
+static int cmd_ready;                         /* cmd_index is filled */
+
+/* FNV-1a over the ASCII-lowered name. */
+static uint32_t cmd_hash(const char *name, size_t len)
+{
+    uint32_t h = 2166136261u;
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)name[i];
+        if (ch >= 'A' && ch <= 'Z')
+            ch = (unsigned char)(ch + 'a' - 'A');
+        h = (h ^ ch) * 16777619u;
+    }
+    return h;
+}
+
+/* Fill cmd_index; done once, at the first lookup. */
+static void cmd_init(void)
+{
+    size_t i;
+
+    assert(ARRAY_LEN(cmd_table) * 2 <= CMD_INDEX_SIZE);
+    for (i = 0; i < ARRAY_LEN(cmd_table); i++) {
+        uint32_t h = cmd_hash(cmd_table[i].name, strlen(cmd_table[i].name));
+        while (cmd_index[h & (CMD_INDEX_SIZE - 1)])
+            h++;
+        cmd_index[h & (CMD_INDEX_SIZE - 1)] = (uint16_t)(i + 1);
+    }
+    cmd_ready = 1;
+}
+
+/* The command table row for NAME (any case), or NULL. */
+static const struct command *cmd_find(const char *name, size_t len)
+{
+    uint32_t h;
+
+    if (!cmd_ready)
+        cmd_init();
+    for (h = cmd_hash(name, len);; h++) {
+        unsigned row = cmd_index[h & (CMD_INDEX_SIZE - 1)];
+        if (!row)
+            return NULL;
+        if (cmd_cmp(name, len, cmd_table[row - 1].name) == 0)
+            return &cmd_table[row - 1];
+    }
+}
+
+/* Look up "container|sub" for a container command's subcommand. */
+static const struct command *cmd_find_sub(const struct command *container,
+                                              const struct resp_arg *sub)
+{
+    char name[64];
+    size_t n = strlen(container->name);
+
+    if (n + 1 + sub->len >= sizeof name)
+        return NULL;
+    memcpy(name, container->name, n);
+    name[n] = '|';
+    memcpy(name + n + 1, sub->p, sub->len);
+    return cmd_find(name, n + 1 + sub->len);
+}
+
+static int cmd_arity_ok(const struct command *cmd, int64_t argc)
+{
+    return cmd->arity >= 0 ? argc == cmd->arity : argc >= -cmd->arity;
+}
+
+static int cmd_argeq(const struct resp_arg *a, const char *s)
+{
+    size_t n = strlen(s);
+    return a->len == n && strncasecmp(a->p, s, n) == 0;
+}
+
+/* Append to POS the argument indexes of the keys that SPEC names in ARGV,
+ * following Redis's getKeysUsingKeySpecs: a keyword that is absent yields no
+ * keys; a spec the arguments cannot satisfy is an error.  Returns the new
+ * count of POS, or -1. */
+static int64_t cmd_spec_keys(const struct cmd_keyspec *spec, const struct resp_arg *argv,
+                               int64_t argc, int64_t *pos, int64_t npos)
+{
+    int64_t first = 0, last, step, i;
+
+    if (spec->find == 'u')
+        return npos; /* only SORT's BY/GET/STORE; STORE is found by cmd_sort_store */
+    if (!spec->keyword) {
+        first = spec->start;
+    } else {
+        int64_t from = spec->start > 0 ? spec->start : argc + spec->start;
+        int64_t to = spec->start > 0 ? argc - 1 : 0;
+        for (i = from; i != to; i += from <= to ? 1 : -1) {
+            if (i >= argc || i < 1)
+                break;
+            if (cmd_argeq(&argv[i], spec->keyword)) {
+                first = i + 1;
+                break;
+            }
+        }
+        if (!first)
+            return npos;
+    }
+    if (spec->find == 'r') {
+        step = spec->b;
+        if (spec->a >= 0)
+            last = first + spec->a;
+        else if (!spec->c)
+            last = argc + spec->a;
+        else
+            last = first + ((argc - first) / spec->c + spec->a);
+    } else {
+        int64_t numkeys;
+        const struct resp_arg *nk;
+        if (spec->a >= argc - first)
+            return -1;
+        nk = &argv[first + spec->a];
+        if (resp_parse_ll(nk->p, nk->len, &numkeys) != 0 || numkeys < 0 || numkeys > argc)
+            return -1;
+        step = spec->c;
+        first += spec->b;
+        last = first + numkeys - 1;
+        if (numkeys == 0)
+            return npos;
+    }
+    if (last >= argc || last < first || first >= argc || step < 1)
+        return -1;
+    for (i = first; i <= last; i += step)
+        pos[npos++] = i;
+    return npos;
+}
+
+/* SORT's STORE destination, which its key specs leave "unknown": the
+ * argument after the last STORE, skipping LIMIT's two and BY/GET's one
+ * operands (as Redis's sortGetKeys does).  Returns its index or 0. */
+static int64_t cmd_sort_store(const struct resp_arg *argv, int64_t argc)
+{
+    int64_t i, found = 0;
+
+    for (i = 2; i < argc; i++) {
+        if (cmd_argeq(&argv[i], "limit"))
+            i += 2;
+        else if (cmd_argeq(&argv[i], "get") || cmd_argeq(&argv[i], "by"))
+            i += 1;
+        else if (cmd_argeq(&argv[i], "store") && i + 1 < argc)
+            found = ++i;
+    }
+    return found;
+}
+
+/* Every key index of a command, into POS (room for argc entries).
+ * Returns the count, or -1 when the arguments do not fit the key specs. */
+static int64_t cmd_keys(const struct command *cmd, const struct resp_arg *argv, int64_t argc,
+                          int64_t *pos)
+{
+    int64_t n = 0, store;
+    int i;
+
+    for (i = 0; i < cmd->nspecs && n >= 0; i++)
+        n = cmd_spec_keys(&cmd->specs[i], argv, argc, pos, n);
+    if (n >= 0 && !strcmp(cmd->name, "sort") && (store = cmd_sort_store(argv, argc)) > 0)
+        pos[n++] = store;
+    return n;
+}
+
+/* 1 if a blocking option (XREAD/XREADGROUP BLOCK) appears before STREAMS. */
+static int cmd_blocking_opt(const struct resp_arg *argv, int64_t argc)
+{
+    int64_t i;
+
+    for (i = 1; i < argc; i++) {
+        if (cmd_argeq(&argv[i], "streams"))
+            return 0;
+        if (cmd_argeq(&argv[i], "block"))
+            return 1;
+    }
+    return 0;
+}
+
+/* ============================================ data model: configuration */
+/* The config the parser fills; only config_* writes it. */
 
 /* One `backend` line, with its address resolved at load time (no DNS in the
  * loop). */
@@ -964,6 +1722,2337 @@ struct config_directive {
     size_t offset;        /* field in struct config (numeric directives) */
     uint64_t min, max;    /* accepted range (numeric directives) */
 };
+
+/* ================================================= data model: requests */
+/* Request records and the two FIFOs they sit on. */
+
+/*
+ * A request record ties one client request to its reply.  It sits on two
+ * FIFOs at once:
+ *
+ *   client A: [r1] -> [r2] -> [r3]        replies leave in this order
+ *                |       |
+ *   backend 0:  [r1] -> [b7] -> [r3]      replies arrive in this order
+ *   backend 1:          [r2]
+ *
+ * A backend connection answers in the order it was written to, so the head
+ * of its FIFO owns the next reply.  That reply goes straight to the client if
+ * the record is also the head of the client's FIFO, else it waits in the
+ * record.  A split command is a parent on the client FIFO only, with one
+ * child per backend on the backend FIFOs; the parent completes when all
+ * children have.  A record whose client has gone is an orphan: its reply is
+ * still read (to keep the stream in sync) and dropped.
+ */
+
+/* How a split parent combines its children's replies. */
+enum req_merge {
+    MERGE_NONE,  /* not a split parent */
+    MERGE_ARRAY, /* MGET: elements back in the order of the keys */
+    MERGE_OK,    /* MSET: +OK when every part said +OK */
+    MERGE_SUM,   /* DEL UNLINK EXISTS TOUCH DBSIZE: sum of integers */
+    MERGE_INFO   /* INFO: the proxy's sections plus the backends' keyspace summed */
+};
+
+struct client;
+struct bconn;
+struct backend;
+
+/* One request in flight, waiting for its turn, or a split parent. */
+struct req {
+    struct req *next;          /* next on the client FIFO (or the free list) */
+    struct req *next_sent;     /* next on the backend connection FIFO */
+    struct client *client;     /* owner; NULL when orphaned and for children */
+    struct req *parent;        /* the split parent of a child, else NULL */
+    struct backend *backend;   /* backend a forwarded request or child went to */
+    uint64_t sent_us;          /* when it was queued to the backend (timeouts, latency) */
+    struct buf reply;          /* the reply, when it cannot go straight out */
+    uint8_t done;              /* the reply is complete */
+    uint8_t proxy_error;       /* the reply is an error the proxy generated */
+    uint8_t merge;             /* enum req_merge, for a parent */
+    uint32_t nchild;           /* parent: children created */
+    uint32_t pending;          /* parent: children not yet answered */
+    struct req **child;        /* parent: the children, in creation order */
+    uint32_t *keymap;          /* MGET parent: child index of each key, in key order */
+    uint32_t nkeys;            /* MGET parent: entries in keymap */
+    const struct command *cmd; /* command, for per-command stats (NULL for children) */
+    uint64_t start_us;         /* when the client's request was dispatched */
+    uint8_t info_sections;     /* INFO parent: STATS_INFO_* sections asked for */
+    uint8_t handshake;         /* AUTH or SELECT the proxy sent on connect */
+};
+
+/* ================================================= data model: backends */
+/* Backend connections, their state machine, per-backend counters. */
+
+/* State of one backend connection. */
+enum bconn_state {
+    BCONN_DOWN,       /* no socket; (re)connect at retry_us */
+    BCONN_CONNECTING, /* non-blocking connect in progress */
+    BCONN_UP          /* connected; requests flow */
+};
+
+/* One shared, pipelined connection to a backend. */
+struct bconn {
+    struct backend *backend;      /* owner */
+    int fd;                       /* socket, -1 when down */
+    enum bconn_state state;       /* see enum */
+    int failed;                   /* the last connect failed: answer "unavailable" at once */
+    int answered;                 /* this connection delivered a reply (it really works) */
+    int handshaking;              /* AUTH/SELECT replies still owed (not "up" until 0) */
+    struct buf in;                /* replies read, not yet matched */
+    struct buf out;               /* requests queued, not yet written */
+    struct resp_reply_parser rp;  /* framing state of the reply at in.r */
+    struct req *head, *tail;      /* FIFO of requests written or queued, oldest first */
+    uint32_t inflight;            /* entries in that FIFO */
+    uint64_t retry_us;            /* DOWN: when to connect again */
+    uint64_t deadline_us;         /* CONNECTING: when to give up */
+    uint64_t backoff_ms;          /* next retry delay, doubling to RECONNECT_MAX_MS */
+};
+
+/* Per-backend counters, defined once: name, help text. */
+#define STATS_BACKEND(X)                                                          \
+    X(requests, "requests sent to the backend")                                  \
+    X(responses, "replies received from the backend")                            \
+    X(errors, "error replies received from the backend")                         \
+    X(failures, "requests the proxy failed (backend unavailable or timed out)")  \
+    X(timeouts, "requests that timed out")                                       \
+    X(reconnects, "connection attempts after the first")                        \
+    X(bytes_in, "bytes read from the backend")                                   \
+    X(bytes_out, "bytes written to the backend")
+
+/* Proxy-wide counters, defined once: name, help text. */
+#define STATS_PROXY(X)                                                            \
+    X(connections_accepted, "client connections accepted")                       \
+    X(connections_rejected, "client connections refused at max_clients")         \
+    X(commands, "commands received from clients")                                \
+    X(errors, "error replies sent to clients")                                   \
+    X(protocol_errors, "clients closed for a protocol error")                    \
+    X(output_overflows, "clients closed for exceeding client_output_limit")      \
+    X(bytes_in, "bytes read from clients")                                       \
+    X(bytes_out, "bytes written to clients")
+
+#define STATS_FIELD(name, help) uint64_t name;
+
+/* Counters of one backend. */
+struct backend_stats {
+    STATS_BACKEND(STATS_FIELD)
+};
+
+/* Counters of the whole proxy. */
+struct proxy_stats {
+    STATS_PROXY(STATS_FIELD)
+};
+
+/* Runtime state of one configured backend. */
+struct backend {
+    struct config_backend cfg;        /* a copy of its config line (owned strings) */
+    int index;                        /* position in config order */
+    int retired;                      /* removed by a reload: drains, then is freed */
+    uint64_t refs;                    /* request records pointing here */
+    struct bconn *conns;              /* backend_connections connections */
+    int nconns;                       /* entries in conns */
+    uint32_t slots;                   /* Maglev slots it owns */
+    struct backend_stats st;          /* counters */
+    struct hist latency;              /* request queued to reply read, us */
+    char last_error[200];             /* why it was last marked down, "" if never */
+};
+
+/* Counters of one command, allocated when it is first seen. */
+struct cmd_stats {
+    uint64_t calls;     /* requests for it */
+    uint64_t errors;    /* error replies to them */
+    struct hist latency; /* dispatch to complete reply, us */
+};
+
+/* ============================ data model: clients and admin connections */
+/* Client and admin connection structs. */
+
+/* State of a client connection. */
+enum client_state {
+    CLIENT_OPEN,    /* reading requests */
+    CLIENT_CLOSING, /* QUIT, EOF or protocol error: write what is owed, then close */
+    CLIENT_DEAD     /* closed; freed at the end of the loop pass */
+};
+
+/* One client connection. */
+struct client {
+    struct client *prev, *next;       /* list of all clients */
+    int fd;                           /* socket, -1 once dead */
+    uint64_t id;                      /* CLIENT ID, unique for the process */
+    enum client_state state;          /* see enum */
+    struct buf in;                    /* a partial request (empty when idle) */
+    struct buf out;                   /* replies not yet written (empty when idle) */
+    struct resp_req_parser parser;    /* framing state of the request at in.r */
+    struct req *head, *tail;          /* FIFO of requests awaiting their replies */
+    uint32_t npending;                /* entries in that FIFO */
+    size_t held;                      /* reply bytes complete but waiting in the FIFO */
+    uint8_t dirty;                    /* on the loop's list of clients to flush */
+    uint8_t throttled;                /* input left unparsed at client_max_pending */
+    uint8_t authed;                   /* passed AUTH (or no password is configured) */
+    char *name;                       /* CLIENT SETNAME, or NULL */
+    char addr[64];                    /* peer address for logs */
+    uint64_t created_us;              /* accept time */
+    uint64_t last_us;                 /* last time it sent bytes */
+    uint64_t partial_us;              /* when the partial request in `in` began */
+};
+
+/* One connection to the admin socket: line-based commands, text replies. */
+struct admin {
+    struct admin *next; /* list of admin connections */
+    int fd;             /* socket, -1 once closed */
+    int closing;        /* quit or EOF seen: close once out is written */
+    struct buf in;      /* a partial command line */
+    struct buf out;     /* replies not yet written */
+};
+
+/* =============================================== data model: the server */
+/* The one server struct, the fd table, signal flags. */
+
+/* What a file descriptor is, for the poll loop's dispatch. */
+enum fd_type { FD_NONE, FD_LISTENER, FD_CLIENT, FD_BACKEND, FD_ADMIN_LISTENER, FD_ADMIN };
+
+/* fd -> object, indexed by descriptor number. */
+struct fdref {
+    enum fd_type type; /* what ptr points to */
+    void *ptr;         /* struct client, struct bconn, or listener index */
+};
+
+/* The one server: everything the loop owns. */
+static struct server {
+    struct config *cfg;            /* the configuration in force */
+    struct backend **backends;     /* the backends routed to, in config order */
+    int nbackends;                 /* entries in backends */
+    struct backend **all;          /* every backend with connections: routed ones, and
+                                      ones a reload removed that still drain requests */
+    int nall;                      /* entries in all */
+    int *listen_fds;               /* one socket per listen directive, -1 when closed */
+    struct fdref *fds;             /* fd -> object */
+    int maxfds;                    /* entries in fds (RLIMIT_NOFILE) */
+    struct client *clients;        /* all open clients */
+    uint64_t nclients;             /* open clients */
+    uint64_t next_client_id;       /* for CLIENT ID */
+    struct client **dirty;         /* clients to flush (and reparse) this pass */
+    size_t ndirty, dirty_cap;      /* entries / allocation of dirty */
+    struct client *dead;           /* closed clients to free, linked by next */
+    struct req *free_reqs;         /* recycled request records */
+    struct pollfd *pfds;           /* poll set, rebuilt each pass */
+    size_t pfd_cap;                /* allocation of pfds */
+    char *rbuf;                    /* shared read buffer for clients */
+    struct resp_arg *argv;         /* arguments of the request being routed */
+    size_t argv_cap;               /* allocation of argv */
+    int64_t *keypos;               /* key indexes of the request being routed */
+    char *scratch;                 /* unquoted inline arguments */
+    size_t scratch_cap;            /* allocation of scratch (and keypos entries) */
+    int *split_child;              /* backend index -> child index during a split */
+    uint64_t now_us;               /* monotonic clock, read once per pass */
+    uint64_t start_us;             /* when the loop started */
+    time_t start_time;             /* wall clock at start, for uptime */
+    int stopping;                  /* SIGTERM seen: draining */
+    uint64_t stop_deadline_us;     /* drain bound */
+    uint64_t accept_paused_until;  /* after EMFILE: no accept before this */
+    uint32_t any_next;             /* round-robin cursor for CMD_ANY */
+    struct proxy_stats st;         /* counters */
+    struct cmd_stats *cmd_stats[ARRAY_LEN(cmd_table)]; /* per command row, when seen */
+    const struct command *cur_cmd; /* command being dispatched, for stats */
+    int admin_fd;                  /* admin socket listener, -1 if none */
+    struct admin *admins;          /* admin connections */
+    int nadmins;                   /* entries in admins */
+} srv;
+
+static volatile sig_atomic_t sig_stop;  /* SIGTERM/SIGINT seen */
+static volatile sig_atomic_t sig_stats; /* SIGUSR1 seen */
+static volatile sig_atomic_t sig_hup;   /* SIGHUP seen */
+
+/* ================================================ clock and descriptors */
+/* clock_ and fd_: the pass clock, the fd -> connection table. */
+
+static uint64_t clock_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* ====================================================== request records */
+/* req_: allocation from a free list; per-command counters. */
+
+static struct req *req_new(void)
+{
+    struct req *r = srv.free_reqs;
+
+    if (r)
+        srv.free_reqs = r->next;
+    else
+        r = xmalloc(sizeof *r);
+    memset(r, 0, sizeof *r);
+    return r;
+}
+
+/* Tie R to backend B (which then outlives R, even across a reload). */
+static void req_set_backend(struct req *r, struct backend *b)
+{
+    r->backend = b;
+    b->refs++;
+}
+
+/* Recycle a record, and a parent's children with it. */
+static void req_free(struct req *r)
+{
+    uint32_t i;
+
+    for (i = 0; i < r->nchild; i++)
+        req_free(r->child[i]);
+    free(r->child);
+    free(r->keymap);
+    buf_free(&r->reply);
+    if (r->backend)
+        r->backend->refs--;
+    r->next = srv.free_reqs;
+    srv.free_reqs = r;
+}
+
+/* The counters of CMD, allocated the first time it is seen. */
+static struct cmd_stats *req_cmd_stats(const struct command *cmd)
+{
+    struct cmd_stats **cs = &srv.cmd_stats[cmd - cmd_table];
+
+    if (!*cs) {
+        *cs = xmalloc(sizeof **cs);
+        memset(*cs, 0, sizeof **cs);
+    }
+    return *cs;
+}
+
+/* A command's reply is complete: account its latency and outcome. */
+static void req_account(const struct command *cmd, uint64_t us, int error)
+{
+    struct cmd_stats *cs;
+
+    if (!cmd)
+        return;
+    cs = req_cmd_stats(cmd);
+    cs->errors += error != 0;
+    hist_add(&cs->latency, us);
+}
+
+/* ============================================================== clients */
+/* client_: accept, close, free; max_clients; idle timers. */
+
+/* Close a client now: its fd goes, records in flight become orphans, the
+ * struct itself is freed at the end of the pass (it may still be on the
+ * dirty list). */
+static void client_close(struct client *c, const char *why)
+{
+    struct req *r, *next;
+
+    if (c->state == CLIENT_DEAD)
+        return;
+    log_at(LOG_DEBUG, "client %llu %s closed: %s", (unsigned long long)c->id, c->addr, why);
+    for (r = c->head; r; r = next) {
+        next = r->next;
+        if (r->done)
+            req_free(r);
+        else
+            r->client = NULL; /* orphan: the backend side frees it */
+    }
+    c->head = c->tail = NULL;
+    c->npending = 0;
+    c->held = 0;
+    srv.fds[c->fd].type = FD_NONE;
+    srv.fds[c->fd].ptr = NULL;
+    close(c->fd);
+    c->fd = -1;
+    buf_free(&c->in);
+    buf_free(&c->out);
+    c->state = CLIENT_DEAD;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv.clients = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->next = srv.dead;
+    srv.dead = c;
+    srv.nclients--;
+}
+
+static void client_free(struct client *c)
+{
+    free(c->name);
+    free(c);
+}
+
+/* A new connection on listener fd LFD was accepted as FD. */
+static void client_new(int fd, const struct sockaddr_storage *ss)
+{
+    struct client *c = xmalloc(sizeof *c);
+
+    memset(c, 0, sizeof *c);
+    c->fd = fd;
+    c->id = ++srv.next_client_id;
+    c->state = CLIENT_OPEN;
+    c->created_us = c->last_us = srv.now_us;
+    c->authed = srv.cfg->npasswords == 0;
+    resp_req_init(&c->parser);
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+        char ip[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
+        snprintf(c->addr, sizeof c->addr, "%s:%u", ip, ntohs(in->sin_port));
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+        char ip[INET6_ADDRSTRLEN];
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);
+        snprintf(c->addr, sizeof c->addr, "[%s]:%u", ip, ntohs(in6->sin6_port));
+    } else {
+        snprintf(c->addr, sizeof c->addr, "unix");
+    }
+    c->next = srv.clients;
+    if (srv.clients)
+        srv.clients->prev = c;
+    srv.clients = c;
+    srv.nclients++;
+    srv.st.connections_accepted++;
+    srv.fds[fd].type = FD_CLIENT;
+    srv.fds[fd].ptr = c;
+    log_at(LOG_DEBUG, "client %llu %s connected", (unsigned long long)c->id, c->addr);
+}
+
+/* Clients served at once: max_clients, lowered when the descriptor limit
+ * could not hold them next to the backend connections and the reserve. */
+static uint64_t client_limit(void)
+{
+    const struct config *c = srv.cfg;
+    uint64_t reserve = CLIENT_FD_RESERVE + (uint64_t)c->nlistens + 1 +
+                       (uint64_t)c->nbackends * c->backend_connections;
+    uint64_t fit = (uint64_t)srv.maxfds > reserve ? (uint64_t)srv.maxfds - reserve : 1;
+
+    return MIN(c->max_clients, fit);
+}
+
+/* Say so when the descriptor limit lowers max_clients (start, reload). */
+static void client_limit_check(void)
+{
+    if (client_limit() < srv.cfg->max_clients)
+        log_at(LOG_WARN, "max_clients %llu lowered to %llu by the descriptor limit (%d); "
+               "raise it with ulimit -n", (unsigned long long)srv.cfg->max_clients,
+               (unsigned long long)client_limit(), srv.maxfds);
+}
+
+/* Ten times a second: free the emptied I/O buffers of clients quiet for a
+ * second (an active client keeps its buffers, so the hot path does not
+ * allocate; an idle one holds none), and apply client_timeout: close
+ * clients owed nothing that have sent nothing for that long, or that have
+ * sat on an incomplete request that long (a client trickling a request byte
+ * by byte is stuck all the same). */
+static void client_timers(void)
+{
+    static uint64_t last_check;
+    uint64_t limit = srv.cfg->client_timeout * 1000000;
+    struct client *c, *next;
+
+    if (srv.now_us - last_check < 100000)
+        return;
+    last_check = srv.now_us;
+    for (c = srv.clients; c; c = next) {
+        next = c->next;
+        if (srv.now_us - c->last_us >= CLIENT_IDLE_US) {
+            if (c->in.data && buf_len(&c->in) == 0)
+                buf_free(&c->in);
+            if (c->out.data && buf_len(&c->out) == 0)
+                buf_free(&c->out);
+        }
+        if (!limit || c->state != CLIENT_OPEN || c->npending > 0 || buf_len(&c->out) > 0)
+            continue;
+        if (srv.now_us - c->last_us >= limit)
+            client_close(c, "idle past client_timeout");
+        else if (buf_len(&c->in) > 0 && srv.now_us - c->partial_us >= limit)
+            client_close(c, "incomplete request past client_timeout");
+    }
+}
+
+/* Accept what the listener has, up to a batch; EMFILE pauses accepting
+ * instead of spinning on a listener that stays readable. */
+static void client_accept(int lfd)
+{
+    int i;
+
+    for (i = 0; i < ACCEPT_BATCH; i++) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof ss;
+        int fd = accept(lfd, (struct sockaddr *)&ss, &len);
+
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                static uint64_t last_warn; /* once a second is enough to say it */
+                if (srv.now_us - last_warn >= 1000000) {
+                    last_warn = srv.now_us;
+                    log_at(LOG_WARN, "accept: %s; pausing accepts for %d ms", strerror(errno),
+                           ACCEPT_PAUSE_MS);
+                }
+                srv.accept_paused_until = srv.now_us + ACCEPT_PAUSE_MS * 1000;
+            }
+            return;
+        }
+        if (fd >= srv.maxfds || srv.nclients >= client_limit()) {
+            static const char msg[] = "-ERR max number of clients reached\r\n";
+            if (write(fd, msg, sizeof msg - 1) < 0) { /* best effort */
+            }
+            close(fd);
+            srv.st.connections_rejected++;
+            continue;
+        }
+        if (net_nonblock(fd) < 0) {
+            close(fd);
+            continue;
+        }
+        if (ss.ss_family != AF_UNIX)
+            net_tcp_options(fd);
+        client_new(fd, &ss);
+    }
+}
+
+/* ======================================================== client output */
+/* reply_: the reply FIFO, replies the proxy makes, output limits, writes. */
+
+/* Queue C to be flushed (and re-parsed if throttled) at the end of the pass. */
+static void reply_dirty(struct client *c)
+{
+    if (c->dirty)
+        return;
+    if (srv.ndirty == srv.dirty_cap) {
+        srv.dirty_cap = srv.dirty_cap ? srv.dirty_cap * 2 : 64;
+        srv.dirty = xrealloc(srv.dirty, sizeof *srv.dirty * srv.dirty_cap);
+    }
+    srv.dirty[srv.ndirty++] = c;
+    c->dirty = 1;
+}
+
+/* Bytes leave for the client: count errors, append, schedule the write. */
+static void reply_emit(struct client *c, const char *p, size_t n)
+{
+    if (n > 0 && p[0] == '-')
+        srv.st.errors++;
+    buf_append(&c->out, p, n);
+    reply_dirty(c);
+}
+
+/* Enforce client_output_limit after replies were appended. */
+static void reply_check_limit(struct client *c)
+{
+    /* replies waiting behind a slow one count too: they are just as unread */
+    size_t owed = buf_len(&c->out) + c->held;
+
+    if (c->state != CLIENT_DEAD && owed > srv.cfg->client_output_limit) {
+        log_at(LOG_WARN, "client %llu %s closed: %zu bytes of unread replies exceed "
+               "client_output_limit", (unsigned long long)c->id, c->addr, owed);
+        srv.st.output_overflows++;
+        client_close(c, "output limit");
+    }
+}
+
+/* Append R to C's reply FIFO. */
+static void reply_push(struct client *c, struct req *r)
+{
+    r->client = c;
+    if (c->tail)
+        c->tail->next = r;
+    else
+        c->head = r;
+    c->tail = r;
+    c->npending++;
+}
+
+/* Pop and free the head record. */
+static void reply_pop(struct client *c)
+{
+    struct req *r = c->head;
+
+    c->head = r->next;
+    if (!c->head)
+        c->tail = NULL;
+    c->npending--;
+    req_free(r);
+}
+
+/* Record R of C is complete with its reply stored in it: count the bytes
+ * it holds until reply_release hands them out. */
+static void reply_hold(struct client *c, struct req *r)
+{
+    r->done = 1;
+    c->held += buf_len(&r->reply);
+}
+
+/* Move every completed record at the head of the FIFO to the output. */
+static void reply_release(struct client *c)
+{
+    while (c->head && c->head->done) {
+        c->held -= buf_len(&c->head->reply);
+        reply_emit(c, c->head->reply.data + c->head->reply.r, buf_len(&c->head->reply));
+        reply_pop(c);
+    }
+    reply_check_limit(c);
+}
+
+/* A reply the proxy makes itself: straight out when nothing is owed before
+ * it, else a completed record in line. */
+static void reply_local(struct client *c, const char *p, size_t n)
+{
+    struct req *r;
+
+    /* answered without a backend: no latency to speak of */
+    req_account(srv.cur_cmd, 0, n > 0 && p[0] == '-');
+    if (!c->head) {
+        reply_emit(c, p, n);
+        reply_check_limit(c);
+        return;
+    }
+    r = req_new();
+    buf_append(&r->reply, p, n);
+    reply_push(c, r);
+    reply_hold(c, r);
+    reply_check_limit(c);
+}
+
+static void reply_local_str(struct client *c, const char *s) { reply_local(c, s, strlen(s)); }
+
+/* Format an error reply for C. */
+static void reply_error(struct client *c, const char *fmt, ...) PRINTF_LIKE(2, 3);
+static void reply_error(struct client *c, const char *fmt, ...)
+{
+    char msg[REPLY_ERR_MAX];
+    struct buf b = {0, 0, 0, 0};
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    enc_error(&b, "%s", msg);
+    reply_local(c, b.data, buf_len(&b));
+    buf_free(&b);
+}
+
+/* One write() of the pending output; closes a CLOSING client once nothing
+ * is owed. */
+static void reply_flush(struct client *c)
+{
+    if (buf_len(&c->out) > 0) {
+        ssize_t n = write(c->fd, c->out.data + c->out.r, buf_len(&c->out));
+        if (n > 0) {
+            srv.st.bytes_out += (uint64_t)n;
+            buf_consume(&c->out, (size_t)n);
+        } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            client_close(c, strerror(errno));
+            return;
+        }
+    }
+    if (c->state == CLIENT_CLOSING && !c->head && buf_len(&c->out) == 0)
+        client_close(c, "done");
+}
+
+/* =========================================================== completion */
+/* complete_: replies matched to records, split commands merged. */
+
+/* The one call from the core up to a later section: an INFO parent's reply
+ * is rendered by the INFO section, which needs the backends' state. */
+static void info_merge(struct req *p);
+
+/* Build a split parent's reply from its children's and release it. */
+static void complete_merge(struct req *p)
+{
+    struct buf *out = &p->reply;
+    uint32_t i;
+    int64_t sum = 0;
+
+    if (p->merge == MERGE_INFO) { /* a backend that failed only misses from the sum */
+        info_merge(p);
+        goto done;
+    }
+    for (i = 0; i < p->nchild; i++) { /* any failure fails the whole command */
+        struct req *ch = p->child[i];
+        const char *rp = ch->reply.data + ch->reply.r;
+        if (rp[0] != '-')
+            continue;
+        if (ch->proxy_error)
+            buf_append(out, rp, buf_len(&ch->reply));
+        else
+            enc_error(out, "ERR backend %s failed: %.*s", ch->backend->cfg.id,
+                        (int)MIN(buf_len(&ch->reply) - 3, 200), rp + 1);
+        goto done;
+    }
+    if (p->merge == MERGE_ARRAY) {
+        size_t *cursor = xmalloc(sizeof *cursor * p->nchild);
+        for (i = 0; i < p->nchild; i++) {
+            struct req *ch = p->child[i];
+            const char *rp = ch->reply.data + ch->reply.r;
+            cursor[i] = (size_t)((const char *)memchr(rp, '\n', buf_len(&ch->reply)) - rp) + 1;
+            if (rp[0] != '*') {
+                free(cursor);
+                enc_error(out, "ERR backend %s sent an unexpected reply", ch->backend->cfg.id);
+                goto done;
+            }
+        }
+        enc_array(out, p->nkeys);
+        for (i = 0; i < p->nkeys; i++) {
+            struct req *ch = p->child[p->keymap[i]];
+            const char *rp = ch->reply.data + ch->reply.r;
+            struct resp_reply_parser rpp;
+            size_t at = cursor[p->keymap[i]];
+            resp_reply_init(&rpp);
+            if (at >= buf_len(&ch->reply) ||
+                resp_reply_parse(&rpp, rp + at, buf_len(&ch->reply) - at) != RESP_OK) {
+                out->r = out->w = 0;
+                enc_error(out, "ERR backend %s sent a short reply", ch->backend->cfg.id);
+                break;
+            }
+            buf_append(out, rp + at, rpp.pos);
+            cursor[p->keymap[i]] += rpp.pos;
+        }
+        free(cursor);
+    } else {
+        for (i = 0; i < p->nchild; i++) {
+            struct req *ch = p->child[i];
+            const char *rp = ch->reply.data + ch->reply.r;
+            int64_t v;
+            int ok = p->merge == MERGE_OK
+                         ? buf_len(&ch->reply) == 5 && !memcmp(rp, "+OK\r\n", 5)
+                         : rp[0] == ':' &&
+                               resp_parse_ll(rp + 1, buf_len(&ch->reply) - 3, &v) == 0;
+            if (!ok) {
+                enc_error(out, "ERR backend %s sent an unexpected reply", ch->backend->cfg.id);
+                goto done;
+            }
+            if (p->merge == MERGE_SUM)
+                sum += v;
+        }
+        if (p->merge == MERGE_OK)
+            buf_append_str(out, "+OK\r\n");
+        else
+            buf_printf(out, ":%lld\r\n", (long long)sum);
+    }
+done:
+    for (i = 0; i < p->nchild; i++)
+        req_free(p->child[i]);
+    free(p->child);
+    p->child = NULL;
+    p->nchild = 0;
+}
+
+/* The reply P[0..N) for record R is complete (from its backend, or an error
+ * the proxy made when the backend could not answer). */
+static void complete_reply(struct req *r, const char *p, size_t n, int proxy_error)
+{
+    struct client *c;
+
+    if (r->parent) {
+        struct req *parent = r->parent;
+        buf_append(&r->reply, p, n);
+        r->done = 1;
+        r->proxy_error = (uint8_t)proxy_error;
+        if (--parent->pending > 0)
+            return;
+        if (!parent->client) { /* orphaned parent: nobody wants the merge */
+            req_free(parent);
+            return;
+        }
+        complete_merge(parent);
+        req_account(parent->cmd, srv.now_us - parent->start_us,
+                       parent->reply.data[parent->reply.r] == '-');
+        c = parent->client;
+        reply_hold(c, parent);
+        if (c->head == parent)
+            reply_release(c);
+        else
+            reply_check_limit(c);
+        return;
+    }
+    c = r->client;
+    if (!c) { /* orphan */
+        req_free(r);
+        return;
+    }
+    req_account(r->cmd, srv.now_us - r->start_us, n > 0 && p[0] == '-');
+    if (c->head == r) { /* fast path: no copy into the record */
+        reply_emit(c, p, n);
+        reply_pop(c);
+        reply_release(c);
+        return;
+    }
+    buf_append(&r->reply, p, n);
+    reply_hold(c, r);
+    reply_check_limit(c);
+}
+
+/* Complete R with an error the proxy generated. */
+static void complete_error(struct req *r, const char *fmt, ...) PRINTF_LIKE(2, 3);
+static void complete_error(struct req *r, const char *fmt, ...)
+{
+    char msg[REPLY_ERR_MAX];
+    struct buf b = {0, 0, 0, 0};
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    enc_error(&b, "%s", msg);
+    if (r->backend)
+        r->backend->st.failures++;
+    complete_reply(r, b.data, buf_len(&b), 1);
+    buf_free(&b);
+}
+
+/* ================================================== backend connections */
+/* bconn_: connect, AUTH/SELECT handshake, read, write, timers. */
+
+/* The connection's stream can no longer be trusted: close it, answer every
+ * record on it with an error, and schedule a reconnect (at once when a live
+ * connection was lost, after the backoff when connecting failed). */
+static void bconn_fail(struct bconn *bc, int timed_out, const char *why)
+{
+    struct backend *b = bc->backend;
+    int was_up = bc->state == BCONN_UP;
+    struct req *r;
+
+    log_at(was_up ? LOG_WARN : LOG_INFO, "backend %s (%s): %s%s", b->cfg.id, b->cfg.addr, why,
+           bc->inflight ? ", failing requests in flight" : "");
+    if (bc->handshaking && !b->last_error[0])
+        snprintf(b->last_error, sizeof b->last_error, "AUTH/SELECT not answered: %s", why);
+    bc->handshaking = 0;
+    if (bc->fd >= 0) {
+        srv.fds[bc->fd].type = FD_NONE;
+        close(bc->fd);
+        bc->fd = -1;
+    }
+    bc->state = BCONN_DOWN;
+    bc->out.r = bc->out.w = 0;
+    bc->in.r = bc->in.w = 0;
+    resp_reply_init(&bc->rp);
+    if (was_up && !timed_out && bc->answered) { /* a working connection lost: retry at once */
+        bc->failed = 0;
+        bc->retry_us = srv.now_us;
+    } else {
+        bc->failed = 1;
+        bc->retry_us = srv.now_us + bc->backoff_ms * 1000;
+        bc->backoff_ms = MIN(bc->backoff_ms * 2, RECONNECT_MAX_MS);
+    }
+    while ((r = bc->head) != NULL) {
+        bc->head = r->next_sent;
+        bc->inflight--;
+        if (timed_out) {
+            b->st.timeouts++;
+            complete_error(r, "ERR backend %s timed out", b->cfg.id);
+        } else {
+            complete_error(r, "ERR backend %s unavailable", b->cfg.id);
+        }
+    }
+    bc->tail = NULL;
+}
+
+/* Put AUTH and SELECT, as the config asks, in front of whatever requests
+ * were queued while connecting: both on the wire and on the FIFO. */
+static void bconn_handshake(struct bconn *bc)
+{
+    const struct config_backend *cb = &bc->backend->cfg;
+    struct buf hs = {0, 0, 0, 0};
+    struct req *first = NULL, *last = NULL;
+    int n = 0, i;
+
+    if (cb->password) {
+        struct resp_arg a[3] = {{"AUTH", 4}, {NULL, 0}, {NULL, 0}};
+        int argc = 1;
+        if (cb->user) {
+            a[argc].p = cb->user;
+            a[argc++].len = strlen(cb->user);
+        }
+        a[argc].p = cb->password;
+        a[argc++].len = strlen(cb->password);
+        enc_command(&hs, a, (size_t)argc);
+        n++;
+    }
+    if (cb->db > 0) {
+        buf_printf(&hs, "*2\r\n$6\r\nSELECT\r\n$%d\r\n%lld\r\n",
+                   snprintf(NULL, 0, "%lld", (long long)cb->db), (long long)cb->db);
+        n++;
+    }
+    if (n == 0)
+        return;
+    for (i = 0; i < n; i++) {
+        struct req *r = req_new();
+        r->handshake = 1;
+        r->sent_us = srv.now_us;
+        if (last)
+            last->next_sent = r;
+        else
+            first = r;
+        last = r;
+    }
+    last->next_sent = bc->head;
+    bc->head = first;
+    if (!bc->tail)
+        bc->tail = last;
+    bc->inflight += (uint32_t)n;
+    bc->handshaking = n;
+    buf_append(&hs, bc->out.data + bc->out.r, buf_len(&bc->out));
+    buf_free(&bc->out);
+    bc->out = hs;
+}
+
+static void bconn_up(struct bconn *bc)
+{
+    bc->state = BCONN_UP;
+    bc->failed = 0;
+    bc->answered = 0; /* the backoff resets only once a reply proves the connection works */
+    if (bc->backend->cfg.sa.ss_family != AF_UNIX)
+        net_tcp_options(bc->fd);
+    bconn_handshake(bc);
+    log_at(LOG_INFO, "backend %s (%s): connected", bc->backend->cfg.id, bc->backend->cfg.addr);
+}
+
+/* Start a non-blocking connect. */
+static void bconn_connect(struct bconn *bc)
+{
+    const struct config_backend *cb = &bc->backend->cfg;
+    int fd;
+
+    if (bc->retry_us != 0) /* set by an earlier failure */
+        bc->backend->st.reconnects++;
+    fd = socket(cb->sa.ss_family, SOCK_STREAM, 0);
+    if (fd < 0) {
+        bconn_fail(bc, 0, strerror(errno));
+        return;
+    }
+    if (fd >= srv.maxfds || net_nonblock(fd) < 0) {
+        close(fd);
+        bconn_fail(bc, 0, "no descriptor available");
+        return;
+    }
+    bc->fd = fd;
+    srv.fds[fd].type = FD_BACKEND;
+    srv.fds[fd].ptr = bc;
+    if (connect(fd, (const struct sockaddr *)&cb->sa, cb->salen) == 0) {
+        bconn_up(bc);
+    } else if (errno == EINPROGRESS || errno == EINTR) {
+        bc->state = BCONN_CONNECTING;
+        bc->deadline_us = srv.now_us + srv.cfg->connect_timeout_ms * 1000;
+    } else {
+        char why[128];
+        snprintf(why, sizeof why, "connect: %s", strerror(errno));
+        bc->state = BCONN_CONNECTING;
+        bconn_fail(bc, 0, why);
+    }
+}
+
+/* POLLOUT on a connecting socket: did the connect succeed? */
+static void bconn_connected(struct bconn *bc)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+
+    if (getsockopt(bc->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    if (err) {
+        char why[128];
+        snprintf(why, sizeof why, "connect: %s", strerror(err));
+        bconn_fail(bc, 0, why);
+        return;
+    }
+    bconn_up(bc);
+}
+
+/* The connection a client's requests to B use: fixed per client, so one
+ * client's requests to one backend stay on one ordered stream. */
+static struct bconn *bconn_pick(struct backend *b, const struct client *c)
+{
+    return &b->conns[c ? c->id % (uint64_t)b->nconns : 0];
+}
+
+/* Queue R (already tied to bc's backend) on BC; its bytes must already be
+ * in bc->out. */
+static void bconn_push(struct bconn *bc, struct req *r)
+{
+    r->sent_us = srv.now_us;
+    r->next_sent = NULL;
+    if (bc->tail)
+        bc->tail->next_sent = r;
+    else
+        bc->head = r;
+    bc->tail = r;
+    bc->inflight++;
+    bc->backend->st.requests++;
+}
+
+/* Match every complete reply in bc->in with the head of the FIFO. */
+static void bconn_replies(struct bconn *bc)
+{
+    while (buf_len(&bc->in) > 0) {
+        const char *p = bc->in.data + bc->in.r;
+        enum resp_result rc = resp_reply_parse(&bc->rp, p, buf_len(&bc->in));
+        struct req *r;
+        size_t n;
+
+        if (rc == RESP_AGAIN)
+            return;
+        if (rc == RESP_ERROR) {
+            char why[160];
+            snprintf(why, sizeof why, "protocol error from backend: %s", bc->rp.err);
+            bconn_fail(bc, 0, why);
+            return;
+        }
+        r = bc->head;
+        if (!r) {
+            bconn_fail(bc, 0, "reply nobody asked for");
+            return;
+        }
+        bc->head = r->next_sent;
+        if (!bc->head)
+            bc->tail = NULL;
+        bc->inflight--;
+        n = bc->rp.pos;
+        if (r->handshake) {
+            req_free(r);
+            bc->handshaking--;
+            if (p[0] == '-') { /* wrong password, unknown db...: down until it is fixed */
+                struct backend *b = bc->backend;
+                snprintf(b->last_error, sizeof b->last_error, "%.*s", (int)MIN(n - 3, 190),
+                         p + 1);
+                log_at(LOG_ERROR, "backend %s (%s): rejected AUTH/SELECT: %s", b->cfg.id,
+                       b->cfg.addr, b->last_error);
+                bconn_fail(bc, 0, "handshake rejected");
+                return;
+            }
+            buf_consume(&bc->in, n);
+            resp_reply_init(&bc->rp);
+            continue;
+        }
+        if (!bc->answered) {
+            bc->answered = 1;
+            bc->backoff_ms = RECONNECT_MIN_MS;
+            bc->backend->last_error[0] = '\0';
+        }
+        bc->backend->st.responses++;
+        hist_add(&bc->backend->latency, srv.now_us - r->sent_us);
+        if (p[0] == '-')
+            bc->backend->st.errors++;
+        complete_reply(r, p, n, 0);
+        buf_consume(&bc->in, n);
+        resp_reply_init(&bc->rp);
+    }
+}
+
+static void bconn_read(struct bconn *bc)
+{
+    for (;;) {
+        ssize_t n;
+        size_t room;
+
+        buf_reserve(&bc->in, READ_CHUNK);
+        room = bc->in.cap - bc->in.w;
+        n = read(bc->fd, bc->in.data + bc->in.w, room);
+        if (n > 0) {
+            bc->in.w += (size_t)n;
+            bc->backend->st.bytes_in += (uint64_t)n;
+            bconn_replies(bc);
+            if (bc->state != BCONN_UP || (size_t)n < room)
+                return;
+        } else if (n == 0) {
+            bconn_fail(bc, 0, "connection closed by the backend");
+            return;
+        } else if (errno == EINTR) {
+            continue;
+        } else {
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                char why[128];
+                snprintf(why, sizeof why, "read: %s", strerror(errno));
+                bconn_fail(bc, 0, why);
+            }
+            return;
+        }
+    }
+}
+
+/* One write() of everything queued; keeps the rest for POLLOUT. */
+static void bconn_flush(struct bconn *bc)
+{
+    ssize_t n;
+
+    if (bc->state != BCONN_UP || buf_len(&bc->out) == 0)
+        return;
+    n = write(bc->fd, bc->out.data + bc->out.r, buf_len(&bc->out));
+    if (n > 0) {
+        bc->backend->st.bytes_out += (uint64_t)n;
+        buf_consume(&bc->out, (size_t)n);
+        if (buf_len(&bc->out) == 0 && bc->out.cap > 4 * READ_CHUNK)
+            buf_free(&bc->out); /* give back what a burst grew */
+    } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        char why[128];
+        snprintf(why, sizeof why, "write: %s", strerror(errno));
+        bconn_fail(bc, 0, why);
+    }
+}
+
+/* Timers of one connection: connect deadline, reply deadline, retry. */
+static void bconn_timers(struct bconn *bc)
+{
+    if (bc->state == BCONN_DOWN && srv.now_us >= bc->retry_us && !bc->backend->retired) {
+        bconn_connect(bc);
+        return;
+    }
+    if (bc->state == BCONN_CONNECTING && srv.now_us >= bc->deadline_us) {
+        bconn_fail(bc, 0, "connect timed out");
+        return;
+    }
+    if (bc->head && srv.cfg->timeout_ms &&
+        srv.now_us - bc->head->sent_us >= srv.cfg->timeout_ms * 1000) {
+        /* a DOWN connection still holding records waits for its reconnect */
+        if (bc->state != BCONN_DOWN)
+            bconn_fail(bc, 1, "request timed out");
+    }
+}
+
+/* Earliest time any of BC's timers fires, or UINT64_MAX. */
+static uint64_t bconn_next_timer(const struct bconn *bc)
+{
+    uint64_t t = UINT64_MAX;
+
+    if (bc->state == BCONN_DOWN)
+        t = bc->retry_us;
+    else if (bc->state == BCONN_CONNECTING)
+        t = bc->deadline_us;
+    if (bc->head && srv.cfg->timeout_ms)
+        t = MIN(t, bc->head->sent_us + srv.cfg->timeout_ms * 1000);
+    return t;
+}
+
+/* ============================================================= backends */
+/* backend_: the set of backends, its state, the reload swap. */
+
+/* "up" if any connection is up, "connecting" while a first attempt (or one
+ * after a lost connection) is under way, else "down". */
+static const char *backend_state(const struct backend *b)
+{
+    int i, connecting = 0;
+
+    for (i = 0; i < b->nconns; i++) {
+        if (b->conns[i].state == BCONN_UP && !b->conns[i].handshaking)
+            return "up";
+        if (!b->conns[i].failed)
+            connecting = 1;
+    }
+    return connecting ? "connecting" : "down";
+}
+
+static uint64_t backend_inflight(const struct backend *b)
+{
+    uint64_t n = 0;
+    int i;
+
+    for (i = 0; i < b->nconns; i++)
+        n += b->conns[i].inflight;
+    return n;
+}
+
+static int backend_conns_up(const struct backend *b)
+{
+    int i, n = 0;
+
+    for (i = 0; i < b->nconns; i++)
+        n += b->conns[i].state == BCONN_UP && !b->conns[i].handshaking;
+    return n;
+}
+
+static uint64_t backend_inflight_total(void)
+{
+    uint64_t n = 0;
+    int i;
+
+    for (i = 0; i < srv.nbackends; i++)
+        n += backend_inflight(srv.backends[i]);
+    return n;
+}
+
+/* Deep copy of a backend's config line: a backend outlives the config it
+ * came from across a reload. */
+static void backend_copy_cfg(struct config_backend *dst, const struct config_backend *src)
+{
+    *dst = *src;
+    dst->addr = xstrndup(src->addr, strlen(src->addr));
+    dst->name = src->name ? xstrndup(src->name, strlen(src->name)) : NULL;
+    dst->id = dst->name ? dst->name : dst->addr;
+    dst->password = src->password ? xstrndup(src->password, strlen(src->password)) : NULL;
+    dst->user = src->user ? xstrndup(src->user, strlen(src->user)) : NULL;
+}
+
+static int backend_streq(const char *a, const char *b)
+{
+    return a == b || (a && b && !strcmp(a, b));
+}
+
+/* A runtime backend for config line CB with NCONNS connections, not yet
+ * connected. */
+static struct backend *backend_new(const struct config_backend *cb, int nconns)
+{
+    struct backend *b = xmalloc(sizeof *b);
+    int j;
+
+    memset(b, 0, sizeof *b);
+    backend_copy_cfg(&b->cfg, cb);
+    b->nconns = nconns;
+    b->conns = xmalloc(sizeof *b->conns * (size_t)nconns);
+    memset(b->conns, 0, sizeof *b->conns * (size_t)nconns);
+    for (j = 0; j < nconns; j++) {
+        b->conns[j].backend = b;
+        b->conns[j].fd = -1;
+        b->conns[j].backoff_ms = RECONNECT_MIN_MS;
+        resp_reply_init(&b->conns[j].rp);
+    }
+    return b;
+}
+
+/* At exit: free the records still in flight on B (orphans by then; a
+ * parent goes with its last child). */
+static void backend_drop_inflight(struct backend *b)
+{
+    struct req *r;
+    int j;
+
+    for (j = 0; j < b->nconns; j++) {
+        while ((r = b->conns[j].head) != NULL) {
+            b->conns[j].head = r->next_sent;
+            if (!r->parent)
+                req_free(r);
+            else if (--r->parent->pending == 0)
+                req_free(r->parent); /* frees r too */
+        }
+        b->conns[j].tail = NULL;
+    }
+}
+
+/* Close B's connections and free it; nothing may point to it any more. */
+static void backend_free(struct backend *b)
+{
+    int j;
+
+    assert(b->refs == 0);
+    for (j = 0; j < b->nconns; j++) {
+        struct bconn *bc = &b->conns[j];
+        if (bc->fd >= 0) {
+            srv.fds[bc->fd].type = FD_NONE;
+            close(bc->fd);
+        }
+        buf_free(&bc->in);
+        buf_free(&bc->out);
+    }
+    free(b->conns);
+    free(b->cfg.addr);
+    free(b->cfg.name);
+    free(b->cfg.password);
+    free(b->cfg.user);
+    free(b);
+}
+
+/* Would backend B talk to config line CB the same way (so its connections
+ * can be kept across a reload)? */
+static int backend_same(const struct backend *b, const struct config_backend *cb, int nconns)
+{
+    return !b->retired && b->nconns == nconns && !strcmp(b->cfg.id, cb->id) &&
+           !strcmp(b->cfg.addr, cb->addr) && b->cfg.salen == cb->salen &&
+           !memcmp(&b->cfg.sa, &cb->sa, cb->salen) && b->cfg.db == cb->db &&
+           backend_streq(b->cfg.password, cb->password) && backend_streq(b->cfg.user, cb->user);
+}
+
+/* Make the routed backends match config C, in its order: a backend that did
+ * not change keeps its connections and counters; a new one starts
+ * connecting; one that is gone is retired: it gets no new requests, and its
+ * connections close once what is in flight on them is answered. */
+static void backend_apply(const struct config *c)
+{
+    struct backend **next = xmalloc(sizeof *next * (size_t)c->nbackends);
+    int nconns = (int)c->backend_connections, i, j;
+    uint64_t s;
+
+    for (i = 0; i < c->nbackends; i++) {
+        struct backend *b = NULL;
+        for (j = 0; j < srv.nbackends && !b; j++)
+            if (srv.backends[j] && backend_same(srv.backends[j], &c->backends[i], nconns)) {
+                b = srv.backends[j];
+                srv.backends[j] = NULL; /* claimed */
+                b->cfg.weight = c->backends[i].weight;
+            }
+        if (!b) {
+            b = backend_new(&c->backends[i], nconns);
+            srv.all = xrealloc(srv.all, sizeof *srv.all * (size_t)(srv.nall + 1));
+            srv.all[srv.nall++] = b;
+            for (j = 0; j < b->nconns; j++)
+                bconn_connect(&b->conns[j]);
+        }
+        b->index = i;
+        b->slots = 0;
+        next[i] = b;
+    }
+    for (j = 0; j < srv.nbackends; j++)
+        if (srv.backends[j]) {
+            srv.backends[j]->retired = 1;
+            log_at(LOG_INFO, "backend %s (%s): removed; closing once in-flight requests finish",
+                   srv.backends[j]->cfg.id, srv.backends[j]->cfg.addr);
+        }
+    free(srv.backends);
+    srv.backends = next;
+    srv.nbackends = c->nbackends;
+    for (s = 0; s < c->table_size; s++)
+        next[c->table[s]]->slots++;
+    srv.split_child = xrealloc(srv.split_child, sizeof *srv.split_child * (size_t)c->nbackends);
+    for (i = 0; i < c->nbackends; i++)
+        srv.split_child[i] = -1;
+}
+
+/* End of a pass: close the connections of retired backends that have
+ * drained, and free those no record points to any more. */
+static void backend_reap(void)
+{
+    int i, j;
+
+    for (i = 0; i < srv.nall; i++) {
+        struct backend *b = srv.all[i];
+        int busy = 0;
+        if (!b->retired)
+            continue;
+        for (j = 0; j < b->nconns; j++)
+            busy |= b->conns[j].head != NULL;
+        if (busy || b->refs > 0)
+            continue;
+        backend_free(b);
+        srv.all[i--] = srv.all[--srv.nall];
+    }
+}
+
+/* ============================================================== routing */
+/* route_: key to backend; forward, split, fan out, CROSSSLOT. */
+
+/* Maglev slot of a key: MurmurHash64A of its hash tag (or whole key). */
+static uint32_t route_slot(const struct config *c, const char *key, size_t len)
+{
+    const char *p = key;
+    size_t n = c->hash_tags ? hash_tag(key, len, &p) : len;
+
+    return (uint32_t)(hash_murmur64a(p, n, HASH_SEED) % c->table_size);
+}
+
+/* Index (config order) of the backend that owns KEY. */
+static int route_backend(const struct config *c, const char *key, size_t len)
+{
+    return c->table[route_slot(c, key, len)];
+}
+
+/* Forward a request to backend BI: raw bytes, or re-encoded when it came
+ * inline.  A backend known to be down answers at once. */
+static void route_forward(struct client *c, int bi, const char *raw, size_t rawlen,
+                           const struct resp_arg *argv, int64_t argc)
+{
+    struct backend *b = srv.backends[bi];
+    struct bconn *bc = bconn_pick(b, c);
+    struct req *r;
+
+    if (bc->failed) {
+        b->st.failures++;
+        reply_error(c, "ERR backend %s unavailable", b->cfg.id);
+        return;
+    }
+    r = req_new();
+    r->cmd = srv.cur_cmd;
+    r->start_us = srv.now_us;
+    req_set_backend(r, b);
+    reply_push(c, r);
+    if (c->parser.inline_req)
+        enc_command(&bc->out, argv, (size_t)argc);
+    else
+        buf_append(&bc->out, raw, rawlen);
+    bconn_push(bc, r);
+}
+
+/* Send child CH of a split: its bytes are already encoded in ENC. */
+static void route_send_child(struct client *c, struct req *ch, const struct buf *enc)
+{
+    struct bconn *bc = bconn_pick(ch->backend, c);
+
+    if (bc->failed) {
+        complete_error(ch, "ERR backend %s unavailable", ch->backend->cfg.id);
+        return;
+    }
+    buf_append(&bc->out, enc->data + enc->r, buf_len(enc));
+    bconn_push(bc, ch);
+}
+
+/* Make a split parent with NCHILD children, pushed on C's FIFO. */
+static struct req *route_new_parent(struct client *c, enum req_merge merge, uint32_t nchild)
+{
+    struct req *p = req_new();
+
+    p->merge = (uint8_t)merge;
+    p->cmd = srv.cur_cmd;
+    p->start_us = srv.now_us;
+    p->child = xmalloc(sizeof *p->child * nchild);
+    p->nchild = p->pending = nchild;
+    reply_push(c, p);
+    return p;
+}
+
+/* MGET MSET DEL UNLINK EXISTS TOUCH: one sub-command per backend touched,
+ * carrying that backend's keys in request order. */
+static void route_split(struct client *c, const struct command *cmd, const struct resp_arg *argv,
+                         int64_t argc, const char *raw, size_t rawlen)
+{
+    int step = !strcmp(cmd->name, "mset") ? 2 : 1;
+    uint32_t nkeys = (uint32_t)((argc - 1) / step), i, nchild = 0, local[SPLIT_INLINE_KEYS];
+    uint32_t *keymap = nkeys <= SPLIT_INLINE_KEYS ? local : xmalloc(sizeof *keymap * nkeys);
+    int backend_of_child[SPLIT_INLINE_KEYS], *boc = backend_of_child;
+    struct req *p;
+    struct buf enc = {0, 0, 0, 0};
+
+    if ((argc - 1) % step != 0) {
+        reply_error(c, "ERR wrong number of arguments for '%s' command", cmd->name);
+        goto out;
+    }
+    if (nkeys > SPLIT_INLINE_KEYS)
+        boc = xmalloc(sizeof *boc * (size_t)MIN((int64_t)nkeys, srv.nbackends));
+    for (i = 0; i < nkeys; i++) {
+        const struct resp_arg *k = &argv[1 + (int64_t)i * step];
+        int bi = route_backend(srv.cfg, k->p, k->len);
+        if (srv.split_child[bi] < 0) {
+            srv.split_child[bi] = (int)nchild;
+            boc[nchild++] = bi;
+        }
+        keymap[i] = (uint32_t)srv.split_child[bi];
+    }
+    for (i = 0; i < nchild; i++)
+        srv.split_child[boc[i]] = -1;
+    if (nchild == 1) { /* one backend: no split, no merge */
+        route_forward(c, boc[0], raw, rawlen, argv, argc);
+        goto out;
+    }
+    p = route_new_parent(c, !strcmp(cmd->name, "mget")   ? MERGE_ARRAY
+                             : !strcmp(cmd->name, "mset") ? MERGE_OK
+                                                          : MERGE_SUM,
+                          nchild);
+    for (i = 0; i < nchild; i++) {
+        struct req *ch = p->child[i] = req_new();
+        ch->parent = p;
+        req_set_backend(ch, srv.backends[boc[i]]);
+    }
+    if (p->merge == MERGE_ARRAY) {
+        p->keymap = xmalloc(sizeof *p->keymap * nkeys);
+        memcpy(p->keymap, keymap, sizeof *keymap * nkeys);
+        p->nkeys = nkeys;
+    }
+    for (i = 0; i < nchild; i++) { /* the last send may complete and merge p */
+        uint32_t k, count = 0;
+        int s;
+        for (k = 0; k < nkeys; k++)
+            count += keymap[k] == i;
+        enc.r = enc.w = 0;
+        enc_array(&enc, 1 + (size_t)count * (size_t)step);
+        enc_bulk(&enc, argv[0].p, argv[0].len);
+        for (k = 0; k < nkeys; k++)
+            if (keymap[k] == i)
+                for (s = 0; s < step; s++)
+                    enc_bulk(&enc, argv[1 + k * step + s].p, argv[1 + k * step + s].len);
+        route_send_child(c, p->child[i], &enc);
+    }
+out:
+    buf_free(&enc);
+    if (keymap != local)
+        free(keymap);
+    if (boc != backend_of_child)
+        free(boc);
+}
+
+/* Send the command ENC to every backend under one parent merged by MERGE
+ * (DBSIZE; INFO keyspace with the SECTIONS asked for). */
+static void route_fanout(struct client *c, enum req_merge merge, const struct buf *enc,
+                          uint8_t sections)
+{
+    struct req *p = route_new_parent(c, merge, (uint32_t)srv.nbackends);
+    int i;
+
+    p->info_sections = sections;
+    for (i = 0; i < srv.nbackends; i++) {
+        struct req *ch = p->child[i] = req_new();
+        ch->parent = p;
+        req_set_backend(ch, srv.backends[i]);
+    }
+    for (i = 0; i < srv.nbackends; i++) /* the last send may complete and merge p */
+        route_send_child(c, p->child[i], enc);
+}
+
+/* COMMAND, TIME: the next backend (round robin) that is not known down. */
+static void route_any(struct client *c, const char *raw, size_t rawlen,
+                       const struct resp_arg *argv, int64_t argc)
+{
+    int i;
+
+    for (i = 0; i < srv.nbackends; i++) {
+        int bi = (int)((srv.any_next + (uint32_t)i) % (uint32_t)srv.nbackends);
+        if (!bconn_pick(srv.backends[bi], c)->failed) {
+            srv.any_next = (uint32_t)bi + 1;
+            route_forward(c, bi, raw, rawlen, argv, argc);
+            return;
+        }
+    }
+    reply_error(c, "ERR no backend available");
+}
+
+/* Route a keyed command whose keys must all live on one backend. */
+static void route_same(struct client *c, const struct command *cmd, const char *raw,
+                        size_t rawlen, const struct resp_arg *argv, int64_t argc)
+{
+    int64_t n = cmd_keys(cmd, argv, argc, srv.keypos), i;
+    int bi;
+
+    if (n < 0) {
+        reply_error(c, "ERR wrong number of keys or arguments for '%s' command", cmd->name);
+        return;
+    }
+    if (n == 0) {
+        reply_error(c, "ERR '%s' without keys cannot be routed by the proxy", cmd->name);
+        return;
+    }
+    if ((!strcmp(cmd->name, "xread") || !strcmp(cmd->name, "xreadgroup")) &&
+        cmd_blocking_opt(argv, argc)) {
+        reply_error(c, "ERR blocking '%s' (BLOCK) is not supported by the proxy", cmd->name);
+        return;
+    }
+    bi = route_backend(srv.cfg, argv[srv.keypos[0]].p, argv[srv.keypos[0]].len);
+    for (i = 1; i < n; i++)
+        if (route_backend(srv.cfg, argv[srv.keypos[i]].p, argv[srv.keypos[i]].len) != bi) {
+            reply_local_str(c, "-CROSSSLOT Keys in request don't hash to the same backend\r\n");
+            return;
+        }
+    route_forward(c, bi, raw, rawlen, argv, argc);
+}
+
+/* ================================================================= INFO */
+/* info_: the INFO reply, in Redis's format. */
+
+/* INFO sections, as a bit mask. */
+enum {
+    INFO_SERVER = 1,
+    INFO_CLIENTS = 2,
+    INFO_STATS = 4,
+    INFO_BACKENDS = 8,
+    INFO_KEYSPACE = 16,
+    INFO_ALL = 31
+};
+
+static long long info_uptime(void) { return (long long)(time(NULL) - srv.start_time); }
+
+/* The quantiles every latency report shows. */
+static const struct {
+    const char *name; /* key in reports */
+    double q;         /* fraction */
+} stats_quantiles[] = {{"p50", 0.5}, {"p90", 0.9}, {"p99", 0.99}, {"p999", 0.999}};
+
+/* Which INFO sections ARGV[1..] asks for (none: all). */
+static uint8_t info_mask(const struct resp_arg *argv, int64_t argc)
+{
+    static const struct {
+        const char *name; /* section name, any case */
+        uint8_t bit;      /* STATS_INFO_* */
+    } sections[] = {{"server", INFO_SERVER},     {"clients", INFO_CLIENTS},
+                    {"stats", INFO_STATS},       {"backends", INFO_BACKENDS},
+                    {"keyspace", INFO_KEYSPACE}, {"all", INFO_ALL},
+                    {"default", INFO_ALL},       {"everything", INFO_ALL}};
+    uint8_t mask = 0;
+    int64_t i;
+    size_t j;
+
+    if (argc < 2)
+        return INFO_ALL;
+    for (i = 1; i < argc; i++)
+        for (j = 0; j < ARRAY_LEN(sections); j++)
+            if (cmd_argeq(&argv[i], sections[j].name))
+                mask |= sections[j].bit;
+    return mask;
+}
+
+/* The first TCP port the proxy listens on (INFO's tcp_port), or 0. */
+static unsigned info_tcp_port(void)
+{
+    int i;
+
+    for (i = 0; i < srv.cfg->nlistens; i++) {
+        const struct sockaddr_storage *sa = &srv.cfg->listens[i].sa;
+        if (sa->ss_family == AF_INET)
+            return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+        if (sa->ss_family == AF_INET6)
+            return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+    }
+    return 0;
+}
+
+/* INFO's own sections, in Redis's format. */
+static void info_render(struct buf *out, uint8_t mask)
+{
+    int i;
+
+    if (mask & INFO_SERVER)
+        buf_printf(out, "# Server\r\nshardproxy_version:%s\r\nprocess_id:%ld\r\ntcp_port:%u\r\n"
+                   "uptime_in_seconds:%lld\r\nuptime_in_days:%lld\r\n\r\n", SHARDPROXY_VERSION,
+                   (long)getpid(), info_tcp_port(), info_uptime(), info_uptime() / 86400);
+    if (mask & INFO_CLIENTS)
+        buf_printf(out, "# Clients\r\nconnected_clients:%llu\r\nmaxclients:%llu\r\n\r\n",
+                   (unsigned long long)srv.nclients,
+                   (unsigned long long)client_limit());
+    if (mask & INFO_STATS)
+        buf_printf(out, "# Stats\r\ntotal_connections_received:%llu\r\n"
+                   "rejected_connections:%llu\r\ntotal_commands_processed:%llu\r\n"
+                   "total_error_replies:%llu\r\ntotal_net_input_bytes:%llu\r\n"
+                   "total_net_output_bytes:%llu\r\nprotocol_errors:%llu\r\n"
+                   "inflight_requests:%llu\r\n\r\n",
+                   (unsigned long long)srv.st.connections_accepted,
+                   (unsigned long long)srv.st.connections_rejected,
+                   (unsigned long long)srv.st.commands, (unsigned long long)srv.st.errors,
+                   (unsigned long long)srv.st.bytes_in, (unsigned long long)srv.st.bytes_out,
+                   (unsigned long long)srv.st.protocol_errors,
+                   (unsigned long long)backend_inflight_total());
+    if (mask & INFO_BACKENDS) {
+        buf_printf(out, "# Backends\r\n");
+        for (i = 0; i < srv.nbackends; i++) {
+            const struct backend *b = srv.backends[i];
+            buf_printf(out, "backend%d:id=%s,addr=%s,weight=%u,state=%s,slots=%u,inflight=%llu\r\n",
+                       i, b->cfg.id, b->cfg.addr, b->cfg.weight, backend_state(b),
+                       b->slots, (unsigned long long)backend_inflight(b));
+        }
+        buf_printf(out, "\r\n");
+    }
+}
+
+/* Highest database number summed in INFO keyspace. */
+#define INFO_MAX_DB 64
+
+/* Sum "dbN:keys=K,expires=E,avg_ttl=T" lines of the backends' INFO keyspace
+ * replies (REPLIES[0..N)); a backend that failed adds nothing. */
+static void info_keyspace(struct buf *out, struct req *const *replies, uint32_t n)
+{
+    uint64_t keys[INFO_MAX_DB] = {0}, expires[INFO_MAX_DB] = {0};
+    double ttl[INFO_MAX_DB] = {0};
+    uint32_t i;
+    int db;
+
+    for (i = 0; i < n; i++) {
+        const struct buf *r = &replies[i]->reply;
+        char *text, *line, *save = NULL;
+        if (buf_len(r) == 0 || r->data[r->r] != '$')
+            continue;
+        text = xstrndup(r->data + r->r, buf_len(r));
+        for (line = strtok_r(text, "\r\n", &save); line; line = strtok_r(NULL, "\r\n", &save)) {
+            unsigned long long k, e, t;
+            if (sscanf(line, "db%d:keys=%llu,expires=%llu,avg_ttl=%llu", &db, &k, &e, &t) != 4 ||
+                db < 0 || db >= INFO_MAX_DB)
+                continue;
+            keys[db] += k;
+            expires[db] += e;
+            ttl[db] += (double)t * (double)e; /* avg_ttl weighted by keys with a TTL */
+        }
+        free(text);
+    }
+    buf_printf(out, "# Keyspace\r\n");
+    for (db = 0; db < INFO_MAX_DB; db++)
+        if (keys[db])
+            buf_printf(out, "db%d:keys=%llu,expires=%llu,avg_ttl=%llu\r\n", db,
+                       (unsigned long long)keys[db], (unsigned long long)expires[db],
+                       (unsigned long long)(expires[db] ? ttl[db] / (double)expires[db] : 0));
+    buf_printf(out, "\r\n");
+}
+
+/* The INFO reply of parent P once every backend answered INFO keyspace. */
+static void info_merge(struct req *p)
+{
+    struct buf text = {0, 0, 0, 0};
+
+    info_render(&text, p->info_sections);
+    if (p->info_sections & INFO_KEYSPACE)
+        info_keyspace(&text, p->child, p->nchild);
+    enc_bulk(&p->reply, text.data ? text.data : "", buf_len(&text));
+    buf_free(&text);
+}
+
+/* ======================================================= local commands */
+/* local_: PING, ECHO, HELLO, AUTH, CLIENT, INFO, SELECT, QUIT. */
+
+/* Redis's rule for client names: printable, no blanks. */
+static int local_valid_name(const struct resp_arg *name)
+{
+    size_t i;
+
+    for (i = 0; i < name->len; i++)
+        if (name->p[i] < '!' || name->p[i] > '~')
+            return 0;
+    return 1;
+}
+
+#define LOCAL_BADNAME "ERR Client names cannot contain spaces, newlines or special characters."
+
+#define LOCAL_WRONGPASS "-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+
+/* Compare a password with SECRET in time that depends only on the
+ * password's length, not on where the first difference is. */
+static int local_secret_eq(const struct resp_arg *pw, const char *secret)
+{
+    size_t slen = strlen(secret), i;
+    unsigned char diff = (unsigned char)(pw->len != slen);
+
+    for (i = 0; i < pw->len; i++)
+        diff |= (unsigned char)(pw->p[i] ^ secret[slen ? i % slen : 0]);
+    return diff == 0;
+}
+
+/* AUTH [user] pass, as the default user: with no password configured any
+ * password passes (Redis's nopass user); else one of them must match, all
+ * being compared so timing tells nothing.  Sets c->authed on success. */
+static int local_auth(struct client *c, const struct resp_arg *user, const struct resp_arg *pw)
+{
+    int ok = srv.cfg->npasswords == 0, i;
+
+    for (i = 0; i < srv.cfg->npasswords; i++)
+        ok |= local_secret_eq(pw, srv.cfg->passwords[i]);
+    if (user && !(user->len == 7 && !memcmp(user->p, "default", 7)))
+        ok = 0;
+    if (ok)
+        c->authed = 1;
+    return ok;
+}
+
+/* HELLO [protover [AUTH user pass] [SETNAME name]]: only RESP2 is spoken. */
+static void local_hello(struct client *c, const struct resp_arg *argv, int64_t argc)
+{
+    struct buf b = {0, 0, 0, 0};
+    int64_t ver = 2, i;
+    const struct resp_arg *setname = NULL, *auth = NULL;
+
+    if (argc >= 2 && (resp_parse_ll(argv[1].p, argv[1].len, &ver) != 0)) {
+        reply_error(c, "ERR Protocol version is not an integer or out of range");
+        return;
+    }
+    if (ver != 2) {
+        reply_local_str(c, "-NOPROTO sorry, this protocol version is not supported.\r\n");
+        return;
+    }
+    for (i = 2; i < argc; i++) {
+        if (cmd_argeq(&argv[i], "auth") && i + 2 < argc) {
+            auth = &argv[i + 1];
+            i += 2;
+        } else if (cmd_argeq(&argv[i], "setname") && i + 1 < argc) {
+            setname = &argv[++i];
+        } else {
+            reply_error(c, "ERR Syntax error in HELLO option '%.*s'", (int)MIN(argv[i].len, 64),
+                         argv[i].p);
+            return;
+        }
+    }
+    if (auth && !local_auth(c, &auth[0], &auth[1])) {
+        reply_local_str(c, LOCAL_WRONGPASS);
+        return;
+    }
+    if (!c->authed) {
+        reply_local_str(c, "-NOAUTH HELLO must be called with the client already "
+                            "authenticated, otherwise the HELLO AUTH <user> <pass> "
+                            "option can be used to authenticate the client and select the "
+                            "RESP protocol version at the same time\r\n");
+        return;
+    }
+    if (setname && !local_valid_name(setname)) {
+        reply_error(c, LOCAL_BADNAME);
+        return;
+    }
+    if (setname) {
+        free(c->name);
+        c->name = setname->len ? xstrndup(setname->p, setname->len) : NULL;
+    }
+    enc_array(&b, 14);
+    enc_bulk(&b, "server", 6);
+    enc_bulk(&b, "shardproxy", 10);
+    enc_bulk(&b, "version", 7);
+    enc_bulk(&b, SHARDPROXY_VERSION, strlen(SHARDPROXY_VERSION));
+    enc_bulk(&b, "proto", 5);
+    buf_append_str(&b, ":2\r\n");
+    enc_bulk(&b, "id", 2);
+    buf_printf(&b, ":%llu\r\n", (unsigned long long)c->id);
+    enc_bulk(&b, "mode", 4);
+    enc_bulk(&b, "standalone", 10);
+    enc_bulk(&b, "role", 4);
+    enc_bulk(&b, "master", 6);
+    enc_bulk(&b, "modules", 7);
+    enc_array(&b, 0);
+    reply_local(c, b.data, buf_len(&b));
+    buf_free(&b);
+}
+
+/* CLIENT SETNAME / GETNAME / ID / SETINFO. */
+static void local_client(struct client *c, const struct command *cmd, const struct resp_arg *argv)
+{
+    struct buf b = {0, 0, 0, 0};
+
+    if (!strcmp(cmd->name, "client|id")) {
+        buf_printf(&b, ":%llu\r\n", (unsigned long long)c->id);
+    } else if (!strcmp(cmd->name, "client|getname")) {
+        if (c->name)
+            enc_bulk(&b, c->name, strlen(c->name));
+        else
+            buf_append_str(&b, "$-1\r\n");
+    } else if (!strcmp(cmd->name, "client|setname")) {
+        if (!local_valid_name(&argv[2])) {
+            reply_error(c, LOCAL_BADNAME);
+            return;
+        }
+        free(c->name);
+        c->name = argv[2].len ? xstrndup(argv[2].p, argv[2].len) : NULL;
+        buf_append_str(&b, "+OK\r\n");
+    } else { /* client|setinfo */
+        if (!cmd_argeq(&argv[2], "lib-name") && !cmd_argeq(&argv[2], "lib-ver")) {
+            reply_error(c, "ERR Unrecognized option '%.*s'", (int)MIN(argv[2].len, 64),
+                         argv[2].p);
+            return;
+        }
+        buf_append_str(&b, "+OK\r\n");
+    }
+    reply_local(c, b.data, buf_len(&b));
+    buf_free(&b);
+}
+
+/* INFO [section ...]: the proxy's sections; the keyspace is summed over
+ * the backends, so that section waits for them. */
+static void local_info(struct client *c, const struct resp_arg *argv, int64_t argc)
+{
+    static const char ask[] = "*2\r\n$4\r\nINFO\r\n$8\r\nkeyspace\r\n";
+    uint8_t mask = info_mask(argv, argc);
+    struct buf b = {0, 0, 0, 0};
+
+    if (mask & INFO_KEYSPACE) {
+        buf_append(&b, ask, sizeof ask - 1);
+        route_fanout(c, MERGE_INFO, &b, mask);
+    } else {
+        struct buf text = {0, 0, 0, 0};
+        info_render(&text, mask);
+        enc_bulk(&b, text.data ? text.data : "", buf_len(&text));
+        reply_local(c, b.data, buf_len(&b));
+        buf_free(&text);
+    }
+    buf_free(&b);
+}
+
+/* Commands the proxy answers itself. */
+static void local_call(struct client *c, const struct command *cmd, const struct resp_arg *argv,
+                         int64_t argc)
+{
+    struct buf b = {0, 0, 0, 0};
+    const char *name = cmd->name;
+    int64_t db;
+
+    if (!strcmp(name, "ping")) {
+        if (argc > 2)
+            reply_error(c, "ERR wrong number of arguments for 'ping' command");
+        else if (argc == 2)
+            enc_bulk(&b, argv[1].p, argv[1].len);
+        else
+            buf_append_str(&b, "+PONG\r\n");
+    } else if (!strcmp(name, "echo")) {
+        enc_bulk(&b, argv[1].p, argv[1].len);
+    } else if (!strcmp(name, "quit")) {
+        buf_append_str(&b, "+OK\r\n");
+        c->state = CLIENT_CLOSING;
+    } else if (!strcmp(name, "select")) {
+        if (resp_parse_ll(argv[1].p, argv[1].len, &db) != 0)
+            reply_error(c, "ERR value is not an integer or out of range");
+        else if (db != 0)
+            reply_error(c, "ERR DB index is out of range (the proxy serves database 0 only)");
+        else
+            buf_append_str(&b, "+OK\r\n");
+    } else if (!strcmp(name, "hello")) {
+        local_hello(c, argv, argc);
+    } else if (!strcmp(name, "auth")) {
+        if (argc > 3)
+            reply_error(c, "ERR syntax error");
+        else if (argc == 2 && srv.cfg->npasswords == 0)
+            reply_error(c, "ERR AUTH <password> called without any password configured for "
+                            "the default user. Are you sure your configuration is correct?");
+        else if (local_auth(c, argc == 3 ? &argv[1] : NULL, &argv[argc - 1]))
+            buf_append_str(&b, "+OK\r\n");
+        else
+            reply_local_str(c, LOCAL_WRONGPASS);
+    } else if (!strcmp(name, "info")) {
+        local_info(c, argv, argc);
+    } else {
+        local_client(c, cmd, argv);
+    }
+    if (buf_len(&b))
+        reply_local(c, b.data, buf_len(&b));
+    buf_free(&b);
+}
+
+/* ================================================= reading and dispatch */
+/* input_: read, frame, look up, check, hand to routing. */
+
+/* Make sure the routing scratch space fits a request of RAWLEN bytes with up
+ * to ARGC arguments. */
+static void input_scratch(size_t argc, size_t rawlen)
+{
+    if (argc > srv.argv_cap) {
+        srv.argv_cap = MAX(argc, srv.argv_cap * 2);
+        srv.argv = xrealloc(srv.argv, sizeof *srv.argv * srv.argv_cap);
+        srv.keypos = xrealloc(srv.keypos, sizeof *srv.keypos * (srv.argv_cap * 3 + 1));
+    }
+    if (rawlen > srv.scratch_cap) {
+        srv.scratch_cap = MAX(rawlen, srv.scratch_cap * 2);
+        srv.scratch = xrealloc(srv.scratch, srv.scratch_cap);
+    }
+}
+
+/* Quote an unknown command and its first arguments for the error reply, the
+ * way Redis does ("'a' 'b' "), capped in length. */
+static void input_unknown(struct client *c, const struct resp_arg *argv, int64_t argc)
+{
+    char args[160];
+    size_t o = 0;
+    int64_t i;
+
+    args[0] = '\0';
+    for (i = 1; i < argc && o < 128; i++) {
+        int n = snprintf(args + o, sizeof args - o, "'%.*s' ", (int)MIN(argv[i].len, 128 - o),
+                         argv[i].p);
+        if (n < 0 || (size_t)n >= sizeof args - o)
+            break;
+        o += (size_t)n;
+    }
+    reply_error(c, "ERR unknown command '%.*s', with args beginning with: %s",
+                 (int)MIN(argv[0].len, 128), argv[0].p, args);
+    if (log_threshold >= LOG_DEBUG) {
+        char esc[160];
+        log_at(LOG_DEBUG, "client %llu %s: unknown command '%s'", (unsigned long long)c->id,
+               c->addr, log_escape(argv[0].p, argv[0].len, esc, sizeof esc));
+    }
+}
+
+/* Serve a known command with the right number of arguments by its kind. */
+static void input_route(struct client *c, const struct command *cmd, const char *raw,
+                         size_t rawlen, const struct resp_arg *argv, int64_t argc)
+{
+    switch ((enum cmd_kind)cmd->kind) {
+    case CMD_ONE: {
+        const struct resp_arg *k = &argv[cmd->specs[0].start]; /* arity checked: it exists */
+        assert(cmd->specs[0].start < argc);
+        route_forward(c, route_backend(srv.cfg, k->p, k->len), raw, rawlen, argv, argc);
+        break;
+    }
+    case CMD_SPLIT:
+        route_split(c, cmd, argv, argc, raw, rawlen);
+        break;
+    case CMD_SAME:
+        route_same(c, cmd, raw, rawlen, argv, argc);
+        break;
+    case CMD_LOCAL:
+        local_call(c, cmd, argv, argc);
+        break;
+    case CMD_ANY:
+        route_any(c, raw, rawlen, argv, argc);
+        break;
+    case CMD_ALL: {
+        struct buf enc = {0, 0, 0, 0};
+        enc_command(&enc, argv, (size_t)argc);
+        route_fanout(c, MERGE_SUM, &enc, 0);
+        buf_free(&enc);
+        break;
+    }
+    case CMD_CONTAINER: /* only bare COMMAND passes the arity check */
+        route_any(c, raw, rawlen, argv, argc);
+        break;
+    case CMD_REFUSE:
+        reply_error(c, "ERR '%s' is not supported by the proxy", cmd->name);
+        break;
+    }
+}
+
+/* Serve one framed request at RAW[0..RAWLEN). */
+static void input_dispatch(struct client *c, const char *raw, size_t rawlen)
+{
+    const struct command *cmd;
+    struct resp_arg *argv;
+    int64_t argc;
+
+    input_scratch(c->parser.inline_req ? rawlen / 2 + 2 : (size_t)c->parser.argc, rawlen);
+    argc = resp_req_args(&c->parser, raw, srv.argv, srv.argv_cap, srv.scratch);
+    argv = srv.argv;
+    if (argc < 0) {
+        srv.st.protocol_errors++;
+        reply_error(c, "ERR Protocol error: unbalanced quotes in request");
+        c->state = CLIENT_CLOSING;
+        return;
+    }
+    if (argc == 0)
+        return;
+    srv.st.commands++;
+    cmd = cmd_find(argv[0].p, argv[0].len);
+    if (cmd && cmd->kind == CMD_CONTAINER && argc > 1) {
+        if (!(cmd = cmd_find_sub(cmd, &argv[1]))) {
+            reply_error(c, "ERR unknown subcommand '%.*s'. Try %.*s HELP.",
+                         (int)MIN(argv[1].len, 128), argv[1].p, (int)MIN(argv[0].len, 32),
+                         argv[0].p);
+            return;
+        }
+    }
+    if (!cmd) {
+        input_unknown(c, argv, argc);
+        return;
+    }
+    srv.cur_cmd = cmd;
+    req_cmd_stats(cmd)->calls++;
+    if (!cmd_arity_ok(cmd, argc))
+        reply_error(c, "ERR wrong number of arguments for '%s' command", cmd->name);
+    else if (srv.cfg->npasswords && !c->authed && strcmp(cmd->name, "auth") &&
+             strcmp(cmd->name, "hello") && strcmp(cmd->name, "quit"))
+        reply_local_str(c, "-NOAUTH Authentication required.\r\n");
+    else
+        input_route(c, cmd, raw, rawlen, argv, argc);
+    srv.cur_cmd = NULL;
+}
+
+/* Frame and serve every complete request in DATA[0..LEN).  OWN says DATA is
+ * c->in; otherwise it is the shared read buffer and any partial request left
+ * over is copied into c->in.  Stops at client_max_pending. */
+static void input_process(struct client *c, const char *data, size_t len, int own)
+{
+    struct resp_limits lim;
+    size_t pos = 0;
+
+    c->throttled = 0;
+    while (pos < len && c->state == CLIENT_OPEN) {
+        enum resp_result rc;
+        int locked = srv.cfg->npasswords > 0 && !c->authed;
+        /* before AUTH, Redis's tighter limits: nobody makes us buffer much unasked */
+        lim.max_request = locked ? 16 * 1024 * 11 : srv.cfg->max_request_size;
+        lim.max_inline = MAX_INLINE;
+        lim.max_args = locked ? 10 : 0;
+        lim.max_bulk = locked ? 16 * 1024 : 0;
+        if (c->npending >= srv.cfg->client_max_pending) {
+            c->throttled = 1;
+            break;
+        }
+        rc = resp_req_parse(&c->parser, data + pos, len - pos, &lim);
+        if (rc == RESP_AGAIN)
+            break;
+        if (rc == RESP_ERROR) {
+            srv.st.protocol_errors++;
+            log_at(LOG_INFO, "client %llu %s: protocol error: %s", (unsigned long long)c->id,
+                   c->addr, c->parser.err);
+            reply_error(c, "ERR Protocol error: %s", c->parser.err);
+            c->state = CLIENT_CLOSING;
+            pos = len;
+            break;
+        }
+        if (c->parser.argc > 0)
+            input_dispatch(c, data + pos, c->parser.pos);
+        pos += c->parser.pos;
+        resp_req_init(&c->parser);
+    }
+    if (c->state == CLIENT_DEAD)
+        return;
+    if (c->state != CLIENT_OPEN)
+        pos = len; /* nothing after QUIT or a protocol error is read */
+    if (pos > 0 || !own)
+        c->partial_us = srv.now_us; /* what is left starts a new request */
+    if (own)
+        buf_consume(&c->in, pos); /* an emptied buffer stays until client_timers frees it */
+    else if (pos < len) {
+        buf_append(&c->in, data + pos, len - pos);
+    }
+}
+
+static void input_read(struct client *c)
+{
+    ssize_t n;
+
+    c->last_us = srv.now_us;
+    if (buf_len(&c->in) == 0) {
+        n = read(c->fd, srv.rbuf, READ_CHUNK);
+        if (n > 0) {
+            srv.st.bytes_in += (uint64_t)n;
+            input_process(c, srv.rbuf, (size_t)n, 0);
+            return;
+        }
+    } else {
+        /* a request spans reads: grow towards its declared size */
+        buf_reserve(&c->in, READ_CHUNK);
+        n = read(c->fd, c->in.data + c->in.w, c->in.cap - c->in.w);
+        if (n > 0) {
+            srv.st.bytes_in += (uint64_t)n;
+            c->in.w += (size_t)n;
+            input_process(c, c->in.data + c->in.r, buf_len(&c->in), 1);
+            return;
+        }
+    }
+    if (n == 0) {
+        /* EOF: what was asked is still answered (half-closed pipes), then close */
+        c->state = CLIENT_CLOSING;
+        buf_free(&c->in);
+        reply_dirty(c);
+    } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        client_close(c, strerror(errno));
+    }
+}
+
+/* ================================================================ stats */
+/* stats_: the text, JSON and Prometheus reports. */
+
+static void stats_text_latency(struct buf *out, const struct hist *h)
+{
+    size_t i;
+
+    buf_printf(out, "  latency_us");
+    for (i = 0; i < ARRAY_LEN(stats_quantiles); i++)
+        buf_printf(out, " %s %llu", stats_quantiles[i].name,
+                   (unsigned long long)hist_quantile(h, stats_quantiles[i].q));
+    buf_printf(out, " max %llu\n", (unsigned long long)h->max);
+}
+
+/* The human-readable report: SIGUSR1 and the admin `stats` command. */
+static void stats_write_text(struct buf *out)
+{
+    size_t i;
+    int b;
+
+    buf_printf(out, "shardproxy %s pid %ld uptime %llds\n", SHARDPROXY_VERSION, (long)getpid(),
+               info_uptime());
+    buf_printf(out, "  %-20s %llu\n  %-20s %llu\n", "clients", (unsigned long long)srv.nclients,
+               "inflight", (unsigned long long)backend_inflight_total());
+#define STATS_TEXT(name, help) \
+    buf_printf(out, "  %-20s %llu\n", #name, (unsigned long long)srv.st.name);
+    STATS_PROXY(STATS_TEXT)
+#undef STATS_TEXT
+    for (b = 0; b < srv.nbackends; b++) {
+        const struct backend *be = srv.backends[b];
+        buf_printf(out, "backend %s address %s weight %u state %s slots %u connections %d "
+                   "inflight %llu\n", be->cfg.id, be->cfg.addr, be->cfg.weight,
+                   backend_state(be), be->slots, backend_conns_up(be),
+                   (unsigned long long)backend_inflight(be));
+#define STATS_TEXT(name, help) \
+    buf_printf(out, "  %-20s %llu\n", #name, (unsigned long long)be->st.name);
+        STATS_BACKEND(STATS_TEXT)
+#undef STATS_TEXT
+        stats_text_latency(out, &be->latency);
+        if (be->last_error[0]) {
+            char esc[sizeof be->last_error * 4 + 8];
+            buf_printf(out, "  last_error %s\n", log_escape(be->last_error,
+                       strlen(be->last_error), esc, sizeof esc));
+        }
+    }
+    for (i = 0; i < ARRAY_LEN(cmd_table); i++) {
+        const struct cmd_stats *cs = srv.cmd_stats[i];
+        if (!cs)
+            continue;
+        buf_printf(out, "command %s calls %llu errors %llu\n", cmd_table[i].name,
+                   (unsigned long long)cs->calls, (unsigned long long)cs->errors);
+        stats_text_latency(out, &cs->latency);
+    }
+}
+
+/* Append S as a JSON string: quotes, backslashes and control bytes escaped. */
+static void stats_json_str(struct buf *out, const char *s)
+{
+    buf_append(out, "\"", 1);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            buf_printf(out, "\\%c", ch);
+        else if (ch < 0x20 || ch == 0x7f)
+            buf_printf(out, "\\u%04x", ch);
+        else
+            buf_append(out, s, 1);
+    }
+    buf_append(out, "\"", 1);
+}
+
+static void stats_json_latency(struct buf *out, const struct hist *h)
+{
+    size_t i;
+
+    buf_printf(out, "\"latency_us\":{");
+    for (i = 0; i < ARRAY_LEN(stats_quantiles); i++)
+        buf_printf(out, "\"%s\":%llu,", stats_quantiles[i].name,
+                   (unsigned long long)hist_quantile(h, stats_quantiles[i].q));
+    buf_printf(out, "\"max\":%llu}", (unsigned long long)h->max);
+}
+
+/* The whole report as one JSON object on one line (admin `stats json`). */
+static void stats_write_json(struct buf *out)
+{
+    size_t i;
+    int b, first = 1;
+
+    buf_printf(out, "{\"version\":\"%s\",\"pid\":%ld,\"uptime_s\":%lld,"
+               "\"clients\":{\"current\":%llu,\"total\":%llu,\"rejected\":%llu},"
+               "\"inflight\":%llu", SHARDPROXY_VERSION, (long)getpid(), info_uptime(),
+               (unsigned long long)srv.nclients, (unsigned long long)srv.st.connections_accepted,
+               (unsigned long long)srv.st.connections_rejected,
+               (unsigned long long)backend_inflight_total());
+#define STATS_JSON(name, help) buf_printf(out, ",\"%s\":%llu", #name, (unsigned long long)srv.st.name);
+    STATS_PROXY(STATS_JSON)
+#undef STATS_JSON
+    buf_printf(out, ",\"backends\":[");
+    for (b = 0; b < srv.nbackends; b++) {
+        const struct backend *be = srv.backends[b];
+        buf_printf(out, "%s{\"name\":", b ? "," : "");
+        stats_json_str(out, be->cfg.id);
+        buf_printf(out, ",\"address\":");
+        stats_json_str(out, be->cfg.addr);
+        buf_printf(out, ",\"weight\":%u,\"state\":\"%s\",\"slots\":%u,\"connections\":%d,"
+                   "\"inflight\":%llu", be->cfg.weight, backend_state(be), be->slots,
+                   backend_conns_up(be), (unsigned long long)backend_inflight(be));
+#define STATS_JSON(name, help) buf_printf(out, ",\"%s\":%llu", #name, (unsigned long long)be->st.name);
+        STATS_BACKEND(STATS_JSON)
+#undef STATS_JSON
+        buf_append_str(out, ",\"last_error\":");
+        stats_json_str(out, be->last_error);
+        buf_append(out, ",", 1);
+        stats_json_latency(out, &be->latency);
+        buf_append(out, "}", 1);
+    }
+    buf_printf(out, "],\"commands_by_name\":{");
+    for (i = 0; i < ARRAY_LEN(cmd_table); i++) {
+        const struct cmd_stats *cs = srv.cmd_stats[i];
+        if (!cs)
+            continue;
+        buf_printf(out, "%s\"%s\":{\"calls\":%llu,\"errors\":%llu,", first ? "" : ",",
+                   cmd_table[i].name, (unsigned long long)cs->calls,
+                   (unsigned long long)cs->errors);
+        stats_json_latency(out, &cs->latency);
+        buf_append(out, "}", 1);
+        first = 0;
+    }
+    buf_printf(out, "}}\n");
+}
+
+/* Append S as a Prometheus label value: backslash, quote and newline escaped. */
+static void stats_prom_label(struct buf *out, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\' || *s == '"')
+            buf_printf(out, "\\%c", *s);
+        else if (*s == '\n')
+            buf_append(out, "\\n", 2);
+        else
+            buf_append(out, s, 1);
+    }
+}
+
+static void stats_prom_family(struct buf *out, const char *name, const char *type,
+                              const char *help)
+{
+    buf_printf(out, "# HELP shardproxy_%s %s\n# TYPE shardproxy_%s %s\n", name, help, name, type);
+}
+
+/* One sample: shardproxy_NAME{LABEL="VALUE"} V (no braces without a label). */
+static void stats_prom_sample(struct buf *out, const char *name, const char *label,
+                              const char *value, uint64_t v)
+{
+    buf_printf(out, "shardproxy_%s", name);
+    if (label) {
+        buf_printf(out, "{%s=\"", label);
+        stats_prom_label(out, value);
+        buf_append(out, "\"}", 2);
+    }
+    buf_printf(out, " %llu\n", (unsigned long long)v);
+}
+
+/* A latency histogram in seconds: cumulative buckets, then +Inf, _sum and
+ * _count.  Samples are whole microseconds and 2^k is a bucket boundary, so
+ * "le = 2^k - 1 us" counts exactly the samples below 2^k. */
+static void stats_prom_hist(struct buf *out, const char *name, const char *label,
+                            const char *value, const struct hist *h)
+{
+    unsigned k;
+
+    for (k = 0; k < HIST_MAX_BITS; k++) { /* 2^26 - 1 us = 67 s; the last bucket is open */
+        uint64_t le = (1ULL << k) - 1;
+        buf_printf(out, "shardproxy_%s_bucket{%s=\"", name, label);
+        stats_prom_label(out, value);
+        buf_printf(out, "\",le=\"%llu.%06llu\"} %llu\n", (unsigned long long)(le / 1000000),
+                   (unsigned long long)(le % 1000000),
+                   (unsigned long long)hist_below_pow2(h, k));
+    }
+    buf_printf(out, "shardproxy_%s_bucket{%s=\"", name, label);
+    stats_prom_label(out, value);
+    buf_printf(out, "\",le=\"+Inf\"} %llu\n", (unsigned long long)h->count);
+    buf_printf(out, "shardproxy_%s_sum{%s=\"", name, label);
+    stats_prom_label(out, value);
+    buf_printf(out, "\"} %llu.%06llu\n", (unsigned long long)(h->sum / 1000000),
+               (unsigned long long)(h->sum % 1000000));
+    buf_printf(out, "shardproxy_%s_count{%s=\"", name, label);
+    stats_prom_label(out, value);
+    buf_printf(out, "\"} %llu\n", (unsigned long long)h->count);
+}
+
+/* Prometheus text exposition format 0.0.4 (admin `metrics`): every family
+ * with HELP and TYPE, its samples together. */
+static void stats_write_metrics(struct buf *out)
+{
+    size_t i;
+    int b;
+
+    stats_prom_family(out, "info", "gauge", "Always 1; the version is a label.");
+    stats_prom_sample(out, "info", "version", SHARDPROXY_VERSION, 1);
+    stats_prom_family(out, "uptime_seconds", "gauge", "Seconds since the proxy started.");
+    stats_prom_sample(out, "uptime_seconds", NULL, NULL, (uint64_t)info_uptime());
+    stats_prom_family(out, "clients", "gauge", "Client connections open now.");
+    stats_prom_sample(out, "clients", NULL, NULL, srv.nclients);
+    stats_prom_family(out, "inflight_requests", "gauge", "Requests sent to backends, not answered yet.");
+    stats_prom_sample(out, "inflight_requests", NULL, NULL, backend_inflight_total());
+#define STATS_PROM(name, help)                                            \
+    stats_prom_family(out, #name "_total", "counter", help ".");          \
+    stats_prom_sample(out, #name "_total", NULL, NULL, srv.st.name);
+    STATS_PROXY(STATS_PROM)
+#undef STATS_PROM
+#define STATS_PROM_BACKENDS(family, type, help, expr)                      \
+    stats_prom_family(out, family, type, help);                             \
+    for (b = 0; b < srv.nbackends; b++) {                                   \
+        const struct backend *be = srv.backends[b];                        \
+        stats_prom_sample(out, family, "backend", be->cfg.id, (expr));     \
+    }
+    STATS_PROM_BACKENDS("bconn_up", "gauge", "1 if a connection to the backend is up.",
+                        (uint64_t)(backend_conns_up(be) > 0))
+    STATS_PROM_BACKENDS("backend_weight", "gauge", "Configured weight.", be->cfg.weight)
+    STATS_PROM_BACKENDS("backend_slots", "gauge", "Maglev table slots owned.", be->slots)
+    STATS_PROM_BACKENDS("backend_connections", "gauge", "Connections up now.",
+                        (uint64_t)backend_conns_up(be))
+    STATS_PROM_BACKENDS("backend_inflight_requests", "gauge", "Requests not answered yet.",
+                        backend_inflight(be))
+#define STATS_PROM(name, help) STATS_PROM_BACKENDS("backend_" #name "_total", "counter", help ".", be->st.name)
+    STATS_BACKEND(STATS_PROM)
+#undef STATS_PROM
+#undef STATS_PROM_BACKENDS
+    stats_prom_family(out, "backend_latency_seconds", "histogram",
+                      "Time from queueing a request to reading its reply.");
+    for (b = 0; b < srv.nbackends; b++)
+        stats_prom_hist(out, "backend_latency_seconds", "backend", srv.backends[b]->cfg.id,
+                        &srv.backends[b]->latency);
+    stats_prom_family(out, "command_calls_total", "counter", "Requests per command.");
+    for (i = 0; i < ARRAY_LEN(cmd_table); i++)
+        if (srv.cmd_stats[i])
+            stats_prom_sample(out, "command_calls_total", "command", cmd_table[i].name,
+                              srv.cmd_stats[i]->calls);
+    stats_prom_family(out, "command_errors_total", "counter", "Error replies per command.");
+    for (i = 0; i < ARRAY_LEN(cmd_table); i++)
+        if (srv.cmd_stats[i])
+            stats_prom_sample(out, "command_errors_total", "command", cmd_table[i].name,
+                              srv.cmd_stats[i]->errors);
+    stats_prom_family(out, "command_latency_seconds", "histogram",
+                      "Time from a request's arrival to its complete reply.");
+    for (i = 0; i < ARRAY_LEN(cmd_table); i++)
+        if (srv.cmd_stats[i])
+            stats_prom_hist(out, "command_latency_seconds", "command", cmd_table[i].name,
+                            &srv.cmd_stats[i]->latency);
+}
+
+/* ======================================================== configuration */
+/* config_: directive table, parse, validate, load. */
 
 /* Resolve ADDR (host:port, [v6]:port or an absolute UNIX socket path). */
 static int config_resolve(const char *addr, int passive, struct sockaddr_storage *sa,
@@ -1589,3090 +4678,8 @@ static struct config *config_load(const char *path, char *err, size_t errlen)
     return c;
 }
 
-/* ================================================================= commands */
-
-/* How the proxy serves a command. */
-enum route_kind {
-    ROUTE_ONE,      /* exactly one key: forwarded to the backend that owns it */
-    ROUTE_SPLIT,    /* MGET MSET DEL UNLINK EXISTS TOUCH: one sub-command per backend, merged */
-    ROUTE_SAME,     /* several keys that must live on one backend, else -CROSSSLOT */
-    ROUTE_LOCAL,    /* answered by the proxy itself */
-    ROUTE_ANY,      /* no key: any live backend answers (COMMAND, TIME) */
-    ROUTE_ALL,      /* sent to every backend, integer replies summed (DBSIZE) */
-    ROUTE_REFUSE,   /* not served: -ERR naming the command, connection stays */
-    ROUTE_CONTAINER /* has subcommands: look up "name|sub" instead */
-};
-
-/* One Redis 7 key spec: where the keys of a command start (begin_search) and
- * how many follow (find_keys), exactly as COMMAND INFO reports them. */
-struct route_keyspec {
-    const char *keyword; /* begin_search keyword; NULL: begin at index `start` */
-    int8_t start;        /* begin_search index, or the keyword's startfrom (negative: from the end) */
-    char find;           /* 'r' range, 'n' keynum, 'u' unknown (begin_search or find_keys type unknown) */
-    int8_t a, b, c;      /* range: lastkey, keystep, limit; keynum: keynumidx, firstkey, keystep */
-};
-#define KS_RANGE(idx, last, step, limit) {NULL, idx, 'r', last, step, limit}
-#define KS_KEYNUM(idx, numidx, first, step) {NULL, idx, 'n', numidx, first, step}
-#define KS_KW_RANGE(kw, from, last, step, limit) {kw, from, 'r', last, step, limit}
-#define KS_KW_KEYNUM(kw, from, numidx, first, step) {kw, from, 'n', numidx, first, step}
-#define KS_UNKNOWN {NULL, 0, 'u', 0, 0, 0}
-#define KS_NONE {NULL, 0, 0, 0, 0, 0}
-
-/* One row of the command table. */
-struct route_cmd {
-    const char *name;              /* lower case; "container|sub" for a subcommand */
-    int16_t arity;                 /* Redis arity: N exactly N args (name included), -N at least N */
-    uint8_t kind;                  /* enum route_kind */
-    uint8_t nspecs;                /* key specs used in specs[] */
-    struct route_keyspec specs[3]; /* Redis 7 key specs, in the server's order */
-};
-
-/*
- * route_cmds[]: the command table, one row per Redis 7.0 command and
- * subcommand, sorted by strcmp() on the name so route lookup can bsearch().
- *
- * Where the data comes from.  Name, arity and key specs are copied verbatim
- * from `COMMAND` (same as `COMMAND INFO`, subcommands nested) of Debian's
- * redis-server 7.0.15, no modules loaded: 367 rows, which are that server's
- * 366 commands and subcommands plus "client|setinfo" (a Redis 7.2 command
- * that redis-py and go-redis send on connect; answered here).  Each reply
- * entry is [name, arity, flags, first, last, step, acl, tips, key_specs,
- * subcommands]; this table keeps name, arity and key_specs:
- *   - arity counts the name (and, for "container|sub", the subcommand too):
- *     N means exactly N arguments, -N at least N;
- *   - a key spec is begin_search (type "index" {index} or "keyword"
- *     {keyword, startfrom}, startfrom < 0 counting from the end) then
- *     find_keys (type "range" {lastkey, keystep, limit}: lastkey < 0 counts
- *     from the end, limit > 1 means "the first 1/limit of what remains";
- *     or "keynum" {keynumidx, firstkey, keystep}, both relative to the
- *     begin_search result).  A spec whose begin_search or find_keys type is
- *     "unknown" (only SORT / SORT_RO: BY, GET and STORE) is KS_UNKNOWN;
- *   - specs stay in the server's order; none has more than 3, every number
- *     fits an int8_t.
- * test/commands.bats compares this table with a live server's COMMAND reply.
- *
- * Unusual specs, as the server reports them:
- *   xread       KEYWORD "STREAMS" from 1, range lastkey -1 step 1 limit 2
- *   xreadgroup  KEYWORD "STREAMS" from 4, range lastkey -1 step 1 limit 2
- *               (the keys are the first half of the arguments after STREAMS)
- *   migrate     index 3 (one key, "" when KEYS is used) plus KEYWORD "KEYS"
- *               searched backwards from argv[-2], range to the end
- *   georadius(bymember)  index 1 plus KEYWORD "STORE" / "STOREDIST"
- *   lcs         index 1, range lastkey 1: two keys from one spec
- *   eval*, fcall*: one keynum spec, may yield zero keys (no_mandatory_keys)
- *
- * Kind, by the product's routing policy:
- *   SPLIT      mget mset del unlink exists touch
- *   LOCAL      ping echo quit select hello auth info
- *              client|setname client|getname client|setinfo client|id
- *   ANY        time and every command|* subcommand
- *   ALL        dbsize
- *   CONTAINER  every command the server lists subcommands for (acl client
- *              cluster command config function latency memory module object
- *              pubsub script slowlog xgroup xinfo); look up "name|sub" next
- *              (bare COMMAND, arity -1, is valid without a subcommand)
- *   REFUSE     every other command without key specs; every pub/sub command
- *              (spublish ssubscribe sunsubscribe included, they have keys);
- *              every command flagged "blocking" but xread and xreadgroup
- *              (their BLOCK option is refused at run time); and these keyed
- *              ones: watch move migrate pfdebug restore-asking
- *   ONE        a keyed command whose only spec is a fixed index with range
- *              lastkey 0 (exactly one key)
- *   SAME       every other keyed command: all keys must hash to one backend
- * Counts: ONE 130, SPLIT 6, SAME 41, LOCAL 11, ANY 8, ALL 1, REFUSE 155, CONTAINER 15.
- */
-static const struct route_cmd route_cmds[] = {
-    {"acl", -2, ROUTE_CONTAINER, 0, {KS_NONE}},
-    {"acl|cat", -2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"acl|deluser", -3, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"acl|dryrun", -4, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"acl|genpass", -2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"acl|getuser", 3, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"acl|help", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"acl|list", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"acl|load", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"acl|log", -2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"acl|save", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"acl|setuser", -3, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"acl|users", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"acl|whoami", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"append", 3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"asking", 1, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"auth", -2, ROUTE_LOCAL, 0, {KS_NONE}},
-    {"bgrewriteaof", 1, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"bgsave", -1, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"bitcount", -2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"bitfield", -2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"bitfield_ro", -2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"bitop", -4, ROUTE_SAME, 2, {KS_RANGE(2, 0, 1, 0), KS_RANGE(3, -1, 1, 0)}},
-    {"bitpos", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"blmove", 6, ROUTE_REFUSE, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
-    {"blmpop", -5, ROUTE_REFUSE, 1, {KS_KEYNUM(2, 0, 1, 1)}},
-    {"blpop", -3, ROUTE_REFUSE, 1, {KS_RANGE(1, -2, 1, 0)}},
-    {"brpop", -3, ROUTE_REFUSE, 1, {KS_RANGE(1, -2, 1, 0)}},
-    {"brpoplpush", 4, ROUTE_REFUSE, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
-    {"bzmpop", -5, ROUTE_REFUSE, 1, {KS_KEYNUM(2, 0, 1, 1)}},
-    {"bzpopmax", -3, ROUTE_REFUSE, 1, {KS_RANGE(1, -2, 1, 0)}},
-    {"bzpopmin", -3, ROUTE_REFUSE, 1, {KS_RANGE(1, -2, 1, 0)}},
-    {"client", -2, ROUTE_CONTAINER, 0, {KS_NONE}},
-    {"client|caching", 3, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"client|getname", 2, ROUTE_LOCAL, 0, {KS_NONE}},
-    {"client|getredir", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"client|help", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"client|id", 2, ROUTE_LOCAL, 0, {KS_NONE}},
-    {"client|info", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"client|kill", -3, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"client|list", -2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"client|no-evict", 3, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"client|pause", -3, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"client|reply", 3, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"client|setinfo", 4, ROUTE_LOCAL, 0, {KS_NONE}},
-    {"client|setname", 3, ROUTE_LOCAL, 0, {KS_NONE}},
-    {"client|tracking", -3, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"client|trackinginfo", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"client|unblock", -3, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"client|unpause", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"cluster", -2, ROUTE_CONTAINER, 0, {KS_NONE}},
-    {"cluster|addslots", -3, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"cluster|addslotsrange", -4, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"cluster|bumpepoch", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"cluster|count-failure-reports", 3, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"cluster|countkeysinslot", 3, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"cluster|delslots", -3, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"cluster|delslotsrange", -4, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"cluster|failover", -2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"cluster|flushslots", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"cluster|forget", 3, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"cluster|getkeysinslot", 4, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"cluster|help", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"cluster|info", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"cluster|keyslot", 3, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"cluster|links", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"cluster|meet", -4, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"cluster|myid", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"cluster|nodes", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"cluster|replicas", 3, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"cluster|replicate", 3, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"cluster|reset", -2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"cluster|saveconfig", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"cluster|set-config-epoch", 3, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"cluster|setslot", -4, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"cluster|shards", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"cluster|slaves", 3, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"cluster|slots", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"command", -1, ROUTE_CONTAINER, 0, {KS_NONE}},
-    {"command|count", 2, ROUTE_ANY, 0, {KS_NONE}},
-    {"command|docs", -2, ROUTE_ANY, 0, {KS_NONE}},
-    {"command|getkeys", -4, ROUTE_ANY, 0, {KS_NONE}},
-    {"command|getkeysandflags", -4, ROUTE_ANY, 0, {KS_NONE}},
-    {"command|help", 2, ROUTE_ANY, 0, {KS_NONE}},
-    {"command|info", -2, ROUTE_ANY, 0, {KS_NONE}},
-    {"command|list", -2, ROUTE_ANY, 0, {KS_NONE}},
-    {"config", -2, ROUTE_CONTAINER, 0, {KS_NONE}},
-    {"config|get", -3, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"config|help", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"config|resetstat", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"config|rewrite", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"config|set", -4, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"copy", -3, ROUTE_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
-    {"dbsize", 1, ROUTE_ALL, 0, {KS_NONE}},
-    {"debug", -2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"decr", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"decrby", 3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"del", -2, ROUTE_SPLIT, 1, {KS_RANGE(1, -1, 1, 0)}},
-    {"discard", 1, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"dump", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"echo", 2, ROUTE_LOCAL, 0, {KS_NONE}},
-    {"eval", -3, ROUTE_SAME, 1, {KS_KEYNUM(2, 0, 1, 1)}},
-    {"eval_ro", -3, ROUTE_SAME, 1, {KS_KEYNUM(2, 0, 1, 1)}},
-    {"evalsha", -3, ROUTE_SAME, 1, {KS_KEYNUM(2, 0, 1, 1)}},
-    {"evalsha_ro", -3, ROUTE_SAME, 1, {KS_KEYNUM(2, 0, 1, 1)}},
-    {"exec", 1, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"exists", -2, ROUTE_SPLIT, 1, {KS_RANGE(1, -1, 1, 0)}},
-    {"expire", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"expireat", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"expiretime", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"failover", -1, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"fcall", -3, ROUTE_SAME, 1, {KS_KEYNUM(2, 0, 1, 1)}},
-    {"fcall_ro", -3, ROUTE_SAME, 1, {KS_KEYNUM(2, 0, 1, 1)}},
-    {"flushall", -1, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"flushdb", -1, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"function", -2, ROUTE_CONTAINER, 0, {KS_NONE}},
-    {"function|delete", 3, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"function|dump", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"function|flush", -2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"function|help", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"function|kill", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"function|list", -2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"function|load", -3, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"function|restore", -3, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"function|stats", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"geoadd", -5, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"geodist", -4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"geohash", -2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"geopos", -2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"georadius", -6, ROUTE_SAME, 3,
-     {KS_RANGE(1, 0, 1, 0),
-      KS_KW_RANGE("STORE", 6, 0, 1, 0),
-      KS_KW_RANGE("STOREDIST", 6, 0, 1, 0)}},
-    {"georadius_ro", -6, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"georadiusbymember", -5, ROUTE_SAME, 3,
-     {KS_RANGE(1, 0, 1, 0),
-      KS_KW_RANGE("STORE", 5, 0, 1, 0),
-      KS_KW_RANGE("STOREDIST", 5, 0, 1, 0)}},
-    {"georadiusbymember_ro", -5, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"geosearch", -7, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"geosearchstore", -8, ROUTE_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
-    {"get", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"getbit", 3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"getdel", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"getex", -2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"getrange", 4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"getset", 3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"hdel", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"hello", -1, ROUTE_LOCAL, 0, {KS_NONE}},
-    {"hexists", 3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"hget", 3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"hgetall", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"hincrby", 4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"hincrbyfloat", 4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"hkeys", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"hlen", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"hmget", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"hmset", -4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"hrandfield", -2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"hscan", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"hset", -4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"hsetnx", 4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"hstrlen", 3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"hvals", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"incr", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"incrby", 3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"incrbyfloat", 3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"info", -1, ROUTE_LOCAL, 0, {KS_NONE}},
-    {"keys", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"lastsave", 1, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"latency", -2, ROUTE_CONTAINER, 0, {KS_NONE}},
-    {"latency|doctor", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"latency|graph", 3, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"latency|help", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"latency|histogram", -2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"latency|history", 3, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"latency|latest", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"latency|reset", -2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"lcs", -3, ROUTE_SAME, 1, {KS_RANGE(1, 1, 1, 0)}},
-    {"lindex", 3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"linsert", 5, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"llen", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"lmove", 5, ROUTE_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
-    {"lmpop", -4, ROUTE_SAME, 1, {KS_KEYNUM(1, 0, 1, 1)}},
-    {"lolwut", -1, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"lpop", -2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"lpos", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"lpush", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"lpushx", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"lrange", 4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"lrem", 4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"lset", 4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"ltrim", 4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"memory", -2, ROUTE_CONTAINER, 0, {KS_NONE}},
-    {"memory|doctor", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"memory|help", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"memory|malloc-stats", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"memory|purge", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"memory|stats", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"memory|usage", -3, ROUTE_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
-    {"mget", -2, ROUTE_SPLIT, 1, {KS_RANGE(1, -1, 1, 0)}},
-    {"migrate", -6, ROUTE_REFUSE, 2, {KS_RANGE(3, 0, 1, 0), KS_KW_RANGE("KEYS", -2, -1, 1, 0)}},
-    {"module", -2, ROUTE_CONTAINER, 0, {KS_NONE}},
-    {"module|help", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"module|list", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"module|load", -3, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"module|loadex", -3, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"module|unload", 3, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"monitor", 1, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"move", 3, ROUTE_REFUSE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"mset", -3, ROUTE_SPLIT, 1, {KS_RANGE(1, -1, 2, 0)}},
-    {"msetnx", -3, ROUTE_SAME, 1, {KS_RANGE(1, -1, 2, 0)}},
-    {"multi", 1, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"object", -2, ROUTE_CONTAINER, 0, {KS_NONE}},
-    {"object|encoding", 3, ROUTE_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
-    {"object|freq", 3, ROUTE_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
-    {"object|help", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"object|idletime", 3, ROUTE_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
-    {"object|refcount", 3, ROUTE_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
-    {"persist", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"pexpire", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"pexpireat", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"pexpiretime", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"pfadd", -2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"pfcount", -2, ROUTE_SAME, 1, {KS_RANGE(1, -1, 1, 0)}},
-    {"pfdebug", 3, ROUTE_REFUSE, 1, {KS_RANGE(2, 0, 1, 0)}},
-    {"pfmerge", -2, ROUTE_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, -1, 1, 0)}},
-    {"pfselftest", 1, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"ping", -1, ROUTE_LOCAL, 0, {KS_NONE}},
-    {"psetex", 4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"psubscribe", -2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"psync", -3, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"pttl", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"publish", 3, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"pubsub", -2, ROUTE_CONTAINER, 0, {KS_NONE}},
-    {"pubsub|channels", -2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"pubsub|help", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"pubsub|numpat", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"pubsub|numsub", -2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"pubsub|shardchannels", -2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"pubsub|shardnumsub", -2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"punsubscribe", -1, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"quit", -1, ROUTE_LOCAL, 0, {KS_NONE}},
-    {"randomkey", 1, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"readonly", 1, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"readwrite", 1, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"rename", 3, ROUTE_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
-    {"renamenx", 3, ROUTE_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
-    {"replconf", -1, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"replicaof", 3, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"reset", 1, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"restore", -4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"restore-asking", -4, ROUTE_REFUSE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"role", 1, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"rpop", -2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"rpoplpush", 3, ROUTE_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
-    {"rpush", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"rpushx", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"sadd", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"save", 1, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"scan", -2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"scard", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"script", -2, ROUTE_CONTAINER, 0, {KS_NONE}},
-    {"script|debug", 3, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"script|exists", -3, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"script|flush", -2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"script|help", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"script|kill", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"script|load", 3, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"sdiff", -2, ROUTE_SAME, 1, {KS_RANGE(1, -1, 1, 0)}},
-    {"sdiffstore", -3, ROUTE_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, -1, 1, 0)}},
-    {"select", 2, ROUTE_LOCAL, 0, {KS_NONE}},
-    {"set", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"setbit", 4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"setex", 4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"setnx", 3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"setrange", 4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"shutdown", -1, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"sinter", -2, ROUTE_SAME, 1, {KS_RANGE(1, -1, 1, 0)}},
-    {"sintercard", -3, ROUTE_SAME, 1, {KS_KEYNUM(1, 0, 1, 1)}},
-    {"sinterstore", -3, ROUTE_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, -1, 1, 0)}},
-    {"sismember", 3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"slaveof", 3, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"slowlog", -2, ROUTE_CONTAINER, 0, {KS_NONE}},
-    {"slowlog|get", -2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"slowlog|help", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"slowlog|len", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"slowlog|reset", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"smembers", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"smismember", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"smove", 4, ROUTE_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
-    {"sort", -2, ROUTE_SAME, 3, {KS_RANGE(1, 0, 1, 0), KS_UNKNOWN, KS_UNKNOWN}},
-    {"sort_ro", -2, ROUTE_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_UNKNOWN}},
-    {"spop", -2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"spublish", 3, ROUTE_REFUSE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"srandmember", -2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"srem", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"sscan", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"ssubscribe", -2, ROUTE_REFUSE, 1, {KS_RANGE(1, -1, 1, 0)}},
-    {"strlen", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"subscribe", -2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"substr", 4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"sunion", -2, ROUTE_SAME, 1, {KS_RANGE(1, -1, 1, 0)}},
-    {"sunionstore", -3, ROUTE_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, -1, 1, 0)}},
-    {"sunsubscribe", -1, ROUTE_REFUSE, 1, {KS_RANGE(1, -1, 1, 0)}},
-    {"swapdb", 3, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"sync", 1, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"time", 1, ROUTE_ANY, 0, {KS_NONE}},
-    {"touch", -2, ROUTE_SPLIT, 1, {KS_RANGE(1, -1, 1, 0)}},
-    {"ttl", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"type", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"unlink", -2, ROUTE_SPLIT, 1, {KS_RANGE(1, -1, 1, 0)}},
-    {"unsubscribe", -1, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"unwatch", 1, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"wait", 3, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"watch", -2, ROUTE_REFUSE, 1, {KS_RANGE(1, -1, 1, 0)}},
-    {"xack", -4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"xadd", -5, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"xautoclaim", -6, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"xclaim", -6, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"xdel", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"xgroup", -2, ROUTE_CONTAINER, 0, {KS_NONE}},
-    {"xgroup|create", -5, ROUTE_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
-    {"xgroup|createconsumer", 5, ROUTE_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
-    {"xgroup|delconsumer", 5, ROUTE_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
-    {"xgroup|destroy", 4, ROUTE_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
-    {"xgroup|help", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"xgroup|setid", -5, ROUTE_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
-    {"xinfo", -2, ROUTE_CONTAINER, 0, {KS_NONE}},
-    {"xinfo|consumers", 4, ROUTE_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
-    {"xinfo|groups", 3, ROUTE_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
-    {"xinfo|help", 2, ROUTE_REFUSE, 0, {KS_NONE}},
-    {"xinfo|stream", -3, ROUTE_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
-    {"xlen", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"xpending", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"xrange", -4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"xread", -4, ROUTE_SAME, 1, {KS_KW_RANGE("STREAMS", 1, -1, 1, 2)}},
-    {"xreadgroup", -7, ROUTE_SAME, 1, {KS_KW_RANGE("STREAMS", 4, -1, 1, 2)}},
-    {"xrevrange", -4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"xsetid", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"xtrim", -4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zadd", -4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zcard", 2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zcount", 4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zdiff", -3, ROUTE_SAME, 1, {KS_KEYNUM(1, 0, 1, 1)}},
-    {"zdiffstore", -4, ROUTE_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_KEYNUM(2, 0, 1, 1)}},
-    {"zincrby", 4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zinter", -3, ROUTE_SAME, 1, {KS_KEYNUM(1, 0, 1, 1)}},
-    {"zintercard", -3, ROUTE_SAME, 1, {KS_KEYNUM(1, 0, 1, 1)}},
-    {"zinterstore", -4, ROUTE_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_KEYNUM(2, 0, 1, 1)}},
-    {"zlexcount", 4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zmpop", -4, ROUTE_SAME, 1, {KS_KEYNUM(1, 0, 1, 1)}},
-    {"zmscore", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zpopmax", -2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zpopmin", -2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zrandmember", -2, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zrange", -4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zrangebylex", -4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zrangebyscore", -4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zrangestore", -5, ROUTE_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
-    {"zrank", 3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zrem", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zremrangebylex", 4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zremrangebyrank", 4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zremrangebyscore", 4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zrevrange", -4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zrevrangebylex", -4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zrevrangebyscore", -4, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zrevrank", 3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zscan", -3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zscore", 3, ROUTE_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zunion", -3, ROUTE_SAME, 1, {KS_KEYNUM(1, 0, 1, 1)}},
-    {"zunionstore", -4, ROUTE_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_KEYNUM(2, 0, 1, 1)}},
-};
-
-/* Compare a command name from the wire (any case) with a table name. */
-static int route_cmp(const char *name, size_t len, const char *table_name)
-{
-    size_t i;
-
-    for (i = 0; i < len && table_name[i]; i++) {
-        int a = (unsigned char)name[i], b = (unsigned char)table_name[i];
-        if (a >= 'A' && a <= 'Z') /* ASCII only: no locale lookup per byte */
-            a += 'a' - 'A';
-        if (a != b)
-            return a - b;
-    }
-    if (i < len)
-        return 1;
-    return table_name[i] ? -1 : 0;
-}
-
-/* Open-addressing hash index over route_cmds (a power of two, at least
- * twice the rows): one hash and usually one comparison per lookup, where a
- * binary search took nine. */
-#define ROUTE_INDEX_SIZE 1024
-static uint16_t route_index[ROUTE_INDEX_SIZE]; /* row + 1, 0 = empty */
-static int route_ready;                         /* route_index is filled */
-
-/* FNV-1a over the ASCII-lowered name. */
-static uint32_t route_hash(const char *name, size_t len)
-{
-    uint32_t h = 2166136261u;
-    size_t i;
-
-    for (i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)name[i];
-        if (ch >= 'A' && ch <= 'Z')
-            ch = (unsigned char)(ch + 'a' - 'A');
-        h = (h ^ ch) * 16777619u;
-    }
-    return h;
-}
-
-/* Fill route_index; done once, at the first lookup. */
-static void route_init(void)
-{
-    size_t i;
-
-    assert(ARRAY_LEN(route_cmds) * 2 <= ROUTE_INDEX_SIZE);
-    for (i = 0; i < ARRAY_LEN(route_cmds); i++) {
-        uint32_t h = route_hash(route_cmds[i].name, strlen(route_cmds[i].name));
-        while (route_index[h & (ROUTE_INDEX_SIZE - 1)])
-            h++;
-        route_index[h & (ROUTE_INDEX_SIZE - 1)] = (uint16_t)(i + 1);
-    }
-    route_ready = 1;
-}
-
-/* The command table row for NAME (any case), or NULL. */
-static const struct route_cmd *route_find(const char *name, size_t len)
-{
-    uint32_t h;
-
-    if (!route_ready)
-        route_init();
-    for (h = route_hash(name, len);; h++) {
-        unsigned row = route_index[h & (ROUTE_INDEX_SIZE - 1)];
-        if (!row)
-            return NULL;
-        if (route_cmp(name, len, route_cmds[row - 1].name) == 0)
-            return &route_cmds[row - 1];
-    }
-}
-
-/* Look up "container|sub" for a container command's subcommand. */
-static const struct route_cmd *route_find_sub(const struct route_cmd *container,
-                                              const struct resp_arg *sub)
-{
-    char name[64];
-    size_t n = strlen(container->name);
-
-    if (n + 1 + sub->len >= sizeof name)
-        return NULL;
-    memcpy(name, container->name, n);
-    name[n] = '|';
-    memcpy(name + n + 1, sub->p, sub->len);
-    return route_find(name, n + 1 + sub->len);
-}
-
-static int route_arity_ok(const struct route_cmd *cmd, int64_t argc)
-{
-    return cmd->arity >= 0 ? argc == cmd->arity : argc >= -cmd->arity;
-}
-
-static int route_argeq(const struct resp_arg *a, const char *s)
-{
-    size_t n = strlen(s);
-    return a->len == n && strncasecmp(a->p, s, n) == 0;
-}
-
-/* Append to POS the argument indexes of the keys that SPEC names in ARGV,
- * following Redis's getKeysUsingKeySpecs: a keyword that is absent yields no
- * keys; a spec the arguments cannot satisfy is an error.  Returns the new
- * count of POS, or -1. */
-static int64_t route_spec_keys(const struct route_keyspec *spec, const struct resp_arg *argv,
-                               int64_t argc, int64_t *pos, int64_t npos)
-{
-    int64_t first = 0, last, step, i;
-
-    if (spec->find == 'u')
-        return npos; /* only SORT's BY/GET/STORE; STORE is found by route_sort_store */
-    if (!spec->keyword) {
-        first = spec->start;
-    } else {
-        int64_t from = spec->start > 0 ? spec->start : argc + spec->start;
-        int64_t to = spec->start > 0 ? argc - 1 : 0;
-        for (i = from; i != to; i += from <= to ? 1 : -1) {
-            if (i >= argc || i < 1)
-                break;
-            if (route_argeq(&argv[i], spec->keyword)) {
-                first = i + 1;
-                break;
-            }
-        }
-        if (!first)
-            return npos;
-    }
-    if (spec->find == 'r') {
-        step = spec->b;
-        if (spec->a >= 0)
-            last = first + spec->a;
-        else if (!spec->c)
-            last = argc + spec->a;
-        else
-            last = first + ((argc - first) / spec->c + spec->a);
-    } else {
-        int64_t numkeys;
-        const struct resp_arg *nk;
-        if (spec->a >= argc - first)
-            return -1;
-        nk = &argv[first + spec->a];
-        if (resp_parse_ll(nk->p, nk->len, &numkeys) != 0 || numkeys < 0 || numkeys > argc)
-            return -1;
-        step = spec->c;
-        first += spec->b;
-        last = first + numkeys - 1;
-        if (numkeys == 0)
-            return npos;
-    }
-    if (last >= argc || last < first || first >= argc || step < 1)
-        return -1;
-    for (i = first; i <= last; i += step)
-        pos[npos++] = i;
-    return npos;
-}
-
-/* SORT's STORE destination, which its key specs leave "unknown": the
- * argument after the last STORE, skipping LIMIT's two and BY/GET's one
- * operands (as Redis's sortGetKeys does).  Returns its index or 0. */
-static int64_t route_sort_store(const struct resp_arg *argv, int64_t argc)
-{
-    int64_t i, found = 0;
-
-    for (i = 2; i < argc; i++) {
-        if (route_argeq(&argv[i], "limit"))
-            i += 2;
-        else if (route_argeq(&argv[i], "get") || route_argeq(&argv[i], "by"))
-            i += 1;
-        else if (route_argeq(&argv[i], "store") && i + 1 < argc)
-            found = ++i;
-    }
-    return found;
-}
-
-/* Every key index of a command, into POS (room for argc entries).
- * Returns the count, or -1 when the arguments do not fit the key specs. */
-static int64_t route_keys(const struct route_cmd *cmd, const struct resp_arg *argv, int64_t argc,
-                          int64_t *pos)
-{
-    int64_t n = 0, store;
-    int i;
-
-    for (i = 0; i < cmd->nspecs && n >= 0; i++)
-        n = route_spec_keys(&cmd->specs[i], argv, argc, pos, n);
-    if (n >= 0 && !strcmp(cmd->name, "sort") && (store = route_sort_store(argv, argc)) > 0)
-        pos[n++] = store;
-    return n;
-}
-
-/* 1 if a blocking option (XREAD/XREADGROUP BLOCK) appears before STREAMS. */
-static int route_blocking_opt(const struct resp_arg *argv, int64_t argc)
-{
-    int64_t i;
-
-    for (i = 1; i < argc; i++) {
-        if (route_argeq(&argv[i], "streams"))
-            return 0;
-        if (route_argeq(&argv[i], "block"))
-            return 1;
-    }
-    return 0;
-}
-
-/* Maglev slot of a key: MurmurHash64A of its hash tag (or whole key). */
-static uint32_t route_slot(const struct config *c, const char *key, size_t len)
-{
-    const char *p = key;
-    size_t n = c->hash_tags ? hash_tag(key, len, &p) : len;
-
-    return (uint32_t)(hash_murmur64a(p, n, HASH_SEED) % c->table_size);
-}
-
-/* Index (config order) of the backend that owns KEY. */
-static int route_backend(const struct config *c, const char *key, size_t len)
-{
-    return c->table[route_slot(c, key, len)];
-}
-
-/* =============================================================== histograms */
-
-/*
- * Latency histograms with log-linear buckets: samples below 32 us are exact;
- * above, every power of two is cut into 32 buckets, so a bucket is at most
- * 1/32 (3%) of its values wide.  Fixed size, no allocation per sample.  The
- * powers of two are bucket boundaries, which makes the cumulative Prometheus
- * buckets (le = 2^k us) exact.
- */
-#define HIST_SUB_BITS 5
-#define HIST_SUB (1u << HIST_SUB_BITS)
-#define HIST_MAX_BITS 27 /* 2^27 us = 134 s; larger samples land in the last bucket */
-#define HIST_BUCKETS (HIST_SUB + (HIST_MAX_BITS - HIST_SUB_BITS) * HIST_SUB)
-
-/* One latency distribution, in microseconds. */
-struct hist {
-    uint64_t count;           /* samples */
-    uint64_t sum;             /* sum of the samples */
-    uint64_t max;             /* largest sample */
-    uint64_t b[HIST_BUCKETS]; /* samples per bucket */
-};
-
-static unsigned hist_index(uint64_t v)
-{
-    unsigned msb;
-
-    if (v < HIST_SUB)
-        return (unsigned)v;
-    if (v >= 1ULL << HIST_MAX_BITS)
-        return HIST_BUCKETS - 1;
-#if defined(__GNUC__) || defined(__clang__)
-    msb = 63u - (unsigned)__builtin_clzll(v);
-#else
-    for (msb = 0; v >> msb > 1; msb++)
-        ;
-#endif
-    return HIST_SUB + (msb - HIST_SUB_BITS) * HIST_SUB +
-           (unsigned)((v >> (msb - HIST_SUB_BITS)) - HIST_SUB);
-}
-
-/* Smallest value of bucket I, and its width. */
-static uint64_t hist_low(unsigned i, uint64_t *width)
-{
-    unsigned k;
-
-    if (i < HIST_SUB) {
-        *width = 1;
-        return i;
-    }
-    k = (i - HIST_SUB) / HIST_SUB;
-    *width = 1ULL << k;
-    return (uint64_t)(HIST_SUB + (i - HIST_SUB) % HIST_SUB) << k;
-}
-
-static void hist_add(struct hist *h, uint64_t v)
-{
-    h->count++;
-    h->sum += v;
-    if (v > h->max)
-        h->max = v;
-    h->b[hist_index(v)]++;
-}
-
-/* The value below which a fraction Q of the samples fall: the middle of
- * the bucket holding that rank, never above the largest sample. */
-static uint64_t hist_quantile(const struct hist *h, double q)
-{
-    uint64_t rank, seen = 0, width, low;
-    unsigned i;
-
-    if (h->count == 0)
-        return 0;
-    rank = (uint64_t)(q * (double)h->count + 0.999999);
-    if (rank < 1)
-        rank = 1;
-    for (i = 0; i < HIST_BUCKETS; i++) {
-        seen += h->b[i];
-        if (seen >= rank)
-            break;
-    }
-    low = hist_low(i < HIST_BUCKETS ? i : HIST_BUCKETS - 1, &width);
-    return MIN(low + width / 2, h->max);
-}
-
-/* Samples below 2^K us (exact: powers of two are bucket boundaries). */
-static uint64_t hist_below_pow2(const struct hist *h, unsigned k)
-{
-    uint64_t n = 0;
-    unsigned i, end = k <= HIST_SUB_BITS ? (1u << k) : hist_index(1ULL << k);
-
-    if (k >= HIST_MAX_BITS)
-        return h->count - h->b[HIST_BUCKETS - 1];
-    for (i = 0; i < end; i++)
-        n += h->b[i];
-    return n;
-}
-
-/* ========================================================== types: requests */
-
-/*
- * A request record ties one client request to its reply.  It sits on two
- * FIFOs at once:
- *
- *   client A: [r1] -> [r2] -> [r3]        replies leave in this order
- *                |       |
- *   backend 0:  [r1] -> [b7] -> [r3]      replies arrive in this order
- *   backend 1:          [r2]
- *
- * A backend connection answers in the order it was written to, so the head
- * of its FIFO owns the next reply.  That reply goes straight to the client if
- * the record is also the head of the client's FIFO, else it waits in the
- * record.  A split command is a parent on the client FIFO only, with one
- * child per backend on the backend FIFOs; the parent completes when all
- * children have.  A record whose client has gone is an orphan: its reply is
- * still read (to keep the stream in sync) and dropped.
- */
-
-/* How a split parent combines its children's replies. */
-enum req_merge {
-    MERGE_NONE,  /* not a split parent */
-    MERGE_ARRAY, /* MGET: elements back in the order of the keys */
-    MERGE_OK,    /* MSET: +OK when every part said +OK */
-    MERGE_SUM,   /* DEL UNLINK EXISTS TOUCH DBSIZE: sum of integers */
-    MERGE_INFO   /* INFO: the proxy's sections plus the backends' keyspace summed */
-};
-
-struct client;
-struct bconn;
-struct backend;
-
-/* One request in flight, waiting for its turn, or a split parent. */
-struct req {
-    struct req *next;          /* next on the client FIFO (or the free list) */
-    struct req *next_sent;     /* next on the backend connection FIFO */
-    struct client *client;     /* owner; NULL when orphaned and for children */
-    struct req *parent;        /* the split parent of a child, else NULL */
-    struct backend *backend;   /* backend a forwarded request or child went to */
-    uint64_t sent_us;          /* when it was queued to the backend (timeouts, latency) */
-    struct buf reply;          /* the reply, when it cannot go straight out */
-    uint8_t done;              /* the reply is complete */
-    uint8_t proxy_error;       /* the reply is an error the proxy generated */
-    uint8_t merge;             /* enum req_merge, for a parent */
-    uint32_t nchild;           /* parent: children created */
-    uint32_t pending;          /* parent: children not yet answered */
-    struct req **child;        /* parent: the children, in creation order */
-    uint32_t *keymap;          /* MGET parent: child index of each key, in key order */
-    uint32_t nkeys;            /* MGET parent: entries in keymap */
-    const struct route_cmd *cmd; /* command, for per-command stats (NULL for children) */
-    uint64_t start_us;         /* when the client's request was dispatched */
-    uint8_t info_sections;     /* INFO parent: STATS_INFO_* sections asked for */
-    uint8_t handshake;         /* AUTH or SELECT the proxy sent on connect */
-};
-
-/* ========================================================== types: backends */
-
-/* State of one backend connection. */
-enum bconn_state {
-    BCONN_DOWN,       /* no socket; (re)connect at retry_us */
-    BCONN_CONNECTING, /* non-blocking connect in progress */
-    BCONN_UP          /* connected; requests flow */
-};
-
-/* One shared, pipelined connection to a backend. */
-struct bconn {
-    struct backend *backend;      /* owner */
-    int fd;                       /* socket, -1 when down */
-    enum bconn_state state;       /* see enum */
-    int failed;                   /* the last connect failed: answer "unavailable" at once */
-    int answered;                 /* this connection delivered a reply (it really works) */
-    int handshaking;              /* AUTH/SELECT replies still owed (not "up" until 0) */
-    struct buf in;                /* replies read, not yet matched */
-    struct buf out;               /* requests queued, not yet written */
-    struct resp_reply_parser rp;  /* framing state of the reply at in.r */
-    struct req *head, *tail;      /* FIFO of requests written or queued, oldest first */
-    uint32_t inflight;            /* entries in that FIFO */
-    uint64_t retry_us;            /* DOWN: when to connect again */
-    uint64_t deadline_us;         /* CONNECTING: when to give up */
-    uint64_t backoff_ms;          /* next retry delay, doubling to RECONNECT_MAX_MS */
-};
-
-/* Per-backend counters, defined once: name, help text. */
-#define STATS_BACKEND(X)                                                          \
-    X(requests, "requests sent to the backend")                                  \
-    X(responses, "replies received from the backend")                            \
-    X(errors, "error replies received from the backend")                         \
-    X(failures, "requests the proxy failed (backend unavailable or timed out)")  \
-    X(timeouts, "requests that timed out")                                       \
-    X(reconnects, "connection attempts after the first")                        \
-    X(bytes_in, "bytes read from the backend")                                   \
-    X(bytes_out, "bytes written to the backend")
-
-/* Proxy-wide counters, defined once: name, help text. */
-#define STATS_PROXY(X)                                                            \
-    X(connections_accepted, "client connections accepted")                       \
-    X(connections_rejected, "client connections refused at max_clients")         \
-    X(commands, "commands received from clients")                                \
-    X(errors, "error replies sent to clients")                                   \
-    X(protocol_errors, "clients closed for a protocol error")                    \
-    X(output_overflows, "clients closed for exceeding client_output_limit")      \
-    X(bytes_in, "bytes read from clients")                                       \
-    X(bytes_out, "bytes written to clients")
-
-#define STATS_FIELD(name, help) uint64_t name;
-
-/* Counters of one backend. */
-struct backend_stats {
-    STATS_BACKEND(STATS_FIELD)
-};
-
-/* Counters of the whole proxy. */
-struct proxy_stats {
-    STATS_PROXY(STATS_FIELD)
-};
-
-/* Runtime state of one configured backend. */
-struct backend {
-    struct config_backend cfg;        /* a copy of its config line (owned strings) */
-    int index;                        /* position in config order */
-    int retired;                      /* removed by a reload: drains, then is freed */
-    uint64_t refs;                    /* request records pointing here */
-    struct bconn *conns;              /* backend_connections connections */
-    int nconns;                       /* entries in conns */
-    uint32_t slots;                   /* Maglev slots it owns */
-    struct backend_stats st;          /* counters */
-    struct hist latency;              /* request queued to reply read, us */
-    char last_error[200];             /* why it was last marked down, "" if never */
-};
-
-/* Counters of one command, allocated when it is first seen. */
-struct cmd_stats {
-    uint64_t calls;     /* requests for it */
-    uint64_t errors;    /* error replies to them */
-    struct hist latency; /* dispatch to complete reply, us */
-};
-
-/* =========================================================== types: clients */
-
-/* State of a client connection. */
-enum client_state {
-    CLIENT_OPEN,    /* reading requests */
-    CLIENT_CLOSING, /* QUIT, EOF or protocol error: write what is owed, then close */
-    CLIENT_DEAD     /* closed; freed at the end of the loop pass */
-};
-
-/* One client connection. */
-struct client {
-    struct client *prev, *next;       /* list of all clients */
-    int fd;                           /* socket, -1 once dead */
-    uint64_t id;                      /* CLIENT ID, unique for the process */
-    enum client_state state;          /* see enum */
-    struct buf in;                    /* a partial request (empty when idle) */
-    struct buf out;                   /* replies not yet written (empty when idle) */
-    struct resp_req_parser parser;    /* framing state of the request at in.r */
-    struct req *head, *tail;          /* FIFO of requests awaiting their replies */
-    uint32_t npending;                /* entries in that FIFO */
-    size_t held;                      /* reply bytes complete but waiting in the FIFO */
-    uint8_t dirty;                    /* on the loop's list of clients to flush */
-    uint8_t throttled;                /* input left unparsed at client_max_pending */
-    uint8_t authed;                   /* passed AUTH (or no password is configured) */
-    char *name;                       /* CLIENT SETNAME, or NULL */
-    char addr[64];                    /* peer address for logs */
-    uint64_t created_us;              /* accept time */
-    uint64_t last_us;                 /* last time it sent bytes */
-    uint64_t partial_us;              /* when the partial request in `in` began */
-};
-
-/* What a file descriptor is, for the poll loop's dispatch. */
-enum fd_type { FD_NONE, FD_LISTENER, FD_CLIENT, FD_BACKEND, FD_ADMIN_LISTENER, FD_ADMIN };
-
-/* One connection to the admin socket: line-based commands, text replies. */
-struct admin {
-    struct admin *next; /* list of admin connections */
-    int fd;             /* socket, -1 once closed */
-    int closing;        /* quit or EOF seen: close once out is written */
-    struct buf in;      /* a partial command line */
-    struct buf out;     /* replies not yet written */
-};
-
-/* fd -> object, indexed by descriptor number. */
-struct fdref {
-    enum fd_type type; /* what ptr points to */
-    void *ptr;         /* struct client, struct bconn, or listener index */
-};
-
-/* ================================================================== globals */
-
-/* The one server: everything the loop owns. */
-static struct server {
-    struct config *cfg;            /* the configuration in force */
-    struct backend **backends;     /* the backends routed to, in config order */
-    int nbackends;                 /* entries in backends */
-    struct backend **all;          /* every backend with connections: routed ones, and
-                                      ones a reload removed that still drain requests */
-    int nall;                      /* entries in all */
-    int *listen_fds;               /* one socket per listen directive, -1 when closed */
-    struct fdref *fds;             /* fd -> object */
-    int maxfds;                    /* entries in fds (RLIMIT_NOFILE) */
-    struct client *clients;        /* all open clients */
-    uint64_t nclients;             /* open clients */
-    uint64_t next_client_id;       /* for CLIENT ID */
-    struct client **dirty;         /* clients to flush (and reparse) this pass */
-    size_t ndirty, dirty_cap;      /* entries / allocation of dirty */
-    struct client *dead;           /* closed clients to free, linked by next */
-    struct req *free_reqs;         /* recycled request records */
-    struct pollfd *pfds;           /* poll set, rebuilt each pass */
-    size_t pfd_cap;                /* allocation of pfds */
-    char *rbuf;                    /* shared read buffer for clients */
-    struct resp_arg *argv;         /* arguments of the request being routed */
-    size_t argv_cap;               /* allocation of argv */
-    int64_t *keypos;               /* key indexes of the request being routed */
-    char *scratch;                 /* unquoted inline arguments */
-    size_t scratch_cap;            /* allocation of scratch (and keypos entries) */
-    int *split_child;              /* backend index -> child index during a split */
-    uint64_t now_us;               /* monotonic clock, read once per pass */
-    uint64_t start_us;             /* when the loop started */
-    time_t start_time;             /* wall clock at start, for uptime */
-    int stopping;                  /* SIGTERM seen: draining */
-    uint64_t stop_deadline_us;     /* drain bound */
-    uint64_t accept_paused_until;  /* after EMFILE: no accept before this */
-    uint32_t any_next;             /* round-robin cursor for ROUTE_ANY */
-    struct proxy_stats st;         /* counters */
-    struct cmd_stats *cmd_stats[ARRAY_LEN(route_cmds)]; /* per command row, when seen */
-    const struct route_cmd *cur_cmd; /* command being dispatched, for stats */
-    int admin_fd;                  /* admin socket listener, -1 if none */
-    struct admin *admins;          /* admin connections */
-    int nadmins;                   /* entries in admins */
-} srv;
-
-static volatile sig_atomic_t sig_stop;  /* SIGTERM/SIGINT seen */
-static volatile sig_atomic_t sig_stats; /* SIGUSR1 seen */
-static volatile sig_atomic_t sig_hup;   /* SIGHUP seen */
-
-static uint64_t now_monotonic_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-/* ========================================================== request records */
-
-static struct req *req_new(void)
-{
-    struct req *r = srv.free_reqs;
-
-    if (r)
-        srv.free_reqs = r->next;
-    else
-        r = xmalloc(sizeof *r);
-    memset(r, 0, sizeof *r);
-    return r;
-}
-
-/* Tie R to backend B (which then outlives R, even across a reload). */
-static void req_set_backend(struct req *r, struct backend *b)
-{
-    r->backend = b;
-    b->refs++;
-}
-
-/* Recycle a record, and a parent's children with it. */
-static void req_free(struct req *r)
-{
-    uint32_t i;
-
-    for (i = 0; i < r->nchild; i++)
-        req_free(r->child[i]);
-    free(r->child);
-    free(r->keymap);
-    buf_free(&r->reply);
-    if (r->backend)
-        r->backend->refs--;
-    r->next = srv.free_reqs;
-    srv.free_reqs = r;
-}
-
-/* The counters of CMD, allocated the first time it is seen. */
-static struct cmd_stats *stats_cmd(const struct route_cmd *cmd)
-{
-    struct cmd_stats **cs = &srv.cmd_stats[cmd - route_cmds];
-
-    if (!*cs) {
-        *cs = xmalloc(sizeof **cs);
-        memset(*cs, 0, sizeof **cs);
-    }
-    return *cs;
-}
-
-/* A command's reply is complete: account its latency and outcome. */
-static void stats_cmd_done(const struct route_cmd *cmd, uint64_t us, int error)
-{
-    struct cmd_stats *cs;
-
-    if (!cmd)
-        return;
-    cs = stats_cmd(cmd);
-    cs->errors += error != 0;
-    hist_add(&cs->latency, us);
-}
-
-/* ============================================================ client output */
-
-/* Queue C to be flushed (and re-parsed if throttled) at the end of the pass. */
-static void client_mark_dirty(struct client *c)
-{
-    if (c->dirty)
-        return;
-    if (srv.ndirty == srv.dirty_cap) {
-        srv.dirty_cap = srv.dirty_cap ? srv.dirty_cap * 2 : 64;
-        srv.dirty = xrealloc(srv.dirty, sizeof *srv.dirty * srv.dirty_cap);
-    }
-    srv.dirty[srv.ndirty++] = c;
-    c->dirty = 1;
-}
-
-/* Bytes leave for the client: count errors, append, schedule the write. */
-static void client_emit(struct client *c, const char *p, size_t n)
-{
-    if (n > 0 && p[0] == '-')
-        srv.st.errors++;
-    buf_append(&c->out, p, n);
-    client_mark_dirty(c);
-}
-
-/* Close a client now: its fd goes, records in flight become orphans, the
- * struct itself is freed at the end of the pass (it may still be on the
- * dirty list). */
-static void client_close(struct client *c, const char *why)
-{
-    struct req *r, *next;
-
-    if (c->state == CLIENT_DEAD)
-        return;
-    log_at(LOG_DEBUG, "client %llu %s closed: %s", (unsigned long long)c->id, c->addr, why);
-    for (r = c->head; r; r = next) {
-        next = r->next;
-        if (r->done)
-            req_free(r);
-        else
-            r->client = NULL; /* orphan: the backend side frees it */
-    }
-    c->head = c->tail = NULL;
-    c->npending = 0;
-    c->held = 0;
-    srv.fds[c->fd].type = FD_NONE;
-    srv.fds[c->fd].ptr = NULL;
-    close(c->fd);
-    c->fd = -1;
-    buf_free(&c->in);
-    buf_free(&c->out);
-    c->state = CLIENT_DEAD;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        srv.clients = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    c->next = srv.dead;
-    srv.dead = c;
-    srv.nclients--;
-}
-
-/* Enforce client_output_limit after replies were appended. */
-static void client_check_output(struct client *c)
-{
-    /* replies waiting behind a slow one count too: they are just as unread */
-    size_t owed = buf_len(&c->out) + c->held;
-
-    if (c->state != CLIENT_DEAD && owed > srv.cfg->client_output_limit) {
-        log_at(LOG_WARN, "client %llu %s closed: %zu bytes of unread replies exceed "
-               "client_output_limit", (unsigned long long)c->id, c->addr, owed);
-        srv.st.output_overflows++;
-        client_close(c, "output limit");
-    }
-}
-
-/* Append R to C's reply FIFO. */
-static void client_push(struct client *c, struct req *r)
-{
-    r->client = c;
-    if (c->tail)
-        c->tail->next = r;
-    else
-        c->head = r;
-    c->tail = r;
-    c->npending++;
-}
-
-/* Pop and free the head record. */
-static void client_pop(struct client *c)
-{
-    struct req *r = c->head;
-
-    c->head = r->next;
-    if (!c->head)
-        c->tail = NULL;
-    c->npending--;
-    req_free(r);
-}
-
-/* Record R of C is complete with its reply stored in it: count the bytes
- * it holds until client_release hands them out. */
-static void client_hold(struct client *c, struct req *r)
-{
-    r->done = 1;
-    c->held += buf_len(&r->reply);
-}
-
-/* Move every completed record at the head of the FIFO to the output. */
-static void client_release(struct client *c)
-{
-    while (c->head && c->head->done) {
-        c->held -= buf_len(&c->head->reply);
-        client_emit(c, c->head->reply.data + c->head->reply.r, buf_len(&c->head->reply));
-        client_pop(c);
-    }
-    client_check_output(c);
-}
-
-/* A reply the proxy makes itself: straight out when nothing is owed before
- * it, else a completed record in line. */
-static void client_reply(struct client *c, const char *p, size_t n)
-{
-    struct req *r;
-
-    /* answered without a backend: no latency to speak of */
-    stats_cmd_done(srv.cur_cmd, 0, n > 0 && p[0] == '-');
-    if (!c->head) {
-        client_emit(c, p, n);
-        client_check_output(c);
-        return;
-    }
-    r = req_new();
-    buf_append(&r->reply, p, n);
-    client_push(c, r);
-    client_hold(c, r);
-    client_check_output(c);
-}
-
-static void client_reply_str(struct client *c, const char *s) { client_reply(c, s, strlen(s)); }
-
-/* Format an error reply for C. */
-static void client_error(struct client *c, const char *fmt, ...) PRINTF_LIKE(2, 3);
-static void client_error(struct client *c, const char *fmt, ...)
-{
-    char msg[REPLY_ERR_MAX];
-    struct buf b = {0, 0, 0, 0};
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    reply_error(&b, "%s", msg);
-    client_reply(c, b.data, buf_len(&b));
-    buf_free(&b);
-}
-
-/* Descriptors kept out of the clients' reach, beyond the backend
- * connections and listeners, so a reconnect or an accept-and-refuse always
- * finds one (Redis keeps 32 too). */
-#define CLIENT_FD_RESERVE 32
-
-/* Clients served at once: max_clients, lowered when the descriptor limit
- * could not hold them next to the backend connections and the reserve. */
-static uint64_t client_limit(void)
-{
-    const struct config *c = srv.cfg;
-    uint64_t reserve = CLIENT_FD_RESERVE + (uint64_t)c->nlistens + 1 +
-                       (uint64_t)c->nbackends * c->backend_connections;
-    uint64_t fit = (uint64_t)srv.maxfds > reserve ? (uint64_t)srv.maxfds - reserve : 1;
-
-    return MIN(c->max_clients, fit);
-}
-
-/* Say so when the descriptor limit lowers max_clients (start, reload). */
-static void client_limit_check(void)
-{
-    if (client_limit() < srv.cfg->max_clients)
-        log_at(LOG_WARN, "max_clients %llu lowered to %llu by the descriptor limit (%d); "
-               "raise it with ulimit -n", (unsigned long long)srv.cfg->max_clients,
-               (unsigned long long)client_limit(), srv.maxfds);
-}
-
-/* ==================================================================== stats */
-
-/* INFO sections, as a bit mask. */
-enum {
-    STATS_INFO_SERVER = 1,
-    STATS_INFO_CLIENTS = 2,
-    STATS_INFO_STATS = 4,
-    STATS_INFO_BACKENDS = 8,
-    STATS_INFO_KEYSPACE = 16,
-    STATS_INFO_ALL = 31
-};
-
-/* "up" if any connection is up, "connecting" while a first attempt (or one
- * after a lost connection) is under way, else "down". */
-static const char *stats_backend_state(const struct backend *b)
-{
-    int i, connecting = 0;
-
-    for (i = 0; i < b->nconns; i++) {
-        if (b->conns[i].state == BCONN_UP && !b->conns[i].handshaking)
-            return "up";
-        if (!b->conns[i].failed)
-            connecting = 1;
-    }
-    return connecting ? "connecting" : "down";
-}
-
-static uint64_t stats_backend_inflight(const struct backend *b)
-{
-    uint64_t n = 0;
-    int i;
-
-    for (i = 0; i < b->nconns; i++)
-        n += b->conns[i].inflight;
-    return n;
-}
-
-static int stats_backend_connections(const struct backend *b)
-{
-    int i, n = 0;
-
-    for (i = 0; i < b->nconns; i++)
-        n += b->conns[i].state == BCONN_UP && !b->conns[i].handshaking;
-    return n;
-}
-
-static uint64_t stats_inflight(void)
-{
-    uint64_t n = 0;
-    int i;
-
-    for (i = 0; i < srv.nbackends; i++)
-        n += stats_backend_inflight(srv.backends[i]);
-    return n;
-}
-
-static long long stats_uptime(void) { return (long long)(time(NULL) - srv.start_time); }
-
-/* The quantiles every latency report shows. */
-static const struct {
-    const char *name; /* key in reports */
-    double q;         /* fraction */
-} stats_quantiles[] = {{"p50", 0.5}, {"p90", 0.9}, {"p99", 0.99}, {"p999", 0.999}};
-
-static void stats_text_latency(struct buf *out, const struct hist *h)
-{
-    size_t i;
-
-    buf_printf(out, "  latency_us");
-    for (i = 0; i < ARRAY_LEN(stats_quantiles); i++)
-        buf_printf(out, " %s %llu", stats_quantiles[i].name,
-                   (unsigned long long)hist_quantile(h, stats_quantiles[i].q));
-    buf_printf(out, " max %llu\n", (unsigned long long)h->max);
-}
-
-/* The human-readable report: SIGUSR1 and the admin `stats` command. */
-static void stats_write_text(struct buf *out)
-{
-    size_t i;
-    int b;
-
-    buf_printf(out, "shardproxy %s pid %ld uptime %llds\n", SHARDPROXY_VERSION, (long)getpid(),
-               stats_uptime());
-    buf_printf(out, "  %-20s %llu\n  %-20s %llu\n", "clients", (unsigned long long)srv.nclients,
-               "inflight", (unsigned long long)stats_inflight());
-#define STATS_TEXT(name, help) \
-    buf_printf(out, "  %-20s %llu\n", #name, (unsigned long long)srv.st.name);
-    STATS_PROXY(STATS_TEXT)
-#undef STATS_TEXT
-    for (b = 0; b < srv.nbackends; b++) {
-        const struct backend *be = srv.backends[b];
-        buf_printf(out, "backend %s address %s weight %u state %s slots %u connections %d "
-                   "inflight %llu\n", be->cfg.id, be->cfg.addr, be->cfg.weight,
-                   stats_backend_state(be), be->slots, stats_backend_connections(be),
-                   (unsigned long long)stats_backend_inflight(be));
-#define STATS_TEXT(name, help) \
-    buf_printf(out, "  %-20s %llu\n", #name, (unsigned long long)be->st.name);
-        STATS_BACKEND(STATS_TEXT)
-#undef STATS_TEXT
-        stats_text_latency(out, &be->latency);
-        if (be->last_error[0]) {
-            char esc[sizeof be->last_error * 4 + 8];
-            buf_printf(out, "  last_error %s\n", log_escape(be->last_error,
-                       strlen(be->last_error), esc, sizeof esc));
-        }
-    }
-    for (i = 0; i < ARRAY_LEN(route_cmds); i++) {
-        const struct cmd_stats *cs = srv.cmd_stats[i];
-        if (!cs)
-            continue;
-        buf_printf(out, "command %s calls %llu errors %llu\n", route_cmds[i].name,
-                   (unsigned long long)cs->calls, (unsigned long long)cs->errors);
-        stats_text_latency(out, &cs->latency);
-    }
-}
-
-/* Append S as a JSON string: quotes, backslashes and control bytes escaped. */
-static void stats_json_str(struct buf *out, const char *s)
-{
-    buf_append(out, "\"", 1);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            buf_printf(out, "\\%c", ch);
-        else if (ch < 0x20 || ch == 0x7f)
-            buf_printf(out, "\\u%04x", ch);
-        else
-            buf_append(out, s, 1);
-    }
-    buf_append(out, "\"", 1);
-}
-
-static void stats_json_latency(struct buf *out, const struct hist *h)
-{
-    size_t i;
-
-    buf_printf(out, "\"latency_us\":{");
-    for (i = 0; i < ARRAY_LEN(stats_quantiles); i++)
-        buf_printf(out, "\"%s\":%llu,", stats_quantiles[i].name,
-                   (unsigned long long)hist_quantile(h, stats_quantiles[i].q));
-    buf_printf(out, "\"max\":%llu}", (unsigned long long)h->max);
-}
-
-/* The whole report as one JSON object on one line (admin `stats json`). */
-static void stats_write_json(struct buf *out)
-{
-    size_t i;
-    int b, first = 1;
-
-    buf_printf(out, "{\"version\":\"%s\",\"pid\":%ld,\"uptime_s\":%lld,"
-               "\"clients\":{\"current\":%llu,\"total\":%llu,\"rejected\":%llu},"
-               "\"inflight\":%llu", SHARDPROXY_VERSION, (long)getpid(), stats_uptime(),
-               (unsigned long long)srv.nclients, (unsigned long long)srv.st.connections_accepted,
-               (unsigned long long)srv.st.connections_rejected,
-               (unsigned long long)stats_inflight());
-#define STATS_JSON(name, help) buf_printf(out, ",\"%s\":%llu", #name, (unsigned long long)srv.st.name);
-    STATS_PROXY(STATS_JSON)
-#undef STATS_JSON
-    buf_printf(out, ",\"backends\":[");
-    for (b = 0; b < srv.nbackends; b++) {
-        const struct backend *be = srv.backends[b];
-        buf_printf(out, "%s{\"name\":", b ? "," : "");
-        stats_json_str(out, be->cfg.id);
-        buf_printf(out, ",\"address\":");
-        stats_json_str(out, be->cfg.addr);
-        buf_printf(out, ",\"weight\":%u,\"state\":\"%s\",\"slots\":%u,\"connections\":%d,"
-                   "\"inflight\":%llu", be->cfg.weight, stats_backend_state(be), be->slots,
-                   stats_backend_connections(be), (unsigned long long)stats_backend_inflight(be));
-#define STATS_JSON(name, help) buf_printf(out, ",\"%s\":%llu", #name, (unsigned long long)be->st.name);
-        STATS_BACKEND(STATS_JSON)
-#undef STATS_JSON
-        buf_append_str(out, ",\"last_error\":");
-        stats_json_str(out, be->last_error);
-        buf_append(out, ",", 1);
-        stats_json_latency(out, &be->latency);
-        buf_append(out, "}", 1);
-    }
-    buf_printf(out, "],\"commands_by_name\":{");
-    for (i = 0; i < ARRAY_LEN(route_cmds); i++) {
-        const struct cmd_stats *cs = srv.cmd_stats[i];
-        if (!cs)
-            continue;
-        buf_printf(out, "%s\"%s\":{\"calls\":%llu,\"errors\":%llu,", first ? "" : ",",
-                   route_cmds[i].name, (unsigned long long)cs->calls,
-                   (unsigned long long)cs->errors);
-        stats_json_latency(out, &cs->latency);
-        buf_append(out, "}", 1);
-        first = 0;
-    }
-    buf_printf(out, "}}\n");
-}
-
-/* Append S as a Prometheus label value: backslash, quote and newline escaped. */
-static void stats_prom_label(struct buf *out, const char *s)
-{
-    for (; *s; s++) {
-        if (*s == '\\' || *s == '"')
-            buf_printf(out, "\\%c", *s);
-        else if (*s == '\n')
-            buf_append(out, "\\n", 2);
-        else
-            buf_append(out, s, 1);
-    }
-}
-
-static void stats_prom_family(struct buf *out, const char *name, const char *type,
-                              const char *help)
-{
-    buf_printf(out, "# HELP shardproxy_%s %s\n# TYPE shardproxy_%s %s\n", name, help, name, type);
-}
-
-/* One sample: shardproxy_NAME{LABEL="VALUE"} V (no braces without a label). */
-static void stats_prom_sample(struct buf *out, const char *name, const char *label,
-                              const char *value, uint64_t v)
-{
-    buf_printf(out, "shardproxy_%s", name);
-    if (label) {
-        buf_printf(out, "{%s=\"", label);
-        stats_prom_label(out, value);
-        buf_append(out, "\"}", 2);
-    }
-    buf_printf(out, " %llu\n", (unsigned long long)v);
-}
-
-/* A latency histogram in seconds: cumulative buckets, then +Inf, _sum and
- * _count.  Samples are whole microseconds and 2^k is a bucket boundary, so
- * "le = 2^k - 1 us" counts exactly the samples below 2^k. */
-static void stats_prom_hist(struct buf *out, const char *name, const char *label,
-                            const char *value, const struct hist *h)
-{
-    unsigned k;
-
-    for (k = 0; k < HIST_MAX_BITS; k++) { /* 2^26 - 1 us = 67 s; the last bucket is open */
-        uint64_t le = (1ULL << k) - 1;
-        buf_printf(out, "shardproxy_%s_bucket{%s=\"", name, label);
-        stats_prom_label(out, value);
-        buf_printf(out, "\",le=\"%llu.%06llu\"} %llu\n", (unsigned long long)(le / 1000000),
-                   (unsigned long long)(le % 1000000),
-                   (unsigned long long)hist_below_pow2(h, k));
-    }
-    buf_printf(out, "shardproxy_%s_bucket{%s=\"", name, label);
-    stats_prom_label(out, value);
-    buf_printf(out, "\",le=\"+Inf\"} %llu\n", (unsigned long long)h->count);
-    buf_printf(out, "shardproxy_%s_sum{%s=\"", name, label);
-    stats_prom_label(out, value);
-    buf_printf(out, "\"} %llu.%06llu\n", (unsigned long long)(h->sum / 1000000),
-               (unsigned long long)(h->sum % 1000000));
-    buf_printf(out, "shardproxy_%s_count{%s=\"", name, label);
-    stats_prom_label(out, value);
-    buf_printf(out, "\"} %llu\n", (unsigned long long)h->count);
-}
-
-/* Prometheus text exposition format 0.0.4 (admin `metrics`): every family
- * with HELP and TYPE, its samples together. */
-static void stats_write_metrics(struct buf *out)
-{
-    size_t i;
-    int b;
-
-    stats_prom_family(out, "info", "gauge", "Always 1; the version is a label.");
-    stats_prom_sample(out, "info", "version", SHARDPROXY_VERSION, 1);
-    stats_prom_family(out, "uptime_seconds", "gauge", "Seconds since the proxy started.");
-    stats_prom_sample(out, "uptime_seconds", NULL, NULL, (uint64_t)stats_uptime());
-    stats_prom_family(out, "clients", "gauge", "Client connections open now.");
-    stats_prom_sample(out, "clients", NULL, NULL, srv.nclients);
-    stats_prom_family(out, "inflight_requests", "gauge", "Requests sent to backends, not answered yet.");
-    stats_prom_sample(out, "inflight_requests", NULL, NULL, stats_inflight());
-#define STATS_PROM(name, help)                                            \
-    stats_prom_family(out, #name "_total", "counter", help ".");          \
-    stats_prom_sample(out, #name "_total", NULL, NULL, srv.st.name);
-    STATS_PROXY(STATS_PROM)
-#undef STATS_PROM
-#define STATS_PROM_BACKENDS(family, type, help, expr)                      \
-    stats_prom_family(out, family, type, help);                             \
-    for (b = 0; b < srv.nbackends; b++) {                                   \
-        const struct backend *be = srv.backends[b];                        \
-        stats_prom_sample(out, family, "backend", be->cfg.id, (expr));     \
-    }
-    STATS_PROM_BACKENDS("backend_up", "gauge", "1 if a connection to the backend is up.",
-                        (uint64_t)(stats_backend_connections(be) > 0))
-    STATS_PROM_BACKENDS("backend_weight", "gauge", "Configured weight.", be->cfg.weight)
-    STATS_PROM_BACKENDS("backend_slots", "gauge", "Maglev table slots owned.", be->slots)
-    STATS_PROM_BACKENDS("backend_connections", "gauge", "Connections up now.",
-                        (uint64_t)stats_backend_connections(be))
-    STATS_PROM_BACKENDS("backend_inflight_requests", "gauge", "Requests not answered yet.",
-                        stats_backend_inflight(be))
-#define STATS_PROM(name, help) STATS_PROM_BACKENDS("backend_" #name "_total", "counter", help ".", be->st.name)
-    STATS_BACKEND(STATS_PROM)
-#undef STATS_PROM
-#undef STATS_PROM_BACKENDS
-    stats_prom_family(out, "backend_latency_seconds", "histogram",
-                      "Time from queueing a request to reading its reply.");
-    for (b = 0; b < srv.nbackends; b++)
-        stats_prom_hist(out, "backend_latency_seconds", "backend", srv.backends[b]->cfg.id,
-                        &srv.backends[b]->latency);
-    stats_prom_family(out, "command_calls_total", "counter", "Requests per command.");
-    for (i = 0; i < ARRAY_LEN(route_cmds); i++)
-        if (srv.cmd_stats[i])
-            stats_prom_sample(out, "command_calls_total", "command", route_cmds[i].name,
-                              srv.cmd_stats[i]->calls);
-    stats_prom_family(out, "command_errors_total", "counter", "Error replies per command.");
-    for (i = 0; i < ARRAY_LEN(route_cmds); i++)
-        if (srv.cmd_stats[i])
-            stats_prom_sample(out, "command_errors_total", "command", route_cmds[i].name,
-                              srv.cmd_stats[i]->errors);
-    stats_prom_family(out, "command_latency_seconds", "histogram",
-                      "Time from a request's arrival to its complete reply.");
-    for (i = 0; i < ARRAY_LEN(route_cmds); i++)
-        if (srv.cmd_stats[i])
-            stats_prom_hist(out, "command_latency_seconds", "command", route_cmds[i].name,
-                            &srv.cmd_stats[i]->latency);
-}
-
-/* Which INFO sections ARGV[1..] asks for (none: all). */
-static uint8_t stats_info_mask(const struct resp_arg *argv, int64_t argc)
-{
-    static const struct {
-        const char *name; /* section name, any case */
-        uint8_t bit;      /* STATS_INFO_* */
-    } sections[] = {{"server", STATS_INFO_SERVER},     {"clients", STATS_INFO_CLIENTS},
-                    {"stats", STATS_INFO_STATS},       {"backends", STATS_INFO_BACKENDS},
-                    {"keyspace", STATS_INFO_KEYSPACE}, {"all", STATS_INFO_ALL},
-                    {"default", STATS_INFO_ALL},       {"everything", STATS_INFO_ALL}};
-    uint8_t mask = 0;
-    int64_t i;
-    size_t j;
-
-    if (argc < 2)
-        return STATS_INFO_ALL;
-    for (i = 1; i < argc; i++)
-        for (j = 0; j < ARRAY_LEN(sections); j++)
-            if (route_argeq(&argv[i], sections[j].name))
-                mask |= sections[j].bit;
-    return mask;
-}
-
-/* The first TCP port the proxy listens on (INFO's tcp_port), or 0. */
-static unsigned stats_tcp_port(void)
-{
-    int i;
-
-    for (i = 0; i < srv.cfg->nlistens; i++) {
-        const struct sockaddr_storage *sa = &srv.cfg->listens[i].sa;
-        if (sa->ss_family == AF_INET)
-            return ntohs(((const struct sockaddr_in *)sa)->sin_port);
-        if (sa->ss_family == AF_INET6)
-            return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
-    }
-    return 0;
-}
-
-/* INFO's own sections, in Redis's format. */
-static void stats_info(struct buf *out, uint8_t mask)
-{
-    int i;
-
-    if (mask & STATS_INFO_SERVER)
-        buf_printf(out, "# Server\r\nshardproxy_version:%s\r\nprocess_id:%ld\r\ntcp_port:%u\r\n"
-                   "uptime_in_seconds:%lld\r\nuptime_in_days:%lld\r\n\r\n", SHARDPROXY_VERSION,
-                   (long)getpid(), stats_tcp_port(), stats_uptime(), stats_uptime() / 86400);
-    if (mask & STATS_INFO_CLIENTS)
-        buf_printf(out, "# Clients\r\nconnected_clients:%llu\r\nmaxclients:%llu\r\n\r\n",
-                   (unsigned long long)srv.nclients,
-                   (unsigned long long)client_limit());
-    if (mask & STATS_INFO_STATS)
-        buf_printf(out, "# Stats\r\ntotal_connections_received:%llu\r\n"
-                   "rejected_connections:%llu\r\ntotal_commands_processed:%llu\r\n"
-                   "total_error_replies:%llu\r\ntotal_net_input_bytes:%llu\r\n"
-                   "total_net_output_bytes:%llu\r\nprotocol_errors:%llu\r\n"
-                   "inflight_requests:%llu\r\n\r\n",
-                   (unsigned long long)srv.st.connections_accepted,
-                   (unsigned long long)srv.st.connections_rejected,
-                   (unsigned long long)srv.st.commands, (unsigned long long)srv.st.errors,
-                   (unsigned long long)srv.st.bytes_in, (unsigned long long)srv.st.bytes_out,
-                   (unsigned long long)srv.st.protocol_errors,
-                   (unsigned long long)stats_inflight());
-    if (mask & STATS_INFO_BACKENDS) {
-        buf_printf(out, "# Backends\r\n");
-        for (i = 0; i < srv.nbackends; i++) {
-            const struct backend *b = srv.backends[i];
-            buf_printf(out, "backend%d:id=%s,addr=%s,weight=%u,state=%s,slots=%u,inflight=%llu\r\n",
-                       i, b->cfg.id, b->cfg.addr, b->cfg.weight, stats_backend_state(b),
-                       b->slots, (unsigned long long)stats_backend_inflight(b));
-        }
-        buf_printf(out, "\r\n");
-    }
-}
-
-/* Highest database number summed in INFO keyspace. */
-#define STATS_MAX_DB 64
-
-/* Sum "dbN:keys=K,expires=E,avg_ttl=T" lines of the backends' INFO keyspace
- * replies (REPLIES[0..N)); a backend that failed adds nothing. */
-static void stats_info_keyspace(struct buf *out, struct req *const *replies, uint32_t n)
-{
-    uint64_t keys[STATS_MAX_DB] = {0}, expires[STATS_MAX_DB] = {0};
-    double ttl[STATS_MAX_DB] = {0};
-    uint32_t i;
-    int db;
-
-    for (i = 0; i < n; i++) {
-        const struct buf *r = &replies[i]->reply;
-        char *text, *line, *save = NULL;
-        if (buf_len(r) == 0 || r->data[r->r] != '$')
-            continue;
-        text = xstrndup(r->data + r->r, buf_len(r));
-        for (line = strtok_r(text, "\r\n", &save); line; line = strtok_r(NULL, "\r\n", &save)) {
-            unsigned long long k, e, t;
-            if (sscanf(line, "db%d:keys=%llu,expires=%llu,avg_ttl=%llu", &db, &k, &e, &t) != 4 ||
-                db < 0 || db >= STATS_MAX_DB)
-                continue;
-            keys[db] += k;
-            expires[db] += e;
-            ttl[db] += (double)t * (double)e; /* avg_ttl weighted by keys with a TTL */
-        }
-        free(text);
-    }
-    buf_printf(out, "# Keyspace\r\n");
-    for (db = 0; db < STATS_MAX_DB; db++)
-        if (keys[db])
-            buf_printf(out, "db%d:keys=%llu,expires=%llu,avg_ttl=%llu\r\n", db,
-                       (unsigned long long)keys[db], (unsigned long long)expires[db],
-                       (unsigned long long)(expires[db] ? ttl[db] / (double)expires[db] : 0));
-    buf_printf(out, "\r\n");
-}
-
-/* The INFO reply of parent P once every backend answered INFO keyspace. */
-static void stats_info_merge(struct req *p)
-{
-    struct buf text = {0, 0, 0, 0};
-
-    stats_info(&text, p->info_sections);
-    if (p->info_sections & STATS_INFO_KEYSPACE)
-        stats_info_keyspace(&text, p->child, p->nchild);
-    reply_bulk(&p->reply, text.data ? text.data : "", buf_len(&text));
-    buf_free(&text);
-}
-
-/* =============================================================== completion */
-
-/* Build a split parent's reply from its children's and release it. */
-static void req_merge(struct req *p)
-{
-    struct buf *out = &p->reply;
-    uint32_t i;
-    int64_t sum = 0;
-
-    if (p->merge == MERGE_INFO) { /* a backend that failed only misses from the sum */
-        stats_info_merge(p);
-        goto done;
-    }
-    for (i = 0; i < p->nchild; i++) { /* any failure fails the whole command */
-        struct req *ch = p->child[i];
-        const char *rp = ch->reply.data + ch->reply.r;
-        if (rp[0] != '-')
-            continue;
-        if (ch->proxy_error)
-            buf_append(out, rp, buf_len(&ch->reply));
-        else
-            reply_error(out, "ERR backend %s failed: %.*s", ch->backend->cfg.id,
-                        (int)MIN(buf_len(&ch->reply) - 3, 200), rp + 1);
-        goto done;
-    }
-    if (p->merge == MERGE_ARRAY) {
-        size_t *cursor = xmalloc(sizeof *cursor * p->nchild);
-        for (i = 0; i < p->nchild; i++) {
-            struct req *ch = p->child[i];
-            const char *rp = ch->reply.data + ch->reply.r;
-            cursor[i] = (size_t)((const char *)memchr(rp, '\n', buf_len(&ch->reply)) - rp) + 1;
-            if (rp[0] != '*') {
-                free(cursor);
-                reply_error(out, "ERR backend %s sent an unexpected reply", ch->backend->cfg.id);
-                goto done;
-            }
-        }
-        reply_array(out, p->nkeys);
-        for (i = 0; i < p->nkeys; i++) {
-            struct req *ch = p->child[p->keymap[i]];
-            const char *rp = ch->reply.data + ch->reply.r;
-            struct resp_reply_parser rpp;
-            size_t at = cursor[p->keymap[i]];
-            resp_reply_init(&rpp);
-            if (at >= buf_len(&ch->reply) ||
-                resp_reply_parse(&rpp, rp + at, buf_len(&ch->reply) - at) != RESP_OK) {
-                out->r = out->w = 0;
-                reply_error(out, "ERR backend %s sent a short reply", ch->backend->cfg.id);
-                break;
-            }
-            buf_append(out, rp + at, rpp.pos);
-            cursor[p->keymap[i]] += rpp.pos;
-        }
-        free(cursor);
-    } else {
-        for (i = 0; i < p->nchild; i++) {
-            struct req *ch = p->child[i];
-            const char *rp = ch->reply.data + ch->reply.r;
-            int64_t v;
-            int ok = p->merge == MERGE_OK
-                         ? buf_len(&ch->reply) == 5 && !memcmp(rp, "+OK\r\n", 5)
-                         : rp[0] == ':' &&
-                               resp_parse_ll(rp + 1, buf_len(&ch->reply) - 3, &v) == 0;
-            if (!ok) {
-                reply_error(out, "ERR backend %s sent an unexpected reply", ch->backend->cfg.id);
-                goto done;
-            }
-            if (p->merge == MERGE_SUM)
-                sum += v;
-        }
-        if (p->merge == MERGE_OK)
-            buf_append_str(out, "+OK\r\n");
-        else
-            buf_printf(out, ":%lld\r\n", (long long)sum);
-    }
-done:
-    for (i = 0; i < p->nchild; i++)
-        req_free(p->child[i]);
-    free(p->child);
-    p->child = NULL;
-    p->nchild = 0;
-}
-
-/* The reply P[0..N) for record R is complete (from its backend, or an error
- * the proxy made when the backend could not answer). */
-static void req_complete(struct req *r, const char *p, size_t n, int proxy_error)
-{
-    struct client *c;
-
-    if (r->parent) {
-        struct req *parent = r->parent;
-        buf_append(&r->reply, p, n);
-        r->done = 1;
-        r->proxy_error = (uint8_t)proxy_error;
-        if (--parent->pending > 0)
-            return;
-        if (!parent->client) { /* orphaned parent: nobody wants the merge */
-            req_free(parent);
-            return;
-        }
-        req_merge(parent);
-        stats_cmd_done(parent->cmd, srv.now_us - parent->start_us,
-                       parent->reply.data[parent->reply.r] == '-');
-        c = parent->client;
-        client_hold(c, parent);
-        if (c->head == parent)
-            client_release(c);
-        else
-            client_check_output(c);
-        return;
-    }
-    c = r->client;
-    if (!c) { /* orphan */
-        req_free(r);
-        return;
-    }
-    stats_cmd_done(r->cmd, srv.now_us - r->start_us, n > 0 && p[0] == '-');
-    if (c->head == r) { /* fast path: no copy into the record */
-        client_emit(c, p, n);
-        client_pop(c);
-        client_release(c);
-        return;
-    }
-    buf_append(&r->reply, p, n);
-    client_hold(c, r);
-    client_check_output(c);
-}
-
-/* Complete R with an error the proxy generated. */
-static void req_fail(struct req *r, const char *fmt, ...) PRINTF_LIKE(2, 3);
-static void req_fail(struct req *r, const char *fmt, ...)
-{
-    char msg[REPLY_ERR_MAX];
-    struct buf b = {0, 0, 0, 0};
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    reply_error(&b, "%s", msg);
-    if (r->backend)
-        r->backend->st.failures++;
-    req_complete(r, b.data, buf_len(&b), 1);
-    buf_free(&b);
-}
-
-/* ====================================================== backend connections */
-
-static void backend_nodelay(int fd)
-{
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-}
-
-static int set_nonblock(int fd)
-{
-    int fl = fcntl(fd, F_GETFL);
-    return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-}
-
-/* The connection's stream can no longer be trusted: close it, answer every
- * record on it with an error, and schedule a reconnect (at once when a live
- * connection was lost, after the backoff when connecting failed). */
-static void backend_fail(struct bconn *bc, int timed_out, const char *why)
-{
-    struct backend *b = bc->backend;
-    int was_up = bc->state == BCONN_UP;
-    struct req *r;
-
-    log_at(was_up ? LOG_WARN : LOG_INFO, "backend %s (%s): %s%s", b->cfg.id, b->cfg.addr, why,
-           bc->inflight ? ", failing requests in flight" : "");
-    if (bc->handshaking && !b->last_error[0])
-        snprintf(b->last_error, sizeof b->last_error, "AUTH/SELECT not answered: %s", why);
-    bc->handshaking = 0;
-    if (bc->fd >= 0) {
-        srv.fds[bc->fd].type = FD_NONE;
-        close(bc->fd);
-        bc->fd = -1;
-    }
-    bc->state = BCONN_DOWN;
-    bc->out.r = bc->out.w = 0;
-    bc->in.r = bc->in.w = 0;
-    resp_reply_init(&bc->rp);
-    if (was_up && !timed_out && bc->answered) { /* a working connection lost: retry at once */
-        bc->failed = 0;
-        bc->retry_us = srv.now_us;
-    } else {
-        bc->failed = 1;
-        bc->retry_us = srv.now_us + bc->backoff_ms * 1000;
-        bc->backoff_ms = MIN(bc->backoff_ms * 2, RECONNECT_MAX_MS);
-    }
-    while ((r = bc->head) != NULL) {
-        bc->head = r->next_sent;
-        bc->inflight--;
-        if (timed_out) {
-            b->st.timeouts++;
-            req_fail(r, "ERR backend %s timed out", b->cfg.id);
-        } else {
-            req_fail(r, "ERR backend %s unavailable", b->cfg.id);
-        }
-    }
-    bc->tail = NULL;
-}
-
-/* Put AUTH and SELECT, as the config asks, in front of whatever requests
- * were queued while connecting: both on the wire and on the FIFO. */
-static void backend_handshake(struct bconn *bc)
-{
-    const struct config_backend *cb = &bc->backend->cfg;
-    struct buf hs = {0, 0, 0, 0};
-    struct req *first = NULL, *last = NULL;
-    int n = 0, i;
-
-    if (cb->password) {
-        struct resp_arg a[3] = {{"AUTH", 4}, {NULL, 0}, {NULL, 0}};
-        int argc = 1;
-        if (cb->user) {
-            a[argc].p = cb->user;
-            a[argc++].len = strlen(cb->user);
-        }
-        a[argc].p = cb->password;
-        a[argc++].len = strlen(cb->password);
-        reply_command(&hs, a, (size_t)argc);
-        n++;
-    }
-    if (cb->db > 0) {
-        buf_printf(&hs, "*2\r\n$6\r\nSELECT\r\n$%d\r\n%lld\r\n",
-                   snprintf(NULL, 0, "%lld", (long long)cb->db), (long long)cb->db);
-        n++;
-    }
-    if (n == 0)
-        return;
-    for (i = 0; i < n; i++) {
-        struct req *r = req_new();
-        r->handshake = 1;
-        r->sent_us = srv.now_us;
-        if (last)
-            last->next_sent = r;
-        else
-            first = r;
-        last = r;
-    }
-    last->next_sent = bc->head;
-    bc->head = first;
-    if (!bc->tail)
-        bc->tail = last;
-    bc->inflight += (uint32_t)n;
-    bc->handshaking = n;
-    buf_append(&hs, bc->out.data + bc->out.r, buf_len(&bc->out));
-    buf_free(&bc->out);
-    bc->out = hs;
-}
-
-static void backend_up(struct bconn *bc)
-{
-    bc->state = BCONN_UP;
-    bc->failed = 0;
-    bc->answered = 0; /* the backoff resets only once a reply proves the connection works */
-    if (bc->backend->cfg.sa.ss_family != AF_UNIX)
-        backend_nodelay(bc->fd);
-    backend_handshake(bc);
-    log_at(LOG_INFO, "backend %s (%s): connected", bc->backend->cfg.id, bc->backend->cfg.addr);
-}
-
-/* Start a non-blocking connect. */
-static void backend_connect(struct bconn *bc)
-{
-    const struct config_backend *cb = &bc->backend->cfg;
-    int fd;
-
-    if (bc->retry_us != 0) /* set by an earlier failure */
-        bc->backend->st.reconnects++;
-    fd = socket(cb->sa.ss_family, SOCK_STREAM, 0);
-    if (fd < 0) {
-        backend_fail(bc, 0, strerror(errno));
-        return;
-    }
-    if (fd >= srv.maxfds || set_nonblock(fd) < 0) {
-        close(fd);
-        backend_fail(bc, 0, "no descriptor available");
-        return;
-    }
-    bc->fd = fd;
-    srv.fds[fd].type = FD_BACKEND;
-    srv.fds[fd].ptr = bc;
-    if (connect(fd, (const struct sockaddr *)&cb->sa, cb->salen) == 0) {
-        backend_up(bc);
-    } else if (errno == EINPROGRESS || errno == EINTR) {
-        bc->state = BCONN_CONNECTING;
-        bc->deadline_us = srv.now_us + srv.cfg->connect_timeout_ms * 1000;
-    } else {
-        char why[128];
-        snprintf(why, sizeof why, "connect: %s", strerror(errno));
-        bc->state = BCONN_CONNECTING;
-        backend_fail(bc, 0, why);
-    }
-}
-
-/* POLLOUT on a connecting socket: did the connect succeed? */
-static void backend_connected(struct bconn *bc)
-{
-    int err = 0;
-    socklen_t len = sizeof err;
-
-    if (getsockopt(bc->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-        err = errno;
-    if (err) {
-        char why[128];
-        snprintf(why, sizeof why, "connect: %s", strerror(err));
-        backend_fail(bc, 0, why);
-        return;
-    }
-    backend_up(bc);
-}
-
-/* The connection a client's requests to B use: fixed per client, so one
- * client's requests to one backend stay on one ordered stream. */
-static struct bconn *backend_pick(struct backend *b, const struct client *c)
-{
-    return &b->conns[c ? c->id % (uint64_t)b->nconns : 0];
-}
-
-/* Queue R (already tied to bc's backend) on BC; its bytes must already be
- * in bc->out. */
-static void backend_push(struct bconn *bc, struct req *r)
-{
-    r->sent_us = srv.now_us;
-    r->next_sent = NULL;
-    if (bc->tail)
-        bc->tail->next_sent = r;
-    else
-        bc->head = r;
-    bc->tail = r;
-    bc->inflight++;
-    bc->backend->st.requests++;
-}
-
-/* Match every complete reply in bc->in with the head of the FIFO. */
-static void backend_replies(struct bconn *bc)
-{
-    while (buf_len(&bc->in) > 0) {
-        const char *p = bc->in.data + bc->in.r;
-        enum resp_result rc = resp_reply_parse(&bc->rp, p, buf_len(&bc->in));
-        struct req *r;
-        size_t n;
-
-        if (rc == RESP_AGAIN)
-            return;
-        if (rc == RESP_ERROR) {
-            char why[160];
-            snprintf(why, sizeof why, "protocol error from backend: %s", bc->rp.err);
-            backend_fail(bc, 0, why);
-            return;
-        }
-        r = bc->head;
-        if (!r) {
-            backend_fail(bc, 0, "reply nobody asked for");
-            return;
-        }
-        bc->head = r->next_sent;
-        if (!bc->head)
-            bc->tail = NULL;
-        bc->inflight--;
-        n = bc->rp.pos;
-        if (r->handshake) {
-            req_free(r);
-            bc->handshaking--;
-            if (p[0] == '-') { /* wrong password, unknown db...: down until it is fixed */
-                struct backend *b = bc->backend;
-                snprintf(b->last_error, sizeof b->last_error, "%.*s", (int)MIN(n - 3, 190),
-                         p + 1);
-                log_at(LOG_ERROR, "backend %s (%s): rejected AUTH/SELECT: %s", b->cfg.id,
-                       b->cfg.addr, b->last_error);
-                backend_fail(bc, 0, "handshake rejected");
-                return;
-            }
-            buf_consume(&bc->in, n);
-            resp_reply_init(&bc->rp);
-            continue;
-        }
-        if (!bc->answered) {
-            bc->answered = 1;
-            bc->backoff_ms = RECONNECT_MIN_MS;
-            bc->backend->last_error[0] = '\0';
-        }
-        bc->backend->st.responses++;
-        hist_add(&bc->backend->latency, srv.now_us - r->sent_us);
-        if (p[0] == '-')
-            bc->backend->st.errors++;
-        req_complete(r, p, n, 0);
-        buf_consume(&bc->in, n);
-        resp_reply_init(&bc->rp);
-    }
-}
-
-static void backend_read(struct bconn *bc)
-{
-    for (;;) {
-        ssize_t n;
-        size_t room;
-
-        buf_reserve(&bc->in, READ_CHUNK);
-        room = bc->in.cap - bc->in.w;
-        n = read(bc->fd, bc->in.data + bc->in.w, room);
-        if (n > 0) {
-            bc->in.w += (size_t)n;
-            bc->backend->st.bytes_in += (uint64_t)n;
-            backend_replies(bc);
-            if (bc->state != BCONN_UP || (size_t)n < room)
-                return;
-        } else if (n == 0) {
-            backend_fail(bc, 0, "connection closed by the backend");
-            return;
-        } else if (errno == EINTR) {
-            continue;
-        } else {
-            if (errno != EAGAIN && errno != EWOULDBLOCK) {
-                char why[128];
-                snprintf(why, sizeof why, "read: %s", strerror(errno));
-                backend_fail(bc, 0, why);
-            }
-            return;
-        }
-    }
-}
-
-/* One write() of everything queued; keeps the rest for POLLOUT. */
-static void backend_flush(struct bconn *bc)
-{
-    ssize_t n;
-
-    if (bc->state != BCONN_UP || buf_len(&bc->out) == 0)
-        return;
-    n = write(bc->fd, bc->out.data + bc->out.r, buf_len(&bc->out));
-    if (n > 0) {
-        bc->backend->st.bytes_out += (uint64_t)n;
-        buf_consume(&bc->out, (size_t)n);
-        if (buf_len(&bc->out) == 0 && bc->out.cap > 4 * READ_CHUNK)
-            buf_free(&bc->out); /* give back what a burst grew */
-    } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-        char why[128];
-        snprintf(why, sizeof why, "write: %s", strerror(errno));
-        backend_fail(bc, 0, why);
-    }
-}
-
-/* Timers of one connection: connect deadline, reply deadline, retry. */
-static void backend_timers(struct bconn *bc)
-{
-    if (bc->state == BCONN_DOWN && srv.now_us >= bc->retry_us && !bc->backend->retired) {
-        backend_connect(bc);
-        return;
-    }
-    if (bc->state == BCONN_CONNECTING && srv.now_us >= bc->deadline_us) {
-        backend_fail(bc, 0, "connect timed out");
-        return;
-    }
-    if (bc->head && srv.cfg->timeout_ms &&
-        srv.now_us - bc->head->sent_us >= srv.cfg->timeout_ms * 1000) {
-        /* a DOWN connection still holding records waits for its reconnect */
-        if (bc->state != BCONN_DOWN)
-            backend_fail(bc, 1, "request timed out");
-    }
-}
-
-/* Earliest time any of BC's timers fires, or UINT64_MAX. */
-static uint64_t backend_next_timer(const struct bconn *bc)
-{
-    uint64_t t = UINT64_MAX;
-
-    if (bc->state == BCONN_DOWN)
-        t = bc->retry_us;
-    else if (bc->state == BCONN_CONNECTING)
-        t = bc->deadline_us;
-    if (bc->head && srv.cfg->timeout_ms)
-        t = MIN(t, bc->head->sent_us + srv.cfg->timeout_ms * 1000);
-    return t;
-}
-
-/* Deep copy of a backend's config line: a backend outlives the config it
- * came from across a reload. */
-static void backend_copy_cfg(struct config_backend *dst, const struct config_backend *src)
-{
-    *dst = *src;
-    dst->addr = xstrndup(src->addr, strlen(src->addr));
-    dst->name = src->name ? xstrndup(src->name, strlen(src->name)) : NULL;
-    dst->id = dst->name ? dst->name : dst->addr;
-    dst->password = src->password ? xstrndup(src->password, strlen(src->password)) : NULL;
-    dst->user = src->user ? xstrndup(src->user, strlen(src->user)) : NULL;
-}
-
-static int backend_streq(const char *a, const char *b)
-{
-    return a == b || (a && b && !strcmp(a, b));
-}
-
-/* A runtime backend for config line CB with NCONNS connections, not yet
- * connected. */
-static struct backend *backend_new(const struct config_backend *cb, int nconns)
-{
-    struct backend *b = xmalloc(sizeof *b);
-    int j;
-
-    memset(b, 0, sizeof *b);
-    backend_copy_cfg(&b->cfg, cb);
-    b->nconns = nconns;
-    b->conns = xmalloc(sizeof *b->conns * (size_t)nconns);
-    memset(b->conns, 0, sizeof *b->conns * (size_t)nconns);
-    for (j = 0; j < nconns; j++) {
-        b->conns[j].backend = b;
-        b->conns[j].fd = -1;
-        b->conns[j].backoff_ms = RECONNECT_MIN_MS;
-        resp_reply_init(&b->conns[j].rp);
-    }
-    return b;
-}
-
-/* At exit: free the records still in flight on B (orphans by then; a
- * parent goes with its last child). */
-static void backend_drop_inflight(struct backend *b)
-{
-    struct req *r;
-    int j;
-
-    for (j = 0; j < b->nconns; j++) {
-        while ((r = b->conns[j].head) != NULL) {
-            b->conns[j].head = r->next_sent;
-            if (!r->parent)
-                req_free(r);
-            else if (--r->parent->pending == 0)
-                req_free(r->parent); /* frees r too */
-        }
-        b->conns[j].tail = NULL;
-    }
-}
-
-/* Close B's connections and free it; nothing may point to it any more. */
-static void backend_free(struct backend *b)
-{
-    int j;
-
-    assert(b->refs == 0);
-    for (j = 0; j < b->nconns; j++) {
-        struct bconn *bc = &b->conns[j];
-        if (bc->fd >= 0) {
-            srv.fds[bc->fd].type = FD_NONE;
-            close(bc->fd);
-        }
-        buf_free(&bc->in);
-        buf_free(&bc->out);
-    }
-    free(b->conns);
-    free(b->cfg.addr);
-    free(b->cfg.name);
-    free(b->cfg.password);
-    free(b->cfg.user);
-    free(b);
-}
-
-/* Would backend B talk to config line CB the same way (so its connections
- * can be kept across a reload)? */
-static int backend_same(const struct backend *b, const struct config_backend *cb, int nconns)
-{
-    return !b->retired && b->nconns == nconns && !strcmp(b->cfg.id, cb->id) &&
-           !strcmp(b->cfg.addr, cb->addr) && b->cfg.salen == cb->salen &&
-           !memcmp(&b->cfg.sa, &cb->sa, cb->salen) && b->cfg.db == cb->db &&
-           backend_streq(b->cfg.password, cb->password) && backend_streq(b->cfg.user, cb->user);
-}
-
-/* Make the routed backends match config C, in its order: a backend that did
- * not change keeps its connections and counters; a new one starts
- * connecting; one that is gone is retired: it gets no new requests, and its
- * connections close once what is in flight on them is answered. */
-static void backend_apply(const struct config *c)
-{
-    struct backend **next = xmalloc(sizeof *next * (size_t)c->nbackends);
-    int nconns = (int)c->backend_connections, i, j;
-    uint64_t s;
-
-    for (i = 0; i < c->nbackends; i++) {
-        struct backend *b = NULL;
-        for (j = 0; j < srv.nbackends && !b; j++)
-            if (srv.backends[j] && backend_same(srv.backends[j], &c->backends[i], nconns)) {
-                b = srv.backends[j];
-                srv.backends[j] = NULL; /* claimed */
-                b->cfg.weight = c->backends[i].weight;
-            }
-        if (!b) {
-            b = backend_new(&c->backends[i], nconns);
-            srv.all = xrealloc(srv.all, sizeof *srv.all * (size_t)(srv.nall + 1));
-            srv.all[srv.nall++] = b;
-            for (j = 0; j < b->nconns; j++)
-                backend_connect(&b->conns[j]);
-        }
-        b->index = i;
-        b->slots = 0;
-        next[i] = b;
-    }
-    for (j = 0; j < srv.nbackends; j++)
-        if (srv.backends[j]) {
-            srv.backends[j]->retired = 1;
-            log_at(LOG_INFO, "backend %s (%s): removed; closing once in-flight requests finish",
-                   srv.backends[j]->cfg.id, srv.backends[j]->cfg.addr);
-        }
-    free(srv.backends);
-    srv.backends = next;
-    srv.nbackends = c->nbackends;
-    for (s = 0; s < c->table_size; s++)
-        next[c->table[s]]->slots++;
-    srv.split_child = xrealloc(srv.split_child, sizeof *srv.split_child * (size_t)c->nbackends);
-    for (i = 0; i < c->nbackends; i++)
-        srv.split_child[i] = -1;
-}
-
-/* End of a pass: close the connections of retired backends that have
- * drained, and free those no record points to any more. */
-static void backend_reap(void)
-{
-    int i, j;
-
-    for (i = 0; i < srv.nall; i++) {
-        struct backend *b = srv.all[i];
-        int busy = 0;
-        if (!b->retired)
-            continue;
-        for (j = 0; j < b->nconns; j++)
-            busy |= b->conns[j].head != NULL;
-        if (busy || b->refs > 0)
-            continue;
-        backend_free(b);
-        srv.all[i--] = srv.all[--srv.nall];
-    }
-}
-
-/* ================================================================== routing */
-
-/* Forward a request to backend BI: raw bytes, or re-encoded when it came
- * inline.  A backend known to be down answers at once. */
-static void client_forward(struct client *c, int bi, const char *raw, size_t rawlen,
-                           const struct resp_arg *argv, int64_t argc)
-{
-    struct backend *b = srv.backends[bi];
-    struct bconn *bc = backend_pick(b, c);
-    struct req *r;
-
-    if (bc->failed) {
-        b->st.failures++;
-        client_error(c, "ERR backend %s unavailable", b->cfg.id);
-        return;
-    }
-    r = req_new();
-    r->cmd = srv.cur_cmd;
-    r->start_us = srv.now_us;
-    req_set_backend(r, b);
-    client_push(c, r);
-    if (c->parser.inline_req)
-        reply_command(&bc->out, argv, (size_t)argc);
-    else
-        buf_append(&bc->out, raw, rawlen);
-    backend_push(bc, r);
-}
-
-/* Send child CH of a split: its bytes are already encoded in ENC. */
-static void client_send_child(struct client *c, struct req *ch, const struct buf *enc)
-{
-    struct bconn *bc = backend_pick(ch->backend, c);
-
-    if (bc->failed) {
-        req_fail(ch, "ERR backend %s unavailable", ch->backend->cfg.id);
-        return;
-    }
-    buf_append(&bc->out, enc->data + enc->r, buf_len(enc));
-    backend_push(bc, ch);
-}
-
-/* Make a split parent with NCHILD children, pushed on C's FIFO. */
-static struct req *client_new_parent(struct client *c, enum req_merge merge, uint32_t nchild)
-{
-    struct req *p = req_new();
-
-    p->merge = (uint8_t)merge;
-    p->cmd = srv.cur_cmd;
-    p->start_us = srv.now_us;
-    p->child = xmalloc(sizeof *p->child * nchild);
-    p->nchild = p->pending = nchild;
-    client_push(c, p);
-    return p;
-}
-
-/* MGET MSET DEL UNLINK EXISTS TOUCH: one sub-command per backend touched,
- * carrying that backend's keys in request order. */
-static void client_split(struct client *c, const struct route_cmd *cmd, const struct resp_arg *argv,
-                         int64_t argc, const char *raw, size_t rawlen)
-{
-    int step = !strcmp(cmd->name, "mset") ? 2 : 1;
-    uint32_t nkeys = (uint32_t)((argc - 1) / step), i, nchild = 0, local[SPLIT_INLINE_KEYS];
-    uint32_t *keymap = nkeys <= SPLIT_INLINE_KEYS ? local : xmalloc(sizeof *keymap * nkeys);
-    int backend_of_child[SPLIT_INLINE_KEYS], *boc = backend_of_child;
-    struct req *p;
-    struct buf enc = {0, 0, 0, 0};
-
-    if ((argc - 1) % step != 0) {
-        client_error(c, "ERR wrong number of arguments for '%s' command", cmd->name);
-        goto out;
-    }
-    if (nkeys > SPLIT_INLINE_KEYS)
-        boc = xmalloc(sizeof *boc * (size_t)MIN((int64_t)nkeys, srv.nbackends));
-    for (i = 0; i < nkeys; i++) {
-        const struct resp_arg *k = &argv[1 + (int64_t)i * step];
-        int bi = route_backend(srv.cfg, k->p, k->len);
-        if (srv.split_child[bi] < 0) {
-            srv.split_child[bi] = (int)nchild;
-            boc[nchild++] = bi;
-        }
-        keymap[i] = (uint32_t)srv.split_child[bi];
-    }
-    for (i = 0; i < nchild; i++)
-        srv.split_child[boc[i]] = -1;
-    if (nchild == 1) { /* one backend: no split, no merge */
-        client_forward(c, boc[0], raw, rawlen, argv, argc);
-        goto out;
-    }
-    p = client_new_parent(c, !strcmp(cmd->name, "mget")   ? MERGE_ARRAY
-                             : !strcmp(cmd->name, "mset") ? MERGE_OK
-                                                          : MERGE_SUM,
-                          nchild);
-    for (i = 0; i < nchild; i++) {
-        struct req *ch = p->child[i] = req_new();
-        ch->parent = p;
-        req_set_backend(ch, srv.backends[boc[i]]);
-    }
-    if (p->merge == MERGE_ARRAY) {
-        p->keymap = xmalloc(sizeof *p->keymap * nkeys);
-        memcpy(p->keymap, keymap, sizeof *keymap * nkeys);
-        p->nkeys = nkeys;
-    }
-    for (i = 0; i < nchild; i++) { /* the last send may complete and merge p */
-        uint32_t k, count = 0;
-        int s;
-        for (k = 0; k < nkeys; k++)
-            count += keymap[k] == i;
-        enc.r = enc.w = 0;
-        reply_array(&enc, 1 + (size_t)count * (size_t)step);
-        reply_bulk(&enc, argv[0].p, argv[0].len);
-        for (k = 0; k < nkeys; k++)
-            if (keymap[k] == i)
-                for (s = 0; s < step; s++)
-                    reply_bulk(&enc, argv[1 + k * step + s].p, argv[1 + k * step + s].len);
-        client_send_child(c, p->child[i], &enc);
-    }
-out:
-    buf_free(&enc);
-    if (keymap != local)
-        free(keymap);
-    if (boc != backend_of_child)
-        free(boc);
-}
-
-/* Send the command ENC to every backend under one parent merged by MERGE
- * (DBSIZE; INFO keyspace with the SECTIONS asked for). */
-static void client_fanout(struct client *c, enum req_merge merge, const struct buf *enc,
-                          uint8_t sections)
-{
-    struct req *p = client_new_parent(c, merge, (uint32_t)srv.nbackends);
-    int i;
-
-    p->info_sections = sections;
-    for (i = 0; i < srv.nbackends; i++) {
-        struct req *ch = p->child[i] = req_new();
-        ch->parent = p;
-        req_set_backend(ch, srv.backends[i]);
-    }
-    for (i = 0; i < srv.nbackends; i++) /* the last send may complete and merge p */
-        client_send_child(c, p->child[i], enc);
-}
-
-/* COMMAND, TIME: the next backend (round robin) that is not known down. */
-static void client_any(struct client *c, const char *raw, size_t rawlen,
-                       const struct resp_arg *argv, int64_t argc)
-{
-    int i;
-
-    for (i = 0; i < srv.nbackends; i++) {
-        int bi = (int)((srv.any_next + (uint32_t)i) % (uint32_t)srv.nbackends);
-        if (!backend_pick(srv.backends[bi], c)->failed) {
-            srv.any_next = (uint32_t)bi + 1;
-            client_forward(c, bi, raw, rawlen, argv, argc);
-            return;
-        }
-    }
-    client_error(c, "ERR no backend available");
-}
-
-/* Route a keyed command whose keys must all live on one backend. */
-static void client_same(struct client *c, const struct route_cmd *cmd, const char *raw,
-                        size_t rawlen, const struct resp_arg *argv, int64_t argc)
-{
-    int64_t n = route_keys(cmd, argv, argc, srv.keypos), i;
-    int bi;
-
-    if (n < 0) {
-        client_error(c, "ERR wrong number of keys or arguments for '%s' command", cmd->name);
-        return;
-    }
-    if (n == 0) {
-        client_error(c, "ERR '%s' without keys cannot be routed by the proxy", cmd->name);
-        return;
-    }
-    if ((!strcmp(cmd->name, "xread") || !strcmp(cmd->name, "xreadgroup")) &&
-        route_blocking_opt(argv, argc)) {
-        client_error(c, "ERR blocking '%s' (BLOCK) is not supported by the proxy", cmd->name);
-        return;
-    }
-    bi = route_backend(srv.cfg, argv[srv.keypos[0]].p, argv[srv.keypos[0]].len);
-    for (i = 1; i < n; i++)
-        if (route_backend(srv.cfg, argv[srv.keypos[i]].p, argv[srv.keypos[i]].len) != bi) {
-            client_reply_str(c, "-CROSSSLOT Keys in request don't hash to the same backend\r\n");
-            return;
-        }
-    client_forward(c, bi, raw, rawlen, argv, argc);
-}
-
-/* =========================================================== local commands */
-
-/* Redis's rule for client names: printable, no blanks. */
-static int client_valid_name(const struct resp_arg *name)
-{
-    size_t i;
-
-    for (i = 0; i < name->len; i++)
-        if (name->p[i] < '!' || name->p[i] > '~')
-            return 0;
-    return 1;
-}
-
-#define CLIENT_BADNAME "ERR Client names cannot contain spaces, newlines or special characters."
-
-#define CLIENT_WRONGPASS "-WRONGPASS invalid username-password pair or user is disabled.\r\n"
-
-/* Compare a password with SECRET in time that depends only on the
- * password's length, not on where the first difference is. */
-static int client_secret_eq(const struct resp_arg *pw, const char *secret)
-{
-    size_t slen = strlen(secret), i;
-    unsigned char diff = (unsigned char)(pw->len != slen);
-
-    for (i = 0; i < pw->len; i++)
-        diff |= (unsigned char)(pw->p[i] ^ secret[slen ? i % slen : 0]);
-    return diff == 0;
-}
-
-/* AUTH [user] pass, as the default user: with no password configured any
- * password passes (Redis's nopass user); else one of them must match, all
- * being compared so timing tells nothing.  Sets c->authed on success. */
-static int client_auth(struct client *c, const struct resp_arg *user, const struct resp_arg *pw)
-{
-    int ok = srv.cfg->npasswords == 0, i;
-
-    for (i = 0; i < srv.cfg->npasswords; i++)
-        ok |= client_secret_eq(pw, srv.cfg->passwords[i]);
-    if (user && !(user->len == 7 && !memcmp(user->p, "default", 7)))
-        ok = 0;
-    if (ok)
-        c->authed = 1;
-    return ok;
-}
-
-/* HELLO [protover [AUTH user pass] [SETNAME name]]: only RESP2 is spoken. */
-static void client_hello(struct client *c, const struct resp_arg *argv, int64_t argc)
-{
-    struct buf b = {0, 0, 0, 0};
-    int64_t ver = 2, i;
-    const struct resp_arg *setname = NULL, *auth = NULL;
-
-    if (argc >= 2 && (resp_parse_ll(argv[1].p, argv[1].len, &ver) != 0)) {
-        client_error(c, "ERR Protocol version is not an integer or out of range");
-        return;
-    }
-    if (ver != 2) {
-        client_reply_str(c, "-NOPROTO sorry, this protocol version is not supported.\r\n");
-        return;
-    }
-    for (i = 2; i < argc; i++) {
-        if (route_argeq(&argv[i], "auth") && i + 2 < argc) {
-            auth = &argv[i + 1];
-            i += 2;
-        } else if (route_argeq(&argv[i], "setname") && i + 1 < argc) {
-            setname = &argv[++i];
-        } else {
-            client_error(c, "ERR Syntax error in HELLO option '%.*s'", (int)MIN(argv[i].len, 64),
-                         argv[i].p);
-            return;
-        }
-    }
-    if (auth && !client_auth(c, &auth[0], &auth[1])) {
-        client_reply_str(c, CLIENT_WRONGPASS);
-        return;
-    }
-    if (!c->authed) {
-        client_reply_str(c, "-NOAUTH HELLO must be called with the client already "
-                            "authenticated, otherwise the HELLO AUTH <user> <pass> "
-                            "option can be used to authenticate the client and select the "
-                            "RESP protocol version at the same time\r\n");
-        return;
-    }
-    if (setname && !client_valid_name(setname)) {
-        client_error(c, CLIENT_BADNAME);
-        return;
-    }
-    if (setname) {
-        free(c->name);
-        c->name = setname->len ? xstrndup(setname->p, setname->len) : NULL;
-    }
-    reply_array(&b, 14);
-    reply_bulk(&b, "server", 6);
-    reply_bulk(&b, "shardproxy", 10);
-    reply_bulk(&b, "version", 7);
-    reply_bulk(&b, SHARDPROXY_VERSION, strlen(SHARDPROXY_VERSION));
-    reply_bulk(&b, "proto", 5);
-    buf_append_str(&b, ":2\r\n");
-    reply_bulk(&b, "id", 2);
-    buf_printf(&b, ":%llu\r\n", (unsigned long long)c->id);
-    reply_bulk(&b, "mode", 4);
-    reply_bulk(&b, "standalone", 10);
-    reply_bulk(&b, "role", 4);
-    reply_bulk(&b, "master", 6);
-    reply_bulk(&b, "modules", 7);
-    reply_array(&b, 0);
-    client_reply(c, b.data, buf_len(&b));
-    buf_free(&b);
-}
-
-/* CLIENT SETNAME / GETNAME / ID / SETINFO. */
-static void client_client(struct client *c, const struct route_cmd *cmd, const struct resp_arg *argv)
-{
-    struct buf b = {0, 0, 0, 0};
-
-    if (!strcmp(cmd->name, "client|id")) {
-        buf_printf(&b, ":%llu\r\n", (unsigned long long)c->id);
-    } else if (!strcmp(cmd->name, "client|getname")) {
-        if (c->name)
-            reply_bulk(&b, c->name, strlen(c->name));
-        else
-            buf_append_str(&b, "$-1\r\n");
-    } else if (!strcmp(cmd->name, "client|setname")) {
-        if (!client_valid_name(&argv[2])) {
-            client_error(c, CLIENT_BADNAME);
-            return;
-        }
-        free(c->name);
-        c->name = argv[2].len ? xstrndup(argv[2].p, argv[2].len) : NULL;
-        buf_append_str(&b, "+OK\r\n");
-    } else { /* client|setinfo */
-        if (!route_argeq(&argv[2], "lib-name") && !route_argeq(&argv[2], "lib-ver")) {
-            client_error(c, "ERR Unrecognized option '%.*s'", (int)MIN(argv[2].len, 64),
-                         argv[2].p);
-            return;
-        }
-        buf_append_str(&b, "+OK\r\n");
-    }
-    client_reply(c, b.data, buf_len(&b));
-    buf_free(&b);
-}
-
-/* INFO [section ...]: the proxy's sections; the keyspace is summed over
- * the backends, so that section waits for them. */
-static void client_info(struct client *c, const struct resp_arg *argv, int64_t argc)
-{
-    static const char ask[] = "*2\r\n$4\r\nINFO\r\n$8\r\nkeyspace\r\n";
-    uint8_t mask = stats_info_mask(argv, argc);
-    struct buf b = {0, 0, 0, 0};
-
-    if (mask & STATS_INFO_KEYSPACE) {
-        buf_append(&b, ask, sizeof ask - 1);
-        client_fanout(c, MERGE_INFO, &b, mask);
-    } else {
-        struct buf text = {0, 0, 0, 0};
-        stats_info(&text, mask);
-        reply_bulk(&b, text.data ? text.data : "", buf_len(&text));
-        client_reply(c, b.data, buf_len(&b));
-        buf_free(&text);
-    }
-    buf_free(&b);
-}
-
-/* Commands the proxy answers itself. */
-static void client_local(struct client *c, const struct route_cmd *cmd, const struct resp_arg *argv,
-                         int64_t argc)
-{
-    struct buf b = {0, 0, 0, 0};
-    const char *name = cmd->name;
-    int64_t db;
-
-    if (!strcmp(name, "ping")) {
-        if (argc > 2)
-            client_error(c, "ERR wrong number of arguments for 'ping' command");
-        else if (argc == 2)
-            reply_bulk(&b, argv[1].p, argv[1].len);
-        else
-            buf_append_str(&b, "+PONG\r\n");
-    } else if (!strcmp(name, "echo")) {
-        reply_bulk(&b, argv[1].p, argv[1].len);
-    } else if (!strcmp(name, "quit")) {
-        buf_append_str(&b, "+OK\r\n");
-        c->state = CLIENT_CLOSING;
-    } else if (!strcmp(name, "select")) {
-        if (resp_parse_ll(argv[1].p, argv[1].len, &db) != 0)
-            client_error(c, "ERR value is not an integer or out of range");
-        else if (db != 0)
-            client_error(c, "ERR DB index is out of range (the proxy serves database 0 only)");
-        else
-            buf_append_str(&b, "+OK\r\n");
-    } else if (!strcmp(name, "hello")) {
-        client_hello(c, argv, argc);
-    } else if (!strcmp(name, "auth")) {
-        if (argc > 3)
-            client_error(c, "ERR syntax error");
-        else if (argc == 2 && srv.cfg->npasswords == 0)
-            client_error(c, "ERR AUTH <password> called without any password configured for "
-                            "the default user. Are you sure your configuration is correct?");
-        else if (client_auth(c, argc == 3 ? &argv[1] : NULL, &argv[argc - 1]))
-            buf_append_str(&b, "+OK\r\n");
-        else
-            client_reply_str(c, CLIENT_WRONGPASS);
-    } else if (!strcmp(name, "info")) {
-        client_info(c, argv, argc);
-    } else {
-        client_client(c, cmd, argv);
-    }
-    if (buf_len(&b))
-        client_reply(c, b.data, buf_len(&b));
-    buf_free(&b);
-}
-
-/* ===================================================== reading and dispatch */
-
-/* Make sure the routing scratch space fits a request of RAWLEN bytes with up
- * to ARGC arguments. */
-static void client_scratch(size_t argc, size_t rawlen)
-{
-    if (argc > srv.argv_cap) {
-        srv.argv_cap = MAX(argc, srv.argv_cap * 2);
-        srv.argv = xrealloc(srv.argv, sizeof *srv.argv * srv.argv_cap);
-        srv.keypos = xrealloc(srv.keypos, sizeof *srv.keypos * (srv.argv_cap * 3 + 1));
-    }
-    if (rawlen > srv.scratch_cap) {
-        srv.scratch_cap = MAX(rawlen, srv.scratch_cap * 2);
-        srv.scratch = xrealloc(srv.scratch, srv.scratch_cap);
-    }
-}
-
-/* Quote an unknown command and its first arguments for the error reply, the
- * way Redis does ("'a' 'b' "), capped in length. */
-static void client_unknown(struct client *c, const struct resp_arg *argv, int64_t argc)
-{
-    char args[160];
-    size_t o = 0;
-    int64_t i;
-
-    args[0] = '\0';
-    for (i = 1; i < argc && o < 128; i++) {
-        int n = snprintf(args + o, sizeof args - o, "'%.*s' ", (int)MIN(argv[i].len, 128 - o),
-                         argv[i].p);
-        if (n < 0 || (size_t)n >= sizeof args - o)
-            break;
-        o += (size_t)n;
-    }
-    client_error(c, "ERR unknown command '%.*s', with args beginning with: %s",
-                 (int)MIN(argv[0].len, 128), argv[0].p, args);
-    if (log_threshold >= LOG_DEBUG) {
-        char esc[160];
-        log_at(LOG_DEBUG, "client %llu %s: unknown command '%s'", (unsigned long long)c->id,
-               c->addr, log_escape(argv[0].p, argv[0].len, esc, sizeof esc));
-    }
-}
-
-/* Serve a known command with the right number of arguments by its kind. */
-static void client_route(struct client *c, const struct route_cmd *cmd, const char *raw,
-                         size_t rawlen, const struct resp_arg *argv, int64_t argc)
-{
-    switch ((enum route_kind)cmd->kind) {
-    case ROUTE_ONE: {
-        const struct resp_arg *k = &argv[cmd->specs[0].start]; /* arity checked: it exists */
-        assert(cmd->specs[0].start < argc);
-        client_forward(c, route_backend(srv.cfg, k->p, k->len), raw, rawlen, argv, argc);
-        break;
-    }
-    case ROUTE_SPLIT:
-        client_split(c, cmd, argv, argc, raw, rawlen);
-        break;
-    case ROUTE_SAME:
-        client_same(c, cmd, raw, rawlen, argv, argc);
-        break;
-    case ROUTE_LOCAL:
-        client_local(c, cmd, argv, argc);
-        break;
-    case ROUTE_ANY:
-        client_any(c, raw, rawlen, argv, argc);
-        break;
-    case ROUTE_ALL: {
-        struct buf enc = {0, 0, 0, 0};
-        reply_command(&enc, argv, (size_t)argc);
-        client_fanout(c, MERGE_SUM, &enc, 0);
-        buf_free(&enc);
-        break;
-    }
-    case ROUTE_CONTAINER: /* only bare COMMAND passes the arity check */
-        client_any(c, raw, rawlen, argv, argc);
-        break;
-    case ROUTE_REFUSE:
-        client_error(c, "ERR '%s' is not supported by the proxy", cmd->name);
-        break;
-    }
-}
-
-/* Serve one framed request at RAW[0..RAWLEN). */
-static void client_dispatch(struct client *c, const char *raw, size_t rawlen)
-{
-    const struct route_cmd *cmd;
-    struct resp_arg *argv;
-    int64_t argc;
-
-    client_scratch(c->parser.inline_req ? rawlen / 2 + 2 : (size_t)c->parser.argc, rawlen);
-    argc = resp_req_args(&c->parser, raw, srv.argv, srv.argv_cap, srv.scratch);
-    argv = srv.argv;
-    if (argc < 0) {
-        srv.st.protocol_errors++;
-        client_error(c, "ERR Protocol error: unbalanced quotes in request");
-        c->state = CLIENT_CLOSING;
-        return;
-    }
-    if (argc == 0)
-        return;
-    srv.st.commands++;
-    cmd = route_find(argv[0].p, argv[0].len);
-    if (cmd && cmd->kind == ROUTE_CONTAINER && argc > 1) {
-        if (!(cmd = route_find_sub(cmd, &argv[1]))) {
-            client_error(c, "ERR unknown subcommand '%.*s'. Try %.*s HELP.",
-                         (int)MIN(argv[1].len, 128), argv[1].p, (int)MIN(argv[0].len, 32),
-                         argv[0].p);
-            return;
-        }
-    }
-    if (!cmd) {
-        client_unknown(c, argv, argc);
-        return;
-    }
-    srv.cur_cmd = cmd;
-    stats_cmd(cmd)->calls++;
-    if (!route_arity_ok(cmd, argc))
-        client_error(c, "ERR wrong number of arguments for '%s' command", cmd->name);
-    else if (srv.cfg->npasswords && !c->authed && strcmp(cmd->name, "auth") &&
-             strcmp(cmd->name, "hello") && strcmp(cmd->name, "quit"))
-        client_reply_str(c, "-NOAUTH Authentication required.\r\n");
-    else
-        client_route(c, cmd, raw, rawlen, argv, argc);
-    srv.cur_cmd = NULL;
-}
-
-
-/* Frame and serve every complete request in DATA[0..LEN).  OWN says DATA is
- * c->in; otherwise it is the shared read buffer and any partial request left
- * over is copied into c->in.  Stops at client_max_pending. */
-static void client_process(struct client *c, const char *data, size_t len, int own)
-{
-    struct resp_limits lim;
-    size_t pos = 0;
-
-    c->throttled = 0;
-    while (pos < len && c->state == CLIENT_OPEN) {
-        enum resp_result rc;
-        int locked = srv.cfg->npasswords > 0 && !c->authed;
-        /* before AUTH, Redis's tighter limits: nobody makes us buffer much unasked */
-        lim.max_request = locked ? 16 * 1024 * 11 : srv.cfg->max_request_size;
-        lim.max_inline = MAX_INLINE;
-        lim.max_args = locked ? 10 : 0;
-        lim.max_bulk = locked ? 16 * 1024 : 0;
-        if (c->npending >= srv.cfg->client_max_pending) {
-            c->throttled = 1;
-            break;
-        }
-        rc = resp_req_parse(&c->parser, data + pos, len - pos, &lim);
-        if (rc == RESP_AGAIN)
-            break;
-        if (rc == RESP_ERROR) {
-            srv.st.protocol_errors++;
-            log_at(LOG_INFO, "client %llu %s: protocol error: %s", (unsigned long long)c->id,
-                   c->addr, c->parser.err);
-            client_error(c, "ERR Protocol error: %s", c->parser.err);
-            c->state = CLIENT_CLOSING;
-            pos = len;
-            break;
-        }
-        if (c->parser.argc > 0)
-            client_dispatch(c, data + pos, c->parser.pos);
-        pos += c->parser.pos;
-        resp_req_init(&c->parser);
-    }
-    if (c->state == CLIENT_DEAD)
-        return;
-    if (c->state != CLIENT_OPEN)
-        pos = len; /* nothing after QUIT or a protocol error is read */
-    if (pos > 0 || !own)
-        c->partial_us = srv.now_us; /* what is left starts a new request */
-    if (own)
-        buf_consume(&c->in, pos); /* an emptied buffer stays until client_timers frees it */
-    else if (pos < len) {
-        buf_append(&c->in, data + pos, len - pos);
-    }
-}
-
-/* Ten times a second: free the emptied I/O buffers of clients quiet for a
- * second (an active client keeps its buffers, so the hot path does not
- * allocate; an idle one holds none), and apply client_timeout: close
- * clients owed nothing that have sent nothing for that long, or that have
- * sat on an incomplete request that long (a client trickling a request byte
- * by byte is stuck all the same). */
-static void client_timers(void)
-{
-    static uint64_t last_check;
-    uint64_t limit = srv.cfg->client_timeout * 1000000;
-    struct client *c, *next;
-
-    if (srv.now_us - last_check < 100000)
-        return;
-    last_check = srv.now_us;
-    for (c = srv.clients; c; c = next) {
-        next = c->next;
-        if (srv.now_us - c->last_us >= CLIENT_IDLE_US) {
-            if (c->in.data && buf_len(&c->in) == 0)
-                buf_free(&c->in);
-            if (c->out.data && buf_len(&c->out) == 0)
-                buf_free(&c->out);
-        }
-        if (!limit || c->state != CLIENT_OPEN || c->npending > 0 || buf_len(&c->out) > 0)
-            continue;
-        if (srv.now_us - c->last_us >= limit)
-            client_close(c, "idle past client_timeout");
-        else if (buf_len(&c->in) > 0 && srv.now_us - c->partial_us >= limit)
-            client_close(c, "incomplete request past client_timeout");
-    }
-}
-
-static void client_read(struct client *c)
-{
-    ssize_t n;
-
-    c->last_us = srv.now_us;
-    if (buf_len(&c->in) == 0) {
-        n = read(c->fd, srv.rbuf, READ_CHUNK);
-        if (n > 0) {
-            srv.st.bytes_in += (uint64_t)n;
-            client_process(c, srv.rbuf, (size_t)n, 0);
-            return;
-        }
-    } else {
-        /* a request spans reads: grow towards its declared size */
-        buf_reserve(&c->in, READ_CHUNK);
-        n = read(c->fd, c->in.data + c->in.w, c->in.cap - c->in.w);
-        if (n > 0) {
-            srv.st.bytes_in += (uint64_t)n;
-            c->in.w += (size_t)n;
-            client_process(c, c->in.data + c->in.r, buf_len(&c->in), 1);
-            return;
-        }
-    }
-    if (n == 0) {
-        /* EOF: what was asked is still answered (half-closed pipes), then close */
-        c->state = CLIENT_CLOSING;
-        buf_free(&c->in);
-        client_mark_dirty(c);
-    } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-        client_close(c, strerror(errno));
-    }
-}
-
-/* One write() of the pending output; closes a CLOSING client once nothing
- * is owed. */
-static void client_flush(struct client *c)
-{
-    if (buf_len(&c->out) > 0) {
-        ssize_t n = write(c->fd, c->out.data + c->out.r, buf_len(&c->out));
-        if (n > 0) {
-            srv.st.bytes_out += (uint64_t)n;
-            buf_consume(&c->out, (size_t)n);
-        } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-            client_close(c, strerror(errno));
-            return;
-        }
-    }
-    if (c->state == CLIENT_CLOSING && !c->head && buf_len(&c->out) == 0)
-        client_close(c, "done");
-}
-
-static void client_free(struct client *c)
-{
-    free(c->name);
-    free(c);
-}
-
-/* A new connection on listener fd LFD was accepted as FD. */
-static void client_new(int fd, const struct sockaddr_storage *ss)
-{
-    struct client *c = xmalloc(sizeof *c);
-
-    memset(c, 0, sizeof *c);
-    c->fd = fd;
-    c->id = ++srv.next_client_id;
-    c->state = CLIENT_OPEN;
-    c->created_us = c->last_us = srv.now_us;
-    c->authed = srv.cfg->npasswords == 0;
-    resp_req_init(&c->parser);
-    if (ss->ss_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
-        char ip[INET_ADDRSTRLEN];
-        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
-        snprintf(c->addr, sizeof c->addr, "%s:%u", ip, ntohs(in->sin_port));
-    } else if (ss->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
-        char ip[INET6_ADDRSTRLEN];
-        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);
-        snprintf(c->addr, sizeof c->addr, "[%s]:%u", ip, ntohs(in6->sin6_port));
-    } else {
-        snprintf(c->addr, sizeof c->addr, "unix");
-    }
-    c->next = srv.clients;
-    if (srv.clients)
-        srv.clients->prev = c;
-    srv.clients = c;
-    srv.nclients++;
-    srv.st.connections_accepted++;
-    srv.fds[fd].type = FD_CLIENT;
-    srv.fds[fd].ptr = c;
-    log_at(LOG_DEBUG, "client %llu %s connected", (unsigned long long)c->id, c->addr);
-}
-
-/* Accept what the listener has, up to a batch; EMFILE pauses accepting
- * instead of spinning on a listener that stays readable. */
-static void client_accept(int lfd)
-{
-    int i;
-
-    for (i = 0; i < ACCEPT_BATCH; i++) {
-        struct sockaddr_storage ss;
-        socklen_t len = sizeof ss;
-        int fd = accept(lfd, (struct sockaddr *)&ss, &len);
-
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                static uint64_t last_warn; /* once a second is enough to say it */
-                if (srv.now_us - last_warn >= 1000000) {
-                    last_warn = srv.now_us;
-                    log_at(LOG_WARN, "accept: %s; pausing accepts for %d ms", strerror(errno),
-                           ACCEPT_PAUSE_MS);
-                }
-                srv.accept_paused_until = srv.now_us + ACCEPT_PAUSE_MS * 1000;
-            }
-            return;
-        }
-        if (fd >= srv.maxfds || srv.nclients >= client_limit()) {
-            static const char msg[] = "-ERR max number of clients reached\r\n";
-            if (write(fd, msg, sizeof msg - 1) < 0) { /* best effort */
-            }
-            close(fd);
-            srv.st.connections_rejected++;
-            continue;
-        }
-        if (set_nonblock(fd) < 0) {
-            close(fd);
-            continue;
-        }
-        if (ss.ss_family != AF_UNIX)
-            backend_nodelay(fd);
-        client_new(fd, &ss);
-    }
-}
-
-/* =================================================================== reload */
+/* =============================================================== reload */
+/* reload_: SIGHUP and admin `reload`. */
 
 /* Do two configs listen on the same addresses, in the same order? */
 static int reload_same_listens(const struct config *a, const struct config *b)
@@ -4726,7 +4733,8 @@ static int reload_config(char *err, size_t errlen)
     return 0;
 }
 
-/* ==================================================================== admin */
+/* ================================================================ admin */
+/* admin_: the admin socket. */
 
 /*
  * The admin socket: a UNIX stream socket (created mode 0600 unless
@@ -4787,7 +4795,7 @@ static void admin_listen(void)
         die("admin %s: bind: %s", path, strerror(errno));
     umask(old);
     if (chmod(path, (mode_t)srv.cfg->admin_mode) < 0 || listen(fd, 64) < 0 ||
-        set_nonblock(fd) < 0 || fd >= srv.maxfds)
+        net_nonblock(fd) < 0 || fd >= srv.maxfds)
         die("admin %s: %s", path, strerror(errno));
     srv.fds[fd].type = FD_ADMIN_LISTENER;
     srv.admin_fd = fd;
@@ -4815,8 +4823,8 @@ static void admin_backends(struct buf *out)
     for (i = 0; i < srv.nbackends; i++) {
         const struct backend *b = srv.backends[i];
         buf_printf(out, "%s %s weight %u state %s slots %u inflight %llu\n", b->cfg.id,
-                   b->cfg.addr, b->cfg.weight, stats_backend_state(b), b->slots,
-                   (unsigned long long)stats_backend_inflight(b));
+                   b->cfg.addr, b->cfg.weight, backend_state(b), b->slots,
+                   (unsigned long long)backend_inflight(b));
     }
 }
 
@@ -4935,7 +4943,7 @@ static void admin_new(int fd)
 {
     struct admin *a;
 
-    if (fd >= srv.maxfds || srv.nadmins >= ADMIN_MAX_CONNS || set_nonblock(fd) < 0) {
+    if (fd >= srv.maxfds || srv.nadmins >= ADMIN_MAX_CONNS || net_nonblock(fd) < 0) {
         static const char msg[] = "ERR too many admin connections\n";
         if (write(fd, msg, sizeof msg - 1) < 0) { /* best effort */
         }
@@ -4999,7 +5007,8 @@ static void admin_shutdown(void)
     }
 }
 
-/* ================================================================== signals */
+/* ============================================================== signals */
+/* sig_: handlers only set flags. */
 
 static void sig_handler(int sig)
 {
@@ -5026,7 +5035,8 @@ static void sig_install(void)
     sigaction(SIGPIPE, &sa, NULL);
 }
 
-/* =============================================================== event loop */
+/* =========================================================== event loop */
+/* loop_: poll(), timers, one write per connection per pass. */
 
 /* Bind every listen address; failures are fatal at startup. */
 static void loop_listen(void)
@@ -5050,7 +5060,7 @@ static void loop_listen(void)
         }
         if (bind(fd, (const struct sockaddr *)&l->sa, l->salen) < 0)
             die("listen %s: bind: %s", l->addr, strerror(errno));
-        if (listen(fd, 511) < 0 || set_nonblock(fd) < 0)
+        if (listen(fd, 511) < 0 || net_nonblock(fd) < 0)
             die("listen %s: %s", l->addr, strerror(errno));
         if (fd >= srv.maxfds)
             die("listen %s: descriptor beyond the fd limit", l->addr);
@@ -5137,7 +5147,7 @@ static int loop_timeout(void)
 
     for (i = 0; i < srv.nall; i++)
         for (j = 0; j < srv.all[i]->nconns; j++)
-            t = MIN(t, backend_next_timer(&srv.all[i]->conns[j]));
+            t = MIN(t, bconn_next_timer(&srv.all[i]->conns[j]));
     if (srv.accept_paused_until > srv.now_us)
         t = MIN(t, srv.accept_paused_until);
     if (srv.stopping)
@@ -5156,12 +5166,12 @@ static void loop_event(const struct pollfd *pfd)
     } else if (ref->type == FD_BACKEND) {
         struct bconn *bc = ref->ptr;
         if (bc->state == BCONN_CONNECTING) {
-            backend_connected(bc);
+            bconn_connected(bc);
         } else if (bc->state == BCONN_UP) {
             if (pfd->revents & (POLLIN | POLLHUP | POLLERR))
-                backend_read(bc);
+                bconn_read(bc);
             if (bc->state == BCONN_UP && (pfd->revents & POLLOUT))
-                backend_flush(bc);
+                bconn_flush(bc);
         }
     } else if (ref->type == FD_ADMIN_LISTENER) {
         admin_accept();
@@ -5174,11 +5184,11 @@ static void loop_event(const struct pollfd *pfd)
     } else if (ref->type == FD_CLIENT) {
         struct client *c = ref->ptr;
         if ((pfd->revents & (POLLIN | POLLHUP | POLLERR)) && c->state == CLIENT_OPEN)
-            client_read(c);
+            input_read(c);
         else if ((pfd->revents & (POLLHUP | POLLERR)) && buf_len(&c->out) == 0)
             client_close(c, "connection lost"); /* nothing to read or write: gone */
         if (c->state != CLIENT_DEAD && (pfd->revents & POLLOUT))
-            client_flush(c);
+            reply_flush(c);
     }
 }
 
@@ -5194,16 +5204,16 @@ static void loop_flush(void)
         c = srv.dirty[i];
         if (c->state == CLIENT_OPEN && c->throttled && !srv.stopping &&
             c->npending < srv.cfg->client_max_pending)
-            client_process(c, c->in.data + c->in.r, buf_len(&c->in), 1);
+            input_process(c, c->in.data + c->in.r, buf_len(&c->in), 1);
     }
     for (b = 0; b < srv.nall; b++)
         for (j = 0; j < srv.all[b]->nconns; j++)
-            backend_flush(&srv.all[b]->conns[j]);
+            bconn_flush(&srv.all[b]->conns[j]);
     for (i = 0; i < srv.ndirty; i++) {
         c = srv.dirty[i];
         c->dirty = 0;
         if (c->state != CLIENT_DEAD)
-            client_flush(c);
+            reply_flush(c);
     }
     srv.ndirty = 0;
     while ((c = srv.dead) != NULL) {
@@ -5239,12 +5249,12 @@ static int loop_drained(void)
 
 static void loop_run(void)
 {
-    srv.start_us = srv.now_us = now_monotonic_us();
+    srv.start_us = srv.now_us = clock_now_us();
     for (;;) {
         size_t n, i;
         int rc;
 
-        srv.now_us = now_monotonic_us();
+        srv.now_us = clock_now_us();
         if (sig_stop && !srv.stopping)
             loop_begin_stop();
         if (sig_stats) {
@@ -5265,14 +5275,14 @@ static void loop_run(void)
         rc = poll(srv.pfds, (nfds_t)n, loop_timeout());
         if (rc < 0 && errno != EINTR)
             die("poll: %s", strerror(errno));
-        srv.now_us = now_monotonic_us();
+        srv.now_us = clock_now_us();
         for (i = 0; rc > 0 && i < n; i++)
             if (srv.pfds[i].revents)
                 loop_event(&srv.pfds[i]);
         for (i = 0; i < (size_t)srv.nall; i++) {
             int j;
             for (j = 0; j < srv.all[i]->nconns; j++)
-                backend_timers(&srv.all[i]->conns[j]);
+                bconn_timers(&srv.all[i]->conns[j]);
         }
         client_timers();
         loop_flush();
@@ -5310,12 +5320,13 @@ static void loop_cleanup(void)
     free(srv.argv);
     free(srv.keypos);
     free(srv.scratch);
-    for (i = 0; i < (int)ARRAY_LEN(route_cmds); i++)
+    for (i = 0; i < (int)ARRAY_LEN(cmd_table); i++)
         free(srv.cmd_stats[i]);
     config_free(srv.cfg);
 }
 
-/* ===================================================================== main */
+/* ================================================================= main */
+/* Command line, startup. */
 
 static void usage(FILE *f)
 {
@@ -5422,7 +5433,7 @@ int main(int argc, char **argv)
     srv.cfg = c;
     log_threshold = (enum log_level)c->log_level;
     srv.start_time = time(NULL);
-    srv.now_us = now_monotonic_us();
+    srv.now_us = clock_now_us();
     srv.rbuf = xmalloc(READ_CHUNK);
     main_fd_limit();
     sig_install();

@@ -25,15 +25,15 @@ Prints one line per disagreement and exits 1 if there is any, else 0.
 import json
 import sys
 
-KINDS = {"ROUTE_ONE", "ROUTE_SPLIT", "ROUTE_SAME", "ROUTE_LOCAL", "ROUTE_ANY",
-         "ROUTE_ALL", "ROUTE_REFUSE", "ROUTE_CONTAINER"}
-KEYED_KINDS = {"ROUTE_ONE", "ROUTE_SPLIT", "ROUTE_SAME"}
+KINDS = {"CMD_ONE", "CMD_SPLIT", "CMD_SAME", "CMD_LOCAL", "CMD_ANY",
+         "CMD_ALL", "CMD_REFUSE", "CMD_CONTAINER"}
+KEYED_KINDS = {"CMD_ONE", "CMD_SPLIT", "CMD_SAME"}
 # Commands whose replies the proxy knows how to merge across backends.
 SPLITTABLE = {"mget", "mset", "del", "unlink", "exists", "touch"}
 # Blocking commands served anyway: the proxy refuses their BLOCK option.
 BLOCKING_SERVED = {"xread", "xreadgroup"}
 # Rows that are not in Redis 7.0's COMMAND reply: name -> (arity, kind).
-EXTRA_ROWS = {"client|setinfo": (4, "ROUTE_LOCAL")}
+EXTRA_ROWS = {"client|setinfo": (4, "CMD_LOCAL")}
 
 
 def canon_spec(ks):
@@ -156,26 +156,26 @@ def check_kinds(server, table, say):
         keyless = specs == "-" and (info is None or info["specs"] == "-")
         if keyless and kind in KEYED_KINDS:
             say("%s: %s but the command has no key specs" % (name, kind))
-        if kind == "ROUTE_ONE" and not one_key_spec(specs):
-            say("%s: ROUTE_ONE but its key specs are not one fixed one-key spec: %s"
+        if kind == "CMD_ONE" and not one_key_spec(specs):
+            say("%s: CMD_ONE but its key specs are not one fixed one-key spec: %s"
                 % (name, specs))
-        if kind == "ROUTE_SPLIT":
+        if kind == "CMD_SPLIT":
             if name not in SPLITTABLE:
-                say("%s: ROUTE_SPLIT but the proxy only splits %s"
+                say("%s: CMD_SPLIT but the proxy only splits %s"
                     % (name, " ".join(sorted(SPLITTABLE))))
             elif " " in specs or not specs.startswith("index:") or ",range:-1," not in specs:
-                say("%s: ROUTE_SPLIT needs one index spec ranging to the end, has %s"
+                say("%s: CMD_SPLIT needs one index spec ranging to the end, has %s"
                     % (name, specs))
         if info is None:
             continue
-        if info["container"] and kind != "ROUTE_CONTAINER":
-            say("%s: has subcommands, so must be ROUTE_CONTAINER, not %s" % (name, kind))
-        if not info["container"] and kind == "ROUTE_CONTAINER":
-            say("%s: ROUTE_CONTAINER but the server lists no subcommands" % name)
-        if "blocking" in info["flags"] and name not in BLOCKING_SERVED and kind != "ROUTE_REFUSE":
-            say("%s: flagged blocking by the server, must be ROUTE_REFUSE, not %s" % (name, kind))
-        if "pubsub" in info["flags"] and kind != "ROUTE_REFUSE":
-            say("%s: flagged pubsub by the server, must be ROUTE_REFUSE, not %s" % (name, kind))
+        if info["container"] and kind != "CMD_CONTAINER":
+            say("%s: has subcommands, so must be CMD_CONTAINER, not %s" % (name, kind))
+        if not info["container"] and kind == "CMD_CONTAINER":
+            say("%s: CMD_CONTAINER but the server lists no subcommands" % name)
+        if "blocking" in info["flags"] and name not in BLOCKING_SERVED and kind != "CMD_REFUSE":
+            say("%s: flagged blocking by the server, must be CMD_REFUSE, not %s" % (name, kind))
+        if "pubsub" in info["flags"] and kind != "CMD_REFUSE":
+            say("%s: flagged pubsub by the server, must be CMD_REFUSE, not %s" % (name, kind))
     for name, (arity, kind) in EXTRA_ROWS.items():
         if name not in byname:
             say("%s: missing from the table (expected arity %d, %s)" % (name, arity, kind))
@@ -205,7 +205,7 @@ def main(argv):
     for p in problems:
         print(p)
     if problems:
-        print("%d disagreement(s) between route_cmds[] and the server (%s check)"
+        print("%d disagreement(s) between cmd_table[] and the server (%s check)"
               % (len(problems), check))
         return 1
     print("ok: %d table rows, %d server commands and subcommands (%s check)"

@@ -1,5 +1,5 @@
 /*
- * cmddump.c -- print shardproxy's command table (route_cmds[]) as text, one
+ * cmddump.c -- print shardproxy's command table (cmd_table[]) as text, one
  * line per row, for test/commands.bats to compare with a live redis-server's
  * COMMAND reply (test/cmdcheck.py does the comparing).
  *
@@ -12,7 +12,7 @@
  *
  *     name  arity  kind  specs
  *
- * kind is the enum route_kind constant's name (ROUTE_ONE ...).  specs is "-"
+ * kind is the enum cmd_kind constant's name (CMD_ONE ...).  specs is "-"
  * when the row has none, else its nspecs key specs separated by one space,
  * each one of:
  *
@@ -34,28 +34,28 @@
 #include <stdio.h>
 #include <string.h>
 
-/* The name of enum route_kind value K, as written in the source. */
+/* The name of enum cmd_kind value K, as written in the source. */
 static const char *cmddump_kind(int k)
 {
     static char other[32];
 
     switch (k) {
-    case ROUTE_ONE: return "ROUTE_ONE";
-    case ROUTE_SPLIT: return "ROUTE_SPLIT";
-    case ROUTE_SAME: return "ROUTE_SAME";
-    case ROUTE_LOCAL: return "ROUTE_LOCAL";
-    case ROUTE_ANY: return "ROUTE_ANY";
-    case ROUTE_ALL: return "ROUTE_ALL";
-    case ROUTE_REFUSE: return "ROUTE_REFUSE";
-    case ROUTE_CONTAINER: return "ROUTE_CONTAINER";
+    case CMD_ONE: return "CMD_ONE";
+    case CMD_SPLIT: return "CMD_SPLIT";
+    case CMD_SAME: return "CMD_SAME";
+    case CMD_LOCAL: return "CMD_LOCAL";
+    case CMD_ANY: return "CMD_ANY";
+    case CMD_ALL: return "CMD_ALL";
+    case CMD_REFUSE: return "CMD_REFUSE";
+    case CMD_CONTAINER: return "CMD_CONTAINER";
     default:
-        snprintf(other, sizeof other, "ROUTE_?%d", k);
+        snprintf(other, sizeof other, "CMD_?%d", k);
         return other;
     }
 }
 
 /* Print key spec S in the canonical text form described above. */
-static void cmddump_spec(const struct route_keyspec *s)
+static void cmddump_spec(const struct cmd_keyspec *s)
 {
     if (s->find == 'u') {
         fputs("unknown", stdout);
@@ -75,11 +75,11 @@ static void cmddump_spec(const struct route_keyspec *s)
 
 int main(void)
 {
-    const size_t nslots = sizeof route_cmds[0].specs / sizeof route_cmds[0].specs[0];
+    const size_t nslots = sizeof cmd_table[0].specs / sizeof cmd_table[0].specs[0];
     size_t i, j;
 
-    for (i = 0; i < sizeof route_cmds / sizeof route_cmds[0]; i++) {
-        const struct route_cmd *c = &route_cmds[i];
+    for (i = 0; i < sizeof cmd_table / sizeof cmd_table[0]; i++) {
+        const struct command *c = &cmd_table[i];
         size_t n = c->nspecs;
 
         printf("%s\t%d\t%s\t", c->name, c->arity, cmddump_kind(c->kind));
@@ -96,7 +96,7 @@ int main(void)
             printf("\tnspecs %d exceeds specs[%d]", c->nspecs, (int)nslots);
         } else {
             for (j = c->nspecs; j < nslots; j++) {
-                const struct route_keyspec *s = &c->specs[j];
+                const struct cmd_keyspec *s = &c->specs[j];
                 if (s->keyword || s->start || s->find || s->a || s->b || s->c) {
                     printf("\tspecs[%d] is set but nspecs is %d", (int)j, c->nspecs);
                     break;

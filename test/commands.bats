@@ -1,6 +1,6 @@
 #!/usr/bin/env bats
 #
-# commands.bats -- shardproxy's command table (route_cmds[] in shardproxy.c)
+# commands.bats -- shardproxy's command table (cmd_table[] in shardproxy.c)
 # against a live redis-server's own key specs.
 #
 # setup_file starts a throwaway redis-server on a free port, saves its
@@ -111,7 +111,7 @@ cmdtest_check() {
     [ "$status" -eq 0 ]
 }
 
-@test "commands: test/cmddump.c builds against shardproxy.c and dumps route_cmds[]" {
+@test "commands: test/cmddump.c builds against shardproxy.c and dumps cmd_table[]" {
     if [ ! -f "$BATS_FILE_TMPDIR/dump.ok" ]; then
         cat "$BATS_FILE_TMPDIR/build.log"
         return 1

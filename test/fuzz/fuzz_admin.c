@@ -68,10 +68,10 @@ static void fuzz_admin_init(void)
     }
     srv.cfg = c;
     srv.start_time = time(NULL) - 3600;
-    srv.now_us = now_monotonic_us();
+    srv.now_us = clock_now_us();
     srv.start_us = srv.now_us - 3600ULL * 1000000;
     srv.admin_fd = -1;
-    /* backend_apply, less backend_connect */
+    /* backend_apply, less bconn_connect */
     srv.backends = xmalloc(sizeof *srv.backends * (size_t)c->nbackends);
     for (i = 0; i < c->nbackends; i++) {
         struct backend *b = backend_new(&c->backends[i], (int)c->backend_connections);
@@ -102,7 +102,7 @@ static void fuzz_admin_init(void)
             hist_add(&b->latency, (1ULL << (j % 30)) + (uint64_t)i * 17);
     }
     for (i = 0; i < (int)ARRAY_LEN(cmds); i++) {
-        struct cmd_stats *cs = stats_cmd(route_find(cmds[i], strlen(cmds[i])));
+        struct cmd_stats *cs = req_cmd_stats(cmd_find(cmds[i], strlen(cmds[i])));
         cs->calls = 10u * (unsigned)(i + 1);
         cs->errors = (unsigned)i;
         for (j = 0; j < i * 5 + 1; j++)

@@ -2,7 +2,7 @@
  * test/fuzz/fuzz_reply.c -- libFuzzer harness for the RESP reply parser.
  *
  * The input is what a backend sends: a stream of RESP2 replies.  It is framed
- * the way backend_replies does it (resp_reply_parse from each reply's first
+ * the way bconn_replies does it (resp_reply_parse from each reply's first
  * byte, resp_reply_init after each), until the bytes run out, the parser
  * wants more, or it reports an error.
  *

@@ -2,9 +2,9 @@
  * test/fuzz/fuzz_request.c -- libFuzzer harness for the RESP request parser.
  *
  * The input is a stream of pipelined client requests (after an optional
- * limit-selector byte, see fuzz.h).  It is framed the way client_process does
+ * limit-selector byte, see fuzz.h).  It is framed the way input_process does
  * it: resp_req_parse on the bytes from the current request's start, then
- * resp_req_args into argv and scratch sized as client_dispatch sizes them
+ * resp_req_args into argv and scratch sized as input_dispatch sizes them
  * (exactly, so ASan sees any overrun), then the next request, until the bytes
  * run out, the parser wants more, or it reports an error.
  *

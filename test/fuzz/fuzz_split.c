@@ -11,8 +11,8 @@
  * first error or the point where the parser wants bytes that never come.
  * The transcripts must be equal; a difference is an abort().
  *
- * Chunked feeding follows the parser contract, as client_process and
- * backend_replies do: the buffer handed over always starts at the current
+ * Chunked feeding follows the parser contract, as input_process and
+ * bconn_replies do: the buffer handed over always starts at the current
  * message's first byte and only grows; after RESP_AGAIN the parser is called
  * again with the same state and more bytes; it is never called with no
  * bytes.  Each call gets a fresh heap copy of exactly the bytes received, so
