@@ -1,4 +1,74 @@
-/* HEADER */
+/*
+ * shardproxy -- a Redis sharding proxy in one C file.
+ *
+ * Clients speak RESP to shardproxy as if it were one Redis server.  Each
+ * command is routed by its key to one of N independent Redis backends chosen
+ * by a Maglev table whose placement is exactly Envoy's redis_proxy (cluster
+ * lb_policy MAGLEV, hash tags on), so a deployment can swap Envoy out without
+ * moving a key.  Multi-key commands are split per backend and merged; every
+ * client gets its replies in request order over shared, pipelined backend
+ * connections.  One poll() loop, libc and POSIX only.
+ *
+ * Copyright (c) 2026 the shardproxy authors.  MIT licence (see LICENSE).
+ *
+ * Sections, bottom-up: each uses only what comes before it (one forward
+ * declaration, stats_info_merge, is the exception and says why).
+ *
+ *   leaves, no sockets of their own and no server state
+ *     tunables and limits . utility macros
+ *     clock            clock_     the monotonic clock
+ *     logging          log_       timestamped lines on stderr, untrusted bytes escaped
+ *     buffers          buf_       growable byte queues
+ *     network I/O      net_       read/write/accept results, listening sockets
+ *     hashing          hash_      MurmurHash64A, XXH64, hash tags
+ *     Maglev           maglev_    Envoy-compatible lookup table
+ *     RESP parsing     resp_      resumable request and reply framing, no I/O
+ *     RESP encoding    enc_       replies and requests the proxy builds
+ *     histograms       hist_      fixed log-linear latency histograms
+ *     command table    cmd_       the Redis 7.0 command table, key extraction
+ *   the data model: config, requests (with the FIFO diagram), backend
+ *     connections (with their state machine), stats X-macros, clients,
+ *     admin connections, struct call, the server, signal flags
+ *   the core, in the order a request meets it
+ *     descriptors      fd_        the fd -> connection table
+ *     request records  req_       allocation, per-command counters
+ *     clients          client_    accept, close, max_clients, idle timers
+ *     client output    reply_     the reply FIFO, local replies, output limit, writes
+ *     completion       complete_  replies matched to records, split merges
+ *     backend conns    bconn_     connect, handshake, read, write, timers
+ *     backends         backend_   the set of backends, their state, the reload swap
+ *     routing          route_     key -> backend; forward, split, fan out, CROSSSLOT
+ *     stats            stats_     text, JSON, Prometheus and INFO, from the X-macros
+ *     local commands   local_     PING ECHO QUIT SELECT HELLO AUTH CLIENT INFO
+ *     reading, dispatch input_    read, frame, look up, check, route
+ *   the periphery
+ *     configuration    config_    directive table (defaults, reload rule), parse, load
+ *     reload           reload_    SIGHUP and admin `reload`
+ *     admin            admin_     the admin socket
+ *     signals          sig_       handlers only set flags
+ *     event loop       loop_      poll(), accepts, timers, one write per connection
+ *     main
+ *
+ * The life of a GET.  loop_run polls; loop_event finds the client in the fd
+ * table and calls input_read, which reads into the shared buffer (net_read)
+ * and hands it to input_process.  resp_req_parse frames the request;
+ * input_dispatch splits it into arguments (resp_req_args), finds its row
+ * (cmd_find), checks arity and AUTH and calls input_route, which for a
+ * one-key command calls route_forward with route_backend(key) (hash_tag,
+ * hash_murmur64a, the Maglev table).  route_forward picks the client's
+ * connection to that backend (bconn_pick), makes a record (req_new), puts
+ * it on the client's FIFO (reply_push), appends the request's bytes to the
+ * connection's output and the record to its FIFO (bconn_push).  At the end
+ * of the pass loop_flush writes each connection once (bconn_flush).  When
+ * the reply arrives, loop_event calls bconn_read; bconn_replies frames it
+ * (resp_reply_parse) and pops the connection's FIFO head; complete_reply
+ * sends it straight to the client's output when the record heads the
+ * client's FIFO (reply_emit, reply_pop, reply_release), else keeps it in the
+ * record; loop_flush then writes the client once (reply_flush).
+ *
+ * Build: cc -std=c99 -O2 shardproxy.c -o shardproxy  (no libraries).  Any
+ * tunable below can be changed with -DNAME=VALUE.
+ */
 
 #define _POSIX_C_SOURCE 200809L
 
@@ -32,21 +102,69 @@
 /* ================================================== tunables and limits */
 /* Compile-time knobs; each may be overridden with -DNAME=VALUE. */
 
-#define READ_CHUNK (64 * 1024)       /* bytes asked of read() per call */
-#define MAX_INLINE (64 * 1024)       /* longest inline command line (Redis: 64 KiB) */
-#define RECONNECT_MIN_MS 100         /* first retry delay after a failed connect */
-#define RECONNECT_MAX_MS 5000        /* backoff ceiling */
-#define ACCEPT_PAUSE_MS 100          /* accept() hit EMFILE/ENFILE: wait this long */
-#define ACCEPT_BATCH 256             /* connections accepted per loop pass at most */
-#define SHUTDOWN_GRACE_MS 10000      /* drain bound on SIGTERM when timeout is 0 */
-#define REPLY_ERR_MAX 512            /* longest error line the proxy builds */
-#define SPLIT_INLINE_KEYS 16         /* split key maps up to this size need no malloc */
-#define CLIENT_IDLE_US 1000000       /* a client quiet this long gives its buffers back */
-
-/* Descriptors kept out of the clients' reach, beyond the backend
- * connections and listeners, so a reconnect or an accept-and-refuse always
- * finds one (Redis keeps 32 too). */
-#define CLIENT_FD_RESERVE 32
+#ifndef READ_CHUNK
+#define READ_CHUNK (64 * 1024) /* bytes asked of read() per call */
+#endif
+#ifndef MAX_INLINE
+#define MAX_INLINE (64 * 1024) /* longest inline command line (Redis: 64 KiB) */
+#endif
+#ifndef RECONNECT_MIN_MS
+#define RECONNECT_MIN_MS 100 /* first retry delay after a failed connect */
+#endif
+#ifndef RECONNECT_MAX_MS
+#define RECONNECT_MAX_MS 5000 /* backoff ceiling */
+#endif
+#ifndef ACCEPT_PAUSE_MS
+#define ACCEPT_PAUSE_MS 100 /* accept() hit EMFILE/ENFILE: wait this long */
+#endif
+#ifndef ACCEPT_BATCH
+#define ACCEPT_BATCH 256 /* connections accepted per loop pass at most */
+#endif
+#ifndef LISTEN_BACKLOG
+#define LISTEN_BACKLOG 511 /* listen() backlog of the data listeners (Redis: 511) */
+#endif
+#ifndef SHUTDOWN_GRACE_MS
+#define SHUTDOWN_GRACE_MS 10000 /* drain bound on SIGTERM when timeout is 0 */
+#endif
+#ifndef REPLY_ERR_MAX
+#define REPLY_ERR_MAX 512 /* longest error line the proxy builds */
+#endif
+#ifndef SPLIT_INLINE_KEYS
+#define SPLIT_INLINE_KEYS 16 /* split key maps up to this size need no malloc */
+#endif
+#ifndef CLIENT_IDLE_US
+#define CLIENT_IDLE_US 1000000 /* a client quiet this long gives its buffers back */
+#endif
+#ifndef CLIENT_TIMER_US
+#define CLIENT_TIMER_US 100000 /* how often client timers run */
+#endif
+#ifndef CLIENT_FD_RESERVE
+#define CLIENT_FD_RESERVE 32 /* descriptors kept from clients for reconnects and refusals (Redis: 32) */
+#endif
+#ifndef PREAUTH_MAX_ARGS
+#define PREAUTH_MAX_ARGS 10 /* before AUTH: most arguments in a request (Redis's limit) */
+#endif
+#ifndef PREAUTH_MAX_BULK
+#define PREAUTH_MAX_BULK (16 * 1024) /* before AUTH: largest argument (Redis's limit) */
+#endif
+#ifndef PREAUTH_MAX_REQUEST
+#define PREAUTH_MAX_REQUEST (PREAUTH_MAX_BULK * (PREAUTH_MAX_ARGS + 1)) /* before AUTH: largest request */
+#endif
+#ifndef ADMIN_MAX_CONNS
+#define ADMIN_MAX_CONNS 256 /* admin connections at once */
+#endif
+#ifndef ADMIN_LINE_MAX
+#define ADMIN_LINE_MAX 4096 /* longest admin command line */
+#endif
+#ifndef ADMIN_OUT_MAX
+#define ADMIN_OUT_MAX (1 << 20) /* unwritten admin reply bytes before reading pauses */
+#endif
+#ifndef ADMIN_BACKLOG
+#define ADMIN_BACKLOG 64 /* listen() backlog of the admin socket */
+#endif
+#ifndef REPORT_CHUNK
+#define REPORT_CHUNK 512 /* SIGUSR1 report bytes written per write(), never more than PIPE_BUF */
+#endif
 
 /* ======================================================= utility macros */
 /* Small helpers every section uses. */
@@ -67,6 +185,16 @@
 #define NORETURN
 
 #endif
+
+/* ================================================================ clock */
+/* clock_: the monotonic clock the loop reads once per pass. */
+
+static uint64_t clock_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
 
 /* ============================================================== logging */
 /* Timestamped lines on stderr, untrusted bytes escaped; fatal startup errors; allocation. */
@@ -127,7 +255,8 @@ static const char *log_escape(const char *p, size_t len, char *out, size_t outle
     return out;
 }
 
-/* Startup failure: log and exit.  Never called once the loop runs. */
+/* Fatal error: log and exit 1.  Used during startup, and once the loop
+ * runs only when poll() itself fails, when nothing can go on. */
 static NORETURN void die(const char *fmt, ...) PRINTF_LIKE(1, 2);
 static NORETURN void die(const char *fmt, ...)
 {
@@ -255,17 +384,142 @@ static void buf_free(struct buf *b)
 /* ========================================================== network I/O */
 /* net_: every socket call and its errno triage in one place. */
 
+/* What a read, write or accept came to.  Callers decide what each means for
+ * their connection; none of them looks at errno except to log it. */
+enum net_result {
+    NET_OK,    /* bytes moved (or a descriptor accepted) */
+    NET_AGAIN, /* nothing now: wait for readiness (EAGAIN, EWOULDBLOCK) */
+    NET_EOF,   /* read: the peer closed its side */
+    NET_ERR    /* the socket is broken; errno says why */
+};
+
 static int net_nonblock(int fd)
 {
     int fl = fcntl(fd, F_GETFL);
     return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
+/* TCP options for every proxied TCP socket, client or backend: no Nagle
+ * delay (a proxy adds latency enough), and keepalive so a peer that vanished
+ * without a FIN is found eventually. */
 static void net_tcp_options(int fd)
 {
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+}
+
+/* read() up to N bytes into P; *GOT is set on NET_OK.  EINTR is retried. */
+static enum net_result net_read(int fd, char *p, size_t n, size_t *got)
+{
+    for (;;) {
+        ssize_t r = read(fd, p, n);
+        if (r > 0) {
+            *got = (size_t)r;
+            return NET_OK;
+        }
+        if (r == 0)
+            return NET_EOF;
+        if (errno == EINTR)
+            continue;
+        return errno == EAGAIN || errno == EWOULDBLOCK ? NET_AGAIN : NET_ERR;
+    }
+}
+
+/* One write() of up to N bytes from P; *PUT is set on NET_OK. */
+static enum net_result net_write(int fd, const char *p, size_t n, size_t *put)
+{
+    for (;;) {
+        ssize_t r = write(fd, p, n);
+        if (r >= 0) {
+            *put = (size_t)r;
+            return r > 0 || n == 0 ? NET_OK : NET_AGAIN;
+        }
+        if (errno == EINTR)
+            continue;
+        return errno == EAGAIN || errno == EWOULDBLOCK ? NET_AGAIN : NET_ERR;
+    }
+}
+
+/* accept() one connection from LFD into *FD (and its peer into *SS, if
+ * given).  NET_AGAIN: none waiting, or one that aborted before we took it;
+ * NET_ERR: the process is out of descriptors or memory (errno says which). */
+static enum net_result net_accept(int lfd, int *fd, struct sockaddr_storage *ss)
+{
+    for (;;) {
+        socklen_t len = sizeof *ss;
+        *fd = accept(lfd, (struct sockaddr *)ss, &len);
+        if (*fd >= 0)
+            return NET_OK;
+        if (errno == EINTR || errno == ECONNABORTED)
+            continue;
+        return errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM
+                   ? NET_ERR
+                   : NET_AGAIN;
+    }
+}
+
+/* Is something listening on the UNIX socket PATH?  A socket file left by a
+ * process that died refuses the connect; a live one accepts it. */
+static int net_unix_in_use(const struct sockaddr_un *un)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0), live;
+
+    if (fd < 0)
+        return 0;
+    live = connect(fd, (const struct sockaddr *)un, sizeof *un) == 0;
+    close(fd);
+    return live;
+}
+
+/* A non-blocking listening socket on SA.  For a UNIX path: a stale socket
+ * file is replaced, a live one (another proxy serving it) or a file that is
+ * not a socket is an error; with MODE non-zero the socket is created
+ * owner-only and then given MODE, so it is never reachable with a looser
+ * mode, even briefly.  Returns the descriptor, or -1 with the reason in ERR. */
+static int net_listen(const struct sockaddr_storage *sa, socklen_t salen, int backlog,
+                      unsigned mode, char *err, size_t errlen)
+{
+    const struct sockaddr_un *un = (const struct sockaddr_un *)sa;
+    int fd, one = 1, rc;
+    struct stat st;
+    mode_t old = 0;
+
+    if (sa->ss_family == AF_UNIX && lstat(un->sun_path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            snprintf(err, errlen, "exists and is not a socket");
+            return -1;
+        }
+        if (net_unix_in_use(un)) {
+            snprintf(err, errlen, "in use by a running process");
+            return -1;
+        }
+        unlink(un->sun_path); /* stale, from an earlier run */
+    }
+    fd = socket(sa->ss_family, SOCK_STREAM, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -1;
+    }
+    if (sa->ss_family != AF_UNIX)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (mode)
+        old = umask(0177);
+    rc = bind(fd, (const struct sockaddr *)sa, salen);
+    if (mode)
+        umask(old);
+    if (rc < 0) {
+        snprintf(err, errlen, "bind: %s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if ((mode && chmod(un->sun_path, (mode_t)mode) < 0) || listen(fd, backlog) < 0 ||
+        net_nonblock(fd) < 0) {
+        snprintf(err, errlen, "%s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
 }
 
 /* ============================================================== hashing */
@@ -1012,7 +1266,6 @@ struct cmd_keyspec {
 #define KS_RANGE(idx, last, step, limit) {NULL, idx, 'r', last, step, limit}
 #define KS_KEYNUM(idx, numidx, first, step) {NULL, idx, 'n', numidx, first, step}
 #define KS_KW_RANGE(kw, from, last, step, limit) {kw, from, 'r', last, step, limit}
-#define KS_KW_KEYNUM(kw, from, numidx, first, step) {kw, from, 'n', numidx, first, step}
 #define KS_UNKNOWN {NULL, 0, 'u', 0, 0, 0}
 #define KS_NONE {NULL, 0, 0, 0, 0, 0}
 
@@ -1027,7 +1280,9 @@ struct command {
 
 /*
  * cmd_table[]: the command table, one row per Redis 7.0 command and
- * subcommand, sorted by strcmp() on the name so route lookup can bsearch().
+ * subcommand, sorted by strcmp() on the name (for the reader, and for
+ * test/commands.bats, which diffs it with a live server; lookups go through
+ * the hash index cmd_index).
  *
  * Where the data comes from.  Name, arity and key specs are copied verbatim
  * from `COMMAND` (same as `COMMAND INFO`, subcommands nested) of Debian's
@@ -1478,7 +1733,7 @@ static int cmd_cmp(const char *name, size_t len, const char *table_name)
 #define CMD_INDEX_SIZE 1024
 
 static uint16_t cmd_index[CMD_INDEX_SIZE]; /* row + 1, 0 = empty */
-static int cmd_ready;                         /* cmd_index is filled */
+static int cmd_ready;                         /* cmd_init has run */
 
 /* FNV-1a over the ASCII-lowered name. */
 static uint32_t cmd_hash(const char *name, size_t len)
@@ -1495,11 +1750,14 @@ static uint32_t cmd_hash(const char *name, size_t len)
     return h;
 }
 
-/* Fill cmd_index; done once, at the first lookup. */
+/* Fill cmd_index.  main (and every test program) calls it once, before
+ * the first lookup, so the hot path does not check. */
 static void cmd_init(void)
 {
     size_t i;
 
+    if (cmd_ready)
+        return;
     assert(ARRAY_LEN(cmd_table) * 2 <= CMD_INDEX_SIZE);
     for (i = 0; i < ARRAY_LEN(cmd_table); i++) {
         uint32_t h = cmd_hash(cmd_table[i].name, strlen(cmd_table[i].name));
@@ -1515,8 +1773,7 @@ static const struct command *cmd_find(const char *name, size_t len)
 {
     uint32_t h;
 
-    if (!cmd_ready)
-        cmd_init();
+    assert(cmd_ready);
     for (h = cmd_hash(name, len);; h++) {
         unsigned row = cmd_index[h & (CMD_INDEX_SIZE - 1)];
         if (!row)
@@ -1708,6 +1965,10 @@ struct config {
     char *admin;                       /* admin socket path, or NULL */
     uint64_t admin_mode;               /* its file mode (default 0600) */
     uint16_t *table;                   /* Maglev table: slot -> backend index */
+    int resolve;                       /* resolve addresses (0: only check their shape) */
+    char **restart_lines;              /* every line of a restart-only directive, as
+                                          "name arg...", in file order (reload compares) */
+    int nrestart_lines;                /* entries in restart_lines */
 };
 
 /* Parses the words of one directive into the config. Returns 0, or -1 with a
@@ -1715,12 +1976,22 @@ struct config {
 typedef int (*config_parser)(struct config *c, const void *field, char **argv, int argc,
                              char *err, size_t errlen);
 
-/* A directive: its name, parser, target field and the range of its value. */
+/* How a directive behaves on reload. */
+enum config_reload {
+    CONFIG_RELOADS, /* a reload applies the new value */
+    CONFIG_RESTART  /* a reload logs that it changed and keeps the running value */
+};
+
+/* A directive: its name, parser, target field, the range of its value, its
+ * default (applied by running the parser on it before the file is read)
+ * and what a reload does with it. */
 struct config_directive {
     const char *name;     /* as written in the file */
     config_parser parse;  /* parser for its words */
     size_t offset;        /* field in struct config (numeric directives) */
     uint64_t min, max;    /* accepted range (numeric directives) */
+    const char *def;      /* default value as it would be written, NULL: none */
+    uint8_t reload;       /* enum config_reload */
 };
 
 /* ================================================= data model: requests */
@@ -1744,6 +2015,21 @@ struct config_directive {
  * still read (to keep the stream in sync) and dropped.
  */
 
+/* What a record stands for; which fields of struct req it uses. */
+enum req_role {
+    REQ_FORWARD,   /* a client request sent whole to one backend: both FIFOs;
+                      client, backend, sent_us, cmd, start_us, reply */
+    REQ_PARENT,    /* a split or fanned-out request: client FIFO only; client,
+                      cmd, start_us, merge, child/nchild/pending, keymap/nkeys,
+                      info_sections, reply (the merged reply) */
+    REQ_CHILD,     /* one backend's part of a parent: backend FIFO only;
+                      parent, backend, sent_us, reply, proxy_error */
+    REQ_LOCAL,     /* a reply the proxy made that waits behind earlier ones:
+                      client FIFO only; reply (done from the start) */
+    REQ_HANDSHAKE  /* AUTH or SELECT the proxy sent on connect: backend FIFO
+                      only; sent_us; its reply is checked, never forwarded */
+};
+
 /* How a split parent combines its children's replies. */
 enum req_merge {
     MERGE_NONE,  /* not a split parent */
@@ -1761,14 +2047,16 @@ struct backend;
 struct req {
     struct req *next;          /* next on the client FIFO (or the free list) */
     struct req *next_sent;     /* next on the backend connection FIFO */
+    uint8_t role;              /* enum req_role: which of the fields below are used */
+    uint8_t done;              /* the reply is complete */
+    uint8_t proxy_error;       /* the reply is an error the proxy generated */
+    uint8_t merge;             /* enum req_merge, for a parent */
+    uint8_t info_sections;     /* INFO parent: INFO_* sections asked for */
     struct client *client;     /* owner; NULL when orphaned and for children */
     struct req *parent;        /* the split parent of a child, else NULL */
     struct backend *backend;   /* backend a forwarded request or child went to */
     uint64_t sent_us;          /* when it was queued to the backend (timeouts, latency) */
     struct buf reply;          /* the reply, when it cannot go straight out */
-    uint8_t done;              /* the reply is complete */
-    uint8_t proxy_error;       /* the reply is an error the proxy generated */
-    uint8_t merge;             /* enum req_merge, for a parent */
     uint32_t nchild;           /* parent: children created */
     uint32_t pending;          /* parent: children not yet answered */
     struct req **child;        /* parent: the children, in creation order */
@@ -1776,70 +2064,113 @@ struct req {
     uint32_t nkeys;            /* MGET parent: entries in keymap */
     const struct command *cmd; /* command, for per-command stats (NULL for children) */
     uint64_t start_us;         /* when the client's request was dispatched */
-    uint8_t info_sections;     /* INFO parent: STATS_INFO_* sections asked for */
-    uint8_t handshake;         /* AUTH or SELECT the proxy sent on connect */
 };
 
 /* ================================================= data model: backends */
 /* Backend connections, their state machine, per-backend counters. */
 
-/* State of one backend connection. */
+/*
+ * State of one backend connection.
+ *
+ *   DOWN --connect()--> CONNECTING --writable, no error--> HANDSHAKE or UP
+ *   HANDSHAKE --last AUTH/SELECT reply OK--> UP
+ *   CONNECTING, HANDSHAKE, UP --failure--> BACKOFF, or DOWN (retry at once)
+ *   BACKOFF --retry_us reached--> CONNECTING
+ *
+ * A failure is a refused or timed-out connect, a rejected handshake, EOF, a
+ * read or write error, garbage, or a reply timeout; every record on the
+ * connection is failed with it.  Only a connection that had proven itself
+ * (answered a request) and was lost goes to DOWN and reconnects at once;
+ * anything else backs off, doubling from RECONNECT_MIN_MS, so a backend that
+ * accepts and closes is not hammered.  Requests for a BACKOFF connection are
+ * answered "unavailable" at once; requests for DOWN, CONNECTING and
+ * HANDSHAKE connections queue and are written once it is connected.
+ */
 enum bconn_state {
-    BCONN_DOWN,       /* no socket; (re)connect at retry_us */
+    BCONN_DOWN,       /* no socket; connect at retry_us (now, after a lost connection) */
+    BCONN_BACKOFF,    /* no socket; the last attempt failed; connect at retry_us */
     BCONN_CONNECTING, /* non-blocking connect in progress */
+    BCONN_HANDSHAKE,  /* connected; AUTH/SELECT replies still owed */
     BCONN_UP          /* connected; requests flow */
 };
 
 /* One shared, pipelined connection to a backend. */
 struct bconn {
     struct backend *backend;      /* owner */
-    int fd;                       /* socket, -1 when down */
-    enum bconn_state state;       /* see enum */
-    int failed;                   /* the last connect failed: answer "unavailable" at once */
-    int answered;                 /* this connection delivered a reply (it really works) */
-    int handshaking;              /* AUTH/SELECT replies still owed (not "up" until 0) */
+    int fd;                       /* socket, -1 without one */
+    enum bconn_state state;       /* see the diagram above */
+    int proven;                   /* a request was answered on this socket: it really works */
     struct buf in;                /* replies read, not yet matched */
     struct buf out;               /* requests queued, not yet written */
     struct resp_reply_parser rp;  /* framing state of the reply at in.r */
     struct req *head, *tail;      /* FIFO of requests written or queued, oldest first */
     uint32_t inflight;            /* entries in that FIFO */
-    uint64_t retry_us;            /* DOWN: when to connect again */
+    uint64_t retry_us;            /* DOWN, BACKOFF: when to connect again (0: never failed) */
     uint64_t deadline_us;         /* CONNECTING: when to give up */
     uint64_t backoff_ms;          /* next retry delay, doubling to RECONNECT_MAX_MS */
 };
 
-/* Per-backend counters, defined once: name, help text. */
-#define STATS_BACKEND(X)                                                          \
-    X(requests, "requests sent to the backend")                                  \
-    X(responses, "replies received from the backend")                            \
-    X(errors, "error replies received from the backend")                         \
-    X(failures, "requests the proxy failed (backend unavailable or timed out)")  \
-    X(timeouts, "requests that timed out")                                       \
-    X(reconnects, "connection attempts after the first")                        \
-    X(bytes_in, "bytes read from the backend")                                   \
-    X(bytes_out, "bytes written to the backend")
+/*
+ * Stats, defined once.  C(name, section, info, help) is a counter: a field of
+ * the stats struct that only grows; G(name, metric, section, info, help,
+ * value) is a gauge, computed when rendered.  Every report renders these
+ * lists: the text report and JSON under NAME, Prometheus as
+ * shardproxy_NAME_total (counters) or shardproxy_METRIC (gauges), INFO as
+ * the field INFO in the section INFO_SECTION (NONE: not in INFO).
+ */
+#define STATS_PROXY(C, G)                                                               \
+    G(clients, "clients", CLIENTS, "connected_clients", "Client connections open now",   \
+      srv.nclients)                                                                     \
+    G(inflight, "inflight_requests", STATS, "inflight_requests",                        \
+      "Requests sent to backends, not answered yet", backend_inflight_total())          \
+    C(connections_accepted, STATS, "total_connections_received",                        \
+      "Client connections accepted")                                                    \
+    C(connections_rejected, STATS, "rejected_connections",                              \
+      "Client connections refused at max_clients")                                      \
+    C(commands, STATS, "total_commands_processed", "Commands received from clients")   \
+    C(errors, STATS, "total_error_replies", "Error replies sent to clients")           \
+    C(protocol_errors, STATS, "protocol_errors", "Clients closed for a protocol error") \
+    C(output_overflows, STATS, "output_overflows",                                      \
+      "Clients closed for exceeding client_output_limit")                               \
+    C(bytes_in, STATS, "total_net_input_bytes", "Bytes read from clients")             \
+    C(bytes_out, STATS, "total_net_output_bytes", "Bytes written to clients")
 
-/* Proxy-wide counters, defined once: name, help text. */
-#define STATS_PROXY(X)                                                            \
-    X(connections_accepted, "client connections accepted")                       \
-    X(connections_rejected, "client connections refused at max_clients")         \
-    X(commands, "commands received from clients")                                \
-    X(errors, "error replies sent to clients")                                   \
-    X(protocol_errors, "clients closed for a protocol error")                    \
-    X(output_overflows, "clients closed for exceeding client_output_limit")      \
-    X(bytes_in, "bytes read from clients")                                       \
-    X(bytes_out, "bytes written to clients")
+/* Per-backend stats, the same way, plus S(name, value): a string field
+ * (not a Prometheus sample).  INFO's `backends` section, the admin
+ * `backends` command and the text report's backend header show each
+ * backend on one line: its identity and address, then every S and G row;
+ * the counters follow in the text report, JSON and Prometheus. */
+#define STATS_BACKEND(C, G, S)                                                          \
+    G(weight, "backend_weight", BACKENDS, "weight", "Configured weight", b->cfg.weight) \
+    S(state, backend_state(b))                                                          \
+    G(slots, "backend_slots", BACKENDS, "slots", "Maglev table slots owned", b->slots) \
+    G(connections, "backend_connections", BACKENDS, "connections", "Connections up now", \
+      backend_conns_up(b))                                                              \
+    G(inflight, "backend_inflight_requests", BACKENDS, "inflight",                      \
+      "Requests not answered yet", backend_inflight(b))                                 \
+    C(requests, NONE, NULL, "Requests sent to the backend")                             \
+    C(responses, NONE, NULL, "Replies received from the backend")                       \
+    C(errors, NONE, NULL, "Error replies received from the backend")                    \
+    C(failures, NONE, NULL, "Requests the proxy failed (backend unavailable or timed out)") \
+    C(timeouts, NONE, NULL, "Requests that timed out")                                  \
+    C(reconnects, NONE, NULL, "Connection attempts after the first")                    \
+    C(bytes_in, NONE, NULL, "Bytes read from the backend")                              \
+    C(bytes_out, NONE, NULL, "Bytes written to the backend")
 
-#define STATS_FIELD(name, help) uint64_t name;
+/* Expanders: a struct field per counter; nothing for a gauge. */
+#define STATS_FIELD(name, section, info, help) uint64_t name;
+#define STATS_NOFIELD(name, metric, section, info, help, value)
+#define STATS_NOSTRING(name, value)
+#define STATS_NOFIELD_C(name, section, info, help)
 
 /* Counters of one backend. */
 struct backend_stats {
-    STATS_BACKEND(STATS_FIELD)
+    STATS_BACKEND(STATS_FIELD, STATS_NOFIELD, STATS_NOSTRING)
 };
 
 /* Counters of the whole proxy. */
 struct proxy_stats {
-    STATS_PROXY(STATS_FIELD)
+    STATS_PROXY(STATS_FIELD, STATS_NOFIELD)
 };
 
 /* Runtime state of one configured backend. */
@@ -1873,6 +2204,17 @@ enum client_state {
     CLIENT_DEAD     /* closed; freed at the end of the loop pass */
 };
 
+/* Why a client may run commands.  The difference between the last two is
+ * what a reload that adds `password` acts on: a client let in only because
+ * no password was configured must AUTH from its next command on, while one
+ * that proved a password keeps its access (as Redis keeps it when a
+ * password is rotated). */
+enum client_auth {
+    AUTH_NONE,  /* must AUTH first: only AUTH, HELLO and QUIT are served */
+    AUTH_OPEN,  /* no password was configured when it arrived */
+    AUTH_PASSED /* AUTH (or HELLO AUTH) matched a configured password */
+};
+
 /* One client connection. */
 struct client {
     struct client *prev, *next;       /* list of all clients */
@@ -1887,7 +2229,7 @@ struct client {
     size_t held;                      /* reply bytes complete but waiting in the FIFO */
     uint8_t dirty;                    /* on the loop's list of clients to flush */
     uint8_t throttled;                /* input left unparsed at client_max_pending */
-    uint8_t authed;                   /* passed AUTH (or no password is configured) */
+    uint8_t auth;                     /* enum client_auth */
     char *name;                       /* CLIENT SETNAME, or NULL */
     char addr[64];                    /* peer address for logs */
     uint64_t created_us;              /* accept time */
@@ -1904,16 +2246,27 @@ struct admin {
     struct buf out;     /* replies not yet written */
 };
 
+/* One request being served: what routing and local commands work on,
+ * passed explicitly instead of through globals. */
+struct call {
+    struct client *c;            /* who sent it */
+    const struct command *cmd;   /* its command table row; NULL before lookup */
+    const struct resp_arg *argv; /* its arguments (into raw, or srv.scratch if inline) */
+    int64_t argc;                /* entries in argv */
+    const char *raw;             /* the request's bytes as received */
+    size_t rawlen;               /* their count */
+};
+
 /* =============================================== data model: the server */
 /* The one server struct, the fd table, signal flags. */
 
-/* What a file descriptor is, for the poll loop's dispatch. */
+/* What a file descriptor is, for the loop's dispatch. */
 enum fd_type { FD_NONE, FD_LISTENER, FD_CLIENT, FD_BACKEND, FD_ADMIN_LISTENER, FD_ADMIN };
 
-/* fd -> object, indexed by descriptor number. */
+/* fd -> connection, indexed by descriptor number. */
 struct fdref {
     enum fd_type type; /* what ptr points to */
-    void *ptr;         /* struct client, struct bconn, or listener index */
+    void *ptr;         /* struct client, struct bconn or struct admin; NULL for listeners */
 };
 
 /* The one server: everything the loop owns. */
@@ -1925,7 +2278,7 @@ static struct server {
                                       ones a reload removed that still drain requests */
     int nall;                      /* entries in all */
     int *listen_fds;               /* one socket per listen directive, -1 when closed */
-    struct fdref *fds;             /* fd -> object */
+    struct fdref *fds;             /* fd -> connection */
     int maxfds;                    /* entries in fds (RLIMIT_NOFILE) */
     struct client *clients;        /* all open clients */
     uint64_t nclients;             /* open clients */
@@ -1944,15 +2297,16 @@ static struct server {
     size_t scratch_cap;            /* allocation of scratch (and keypos entries) */
     int *split_child;              /* backend index -> child index during a split */
     uint64_t now_us;               /* monotonic clock, read once per pass */
-    uint64_t start_us;             /* when the loop started */
     time_t start_time;             /* wall clock at start, for uptime */
     int stopping;                  /* SIGTERM seen: draining */
     uint64_t stop_deadline_us;     /* drain bound */
     uint64_t accept_paused_until;  /* after EMFILE: no accept before this */
+    uint64_t accept_warned_us;     /* last "pausing accepts" warning (one a second) */
+    uint64_t client_timers_us;     /* last run of client_timers */
     uint32_t any_next;             /* round-robin cursor for CMD_ANY */
     struct proxy_stats st;         /* counters */
     struct cmd_stats *cmd_stats[ARRAY_LEN(cmd_table)]; /* per command row, when seen */
-    const struct command *cur_cmd; /* command being dispatched, for stats */
+    struct buf report;             /* SIGUSR1 report bytes not yet written to stderr */
     int admin_fd;                  /* admin socket listener, -1 if none */
     struct admin *admins;          /* admin connections */
     int nadmins;                   /* entries in admins */
@@ -1962,14 +2316,26 @@ static volatile sig_atomic_t sig_stop;  /* SIGTERM/SIGINT seen */
 static volatile sig_atomic_t sig_stats; /* SIGUSR1 seen */
 static volatile sig_atomic_t sig_hup;   /* SIGHUP seen */
 
-/* ================================================ clock and descriptors */
-/* clock_ and fd_: the pass clock, the fd -> connection table. */
+/* ========================================================== descriptors */
+/* fd_: the fd -> connection table, the one place that edits it. */
 
-static uint64_t clock_now_us(void)
+/* Enter FD in the table as TYPE, PTR.  Returns -1 (and leaves the fd to
+ * the caller) when it is beyond the table, i.e. the descriptor limit. */
+static int fd_register(int fd, enum fd_type type, void *ptr)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+    if (fd < 0 || fd >= srv.maxfds)
+        return -1;
+    srv.fds[fd].type = type;
+    srv.fds[fd].ptr = ptr;
+    return 0;
+}
+
+/* Forget FD and close it. */
+static void fd_release(int fd)
+{
+    srv.fds[fd].type = FD_NONE;
+    srv.fds[fd].ptr = NULL;
+    close(fd);
 }
 
 /* ====================================================== request records */
@@ -2057,9 +2423,7 @@ static void client_close(struct client *c, const char *why)
     c->head = c->tail = NULL;
     c->npending = 0;
     c->held = 0;
-    srv.fds[c->fd].type = FD_NONE;
-    srv.fds[c->fd].ptr = NULL;
-    close(c->fd);
+    fd_release(c->fd);
     c->fd = -1;
     buf_free(&c->in);
     buf_free(&c->out);
@@ -2081,7 +2445,7 @@ static void client_free(struct client *c)
     free(c);
 }
 
-/* A new connection on listener fd LFD was accepted as FD. */
+/* A client connected as FD (already in the fd table's range) from SS. */
 static void client_new(int fd, const struct sockaddr_storage *ss)
 {
     struct client *c = xmalloc(sizeof *c);
@@ -2091,7 +2455,7 @@ static void client_new(int fd, const struct sockaddr_storage *ss)
     c->id = ++srv.next_client_id;
     c->state = CLIENT_OPEN;
     c->created_us = c->last_us = srv.now_us;
-    c->authed = srv.cfg->npasswords == 0;
+    c->auth = srv.cfg->npasswords == 0 ? AUTH_OPEN : AUTH_NONE;
     resp_req_init(&c->parser);
     if (ss->ss_family == AF_INET) {
         const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
@@ -2112,8 +2476,7 @@ static void client_new(int fd, const struct sockaddr_storage *ss)
     srv.clients = c;
     srv.nclients++;
     srv.st.connections_accepted++;
-    srv.fds[fd].type = FD_CLIENT;
-    srv.fds[fd].ptr = c;
+    fd_register(fd, FD_CLIENT, c);
     log_at(LOG_DEBUG, "client %llu %s connected", (unsigned long long)c->id, c->addr);
 }
 
@@ -2138,7 +2501,7 @@ static void client_limit_check(void)
                (unsigned long long)client_limit(), srv.maxfds);
 }
 
-/* Ten times a second: free the emptied I/O buffers of clients quiet for a
+/* Every CLIENT_TIMER_US: free the emptied I/O buffers of clients quiet for a
  * second (an active client keeps its buffers, so the hot path does not
  * allocate; an idle one holds none), and apply client_timeout: close
  * clients owed nothing that have sent nothing for that long, or that have
@@ -2146,13 +2509,12 @@ static void client_limit_check(void)
  * by byte is stuck all the same). */
 static void client_timers(void)
 {
-    static uint64_t last_check;
     uint64_t limit = srv.cfg->client_timeout * 1000000;
     struct client *c, *next;
 
-    if (srv.now_us - last_check < 100000)
+    if (srv.now_us - srv.client_timers_us < CLIENT_TIMER_US)
         return;
-    last_check = srv.now_us;
+    srv.client_timers_us = srv.now_us;
     for (c = srv.clients; c; c = next) {
         next = c->next;
         if (srv.now_us - c->last_us >= CLIENT_IDLE_US) {
@@ -2170,47 +2532,45 @@ static void client_timers(void)
     }
 }
 
-/* Accept what the listener has, up to a batch; EMFILE pauses accepting
- * instead of spinning on a listener that stays readable. */
-static void client_accept(int lfd)
+/* A reload turned AUTH on: every client that was let in only because no
+ * password was configured must AUTH from its next command on (requests
+ * already in flight are still answered).  Asking, not disconnecting: the
+ * client gets a clear -NOAUTH where a library can act, and nothing owed to
+ * it is lost.  Clients that proved a password keep their access. */
+static void client_require_auth(void)
 {
-    int i;
+    struct client *c;
+    uint64_t n = 0;
 
-    for (i = 0; i < ACCEPT_BATCH; i++) {
-        struct sockaddr_storage ss;
-        socklen_t len = sizeof ss;
-        int fd = accept(lfd, (struct sockaddr *)&ss, &len);
+    for (c = srv.clients; c; c = c->next)
+        if (c->auth == AUTH_OPEN) {
+            c->auth = AUTH_NONE;
+            n++;
+        }
+    if (n)
+        log_at(LOG_INFO, "password now required: %llu connected client(s) must AUTH",
+               (unsigned long long)n);
+}
 
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                static uint64_t last_warn; /* once a second is enough to say it */
-                if (srv.now_us - last_warn >= 1000000) {
-                    last_warn = srv.now_us;
-                    log_at(LOG_WARN, "accept: %s; pausing accepts for %d ms", strerror(errno),
-                           ACCEPT_PAUSE_MS);
-                }
-                srv.accept_paused_until = srv.now_us + ACCEPT_PAUSE_MS * 1000;
-            }
-            return;
-        }
-        if (fd >= srv.maxfds || srv.nclients >= client_limit()) {
-            static const char msg[] = "-ERR max number of clients reached\r\n";
-            if (write(fd, msg, sizeof msg - 1) < 0) { /* best effort */
-            }
-            close(fd);
-            srv.st.connections_rejected++;
-            continue;
-        }
-        if (net_nonblock(fd) < 0) {
-            close(fd);
-            continue;
-        }
-        if (ss.ss_family != AF_UNIX)
-            net_tcp_options(fd);
-        client_new(fd, &ss);
+/* The data listener accepted FD from SS: a client, unless max_clients (or
+ * the descriptor limit) is reached, in which case it is told so and closed. */
+static void client_accept(int fd, const struct sockaddr_storage *ss)
+{
+    if (fd >= srv.maxfds || srv.nclients >= client_limit()) {
+        static const char msg[] = "-ERR max number of clients reached\r\n";
+        size_t put;
+        net_write(fd, msg, sizeof msg - 1, &put); /* best effort */
+        close(fd);
+        srv.st.connections_rejected++;
+        return;
     }
+    if (net_nonblock(fd) < 0) {
+        close(fd);
+        return;
+    }
+    if (ss->ss_family != AF_UNIX)
+        net_tcp_options(fd);
+    client_new(fd, ss);
 }
 
 /* ======================================================== client output */
@@ -2295,31 +2655,36 @@ static void reply_release(struct client *c)
     reply_check_limit(c);
 }
 
-/* A reply the proxy makes itself: straight out when nothing is owed before
- * it, else a completed record in line. */
-static void reply_local(struct client *c, const char *p, size_t n)
+/* A reply the proxy makes itself to call K: straight out when nothing is
+ * owed before it, else a completed record in line. */
+static void reply_local(const struct call *k, const char *p, size_t n)
 {
+    struct client *c = k->c;
     struct req *r;
 
     /* answered without a backend: no latency to speak of */
-    req_account(srv.cur_cmd, 0, n > 0 && p[0] == '-');
+    req_account(k->cmd, 0, n > 0 && p[0] == '-');
     if (!c->head) {
         reply_emit(c, p, n);
         reply_check_limit(c);
         return;
     }
     r = req_new();
+    r->role = REQ_LOCAL;
     buf_append(&r->reply, p, n);
     reply_push(c, r);
     reply_hold(c, r);
     reply_check_limit(c);
 }
 
-static void reply_local_str(struct client *c, const char *s) { reply_local(c, s, strlen(s)); }
+static void reply_local_str(const struct call *k, const char *s)
+{
+    reply_local(k, s, strlen(s));
+}
 
-/* Format an error reply for C. */
-static void reply_error(struct client *c, const char *fmt, ...) PRINTF_LIKE(2, 3);
-static void reply_error(struct client *c, const char *fmt, ...)
+/* Format an error reply to call K. */
+static void reply_error(const struct call *k, const char *fmt, ...) PRINTF_LIKE(2, 3);
+static void reply_error(const struct call *k, const char *fmt, ...)
 {
     char msg[REPLY_ERR_MAX];
     struct buf b = {0, 0, 0, 0};
@@ -2329,7 +2694,7 @@ static void reply_error(struct client *c, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     enc_error(&b, "%s", msg);
-    reply_local(c, b.data, buf_len(&b));
+    reply_local(k, b.data, buf_len(&b));
     buf_free(&b);
 }
 
@@ -2337,12 +2702,14 @@ static void reply_error(struct client *c, const char *fmt, ...)
  * is owed. */
 static void reply_flush(struct client *c)
 {
+    size_t n;
+
     if (buf_len(&c->out) > 0) {
-        ssize_t n = write(c->fd, c->out.data + c->out.r, buf_len(&c->out));
-        if (n > 0) {
-            srv.st.bytes_out += (uint64_t)n;
-            buf_consume(&c->out, (size_t)n);
-        } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        enum net_result rc = net_write(c->fd, c->out.data + c->out.r, buf_len(&c->out), &n);
+        if (rc == NET_OK) {
+            srv.st.bytes_out += n;
+            buf_consume(&c->out, n);
+        } else if (rc == NET_ERR) {
             client_close(c, strerror(errno));
             return;
         }
@@ -2356,7 +2723,7 @@ static void reply_flush(struct client *c)
 
 /* The one call from the core up to a later section: an INFO parent's reply
  * is rendered by the INFO section, which needs the backends' state. */
-static void info_merge(struct req *p);
+static void stats_info_merge(struct req *p);
 
 /* Build a split parent's reply from its children's and release it. */
 static void complete_merge(struct req *p)
@@ -2366,7 +2733,7 @@ static void complete_merge(struct req *p)
     int64_t sum = 0;
 
     if (p->merge == MERGE_INFO) { /* a backend that failed only misses from the sum */
-        info_merge(p);
+        stats_info_merge(p);
         goto done;
     }
     for (i = 0; i < p->nchild; i++) { /* any failure fails the whole command */
@@ -2505,41 +2872,47 @@ static void complete_error(struct req *r, const char *fmt, ...)
 /* ================================================== backend connections */
 /* bconn_: connect, AUTH/SELECT handshake, read, write, timers. */
 
+/* Is BC connected (its socket may be read and written)? */
+static int bconn_connected(const struct bconn *bc)
+{
+    return bc->state == BCONN_HANDSHAKE || bc->state == BCONN_UP;
+}
+
 /* The connection's stream can no longer be trusted: close it, answer every
- * record on it with an error, and schedule a reconnect (at once when a live
- * connection was lost, after the backoff when connecting failed). */
+ * record on it with an error, and schedule a reconnect: at once (DOWN) when
+ * a proven connection was lost, after the backoff (BACKOFF) otherwise. */
 static void bconn_fail(struct bconn *bc, int timed_out, const char *why)
 {
     struct backend *b = bc->backend;
-    int was_up = bc->state == BCONN_UP;
+    int was_connected = bconn_connected(bc);
     struct req *r;
 
-    log_at(was_up ? LOG_WARN : LOG_INFO, "backend %s (%s): %s%s", b->cfg.id, b->cfg.addr, why,
-           bc->inflight ? ", failing requests in flight" : "");
-    if (bc->handshaking && !b->last_error[0])
+    log_at(was_connected ? LOG_WARN : LOG_INFO, "backend %s (%s): %s%s", b->cfg.id,
+           b->cfg.addr, why, bc->inflight ? ", failing requests in flight" : "");
+    if (bc->state == BCONN_HANDSHAKE && !b->last_error[0])
         snprintf(b->last_error, sizeof b->last_error, "AUTH/SELECT not answered: %s", why);
-    bc->handshaking = 0;
     if (bc->fd >= 0) {
-        srv.fds[bc->fd].type = FD_NONE;
-        close(bc->fd);
+        fd_release(bc->fd);
         bc->fd = -1;
     }
-    bc->state = BCONN_DOWN;
     bc->out.r = bc->out.w = 0;
     bc->in.r = bc->in.w = 0;
     resp_reply_init(&bc->rp);
-    if (was_up && !timed_out && bc->answered) { /* a working connection lost: retry at once */
-        bc->failed = 0;
+    if (was_connected && !timed_out && bc->proven) {
+        bc->state = BCONN_DOWN;
         bc->retry_us = srv.now_us;
     } else {
-        bc->failed = 1;
+        bc->state = BCONN_BACKOFF;
         bc->retry_us = srv.now_us + bc->backoff_ms * 1000;
         bc->backoff_ms = MIN(bc->backoff_ms * 2, RECONNECT_MAX_MS);
     }
+    bc->proven = 0;
     while ((r = bc->head) != NULL) {
         bc->head = r->next_sent;
         bc->inflight--;
-        if (timed_out) {
+        if (r->role == REQ_HANDSHAKE) {
+            req_free(r);
+        } else if (timed_out) {
             b->st.timeouts++;
             complete_error(r, "ERR backend %s timed out", b->cfg.id);
         } else {
@@ -2550,8 +2923,9 @@ static void bconn_fail(struct bconn *bc, int timed_out, const char *why)
 }
 
 /* Put AUTH and SELECT, as the config asks, in front of whatever requests
- * were queued while connecting: both on the wire and on the FIFO. */
-static void bconn_handshake(struct bconn *bc)
+ * were queued while connecting: both on the wire and on the FIFO.  Returns
+ * the number of handshake commands (0: none configured). */
+static int bconn_handshake(struct bconn *bc)
 {
     const struct config_backend *cb = &bc->backend->cfg;
     struct buf hs = {0, 0, 0, 0};
@@ -2576,10 +2950,10 @@ static void bconn_handshake(struct bconn *bc)
         n++;
     }
     if (n == 0)
-        return;
+        return 0;
     for (i = 0; i < n; i++) {
         struct req *r = req_new();
-        r->handshake = 1;
+        r->role = REQ_HANDSHAKE;
         r->sent_us = srv.now_us;
         if (last)
             last->next_sent = r;
@@ -2592,20 +2966,18 @@ static void bconn_handshake(struct bconn *bc)
     if (!bc->tail)
         bc->tail = last;
     bc->inflight += (uint32_t)n;
-    bc->handshaking = n;
     buf_append(&hs, bc->out.data + bc->out.r, buf_len(&bc->out));
     buf_free(&bc->out);
     bc->out = hs;
+    return n;
 }
 
+/* The connect succeeded: UP, or HANDSHAKE while AUTH/SELECT are owed. */
 static void bconn_up(struct bconn *bc)
 {
-    bc->state = BCONN_UP;
-    bc->failed = 0;
-    bc->answered = 0; /* the backoff resets only once a reply proves the connection works */
     if (bc->backend->cfg.sa.ss_family != AF_UNIX)
         net_tcp_options(bc->fd);
-    bconn_handshake(bc);
+    bc->state = bconn_handshake(bc) ? BCONN_HANDSHAKE : BCONN_UP;
     log_at(LOG_INFO, "backend %s (%s): connected", bc->backend->cfg.id, bc->backend->cfg.addr);
 }
 
@@ -2617,34 +2989,31 @@ static void bconn_connect(struct bconn *bc)
 
     if (bc->retry_us != 0) /* set by an earlier failure */
         bc->backend->st.reconnects++;
+    bc->state = BCONN_CONNECTING; /* a failure from here on backs off */
     fd = socket(cb->sa.ss_family, SOCK_STREAM, 0);
     if (fd < 0) {
         bconn_fail(bc, 0, strerror(errno));
         return;
     }
-    if (fd >= srv.maxfds || net_nonblock(fd) < 0) {
+    if (net_nonblock(fd) < 0 || fd_register(fd, FD_BACKEND, bc) < 0) {
         close(fd);
         bconn_fail(bc, 0, "no descriptor available");
         return;
     }
     bc->fd = fd;
-    srv.fds[fd].type = FD_BACKEND;
-    srv.fds[fd].ptr = bc;
     if (connect(fd, (const struct sockaddr *)&cb->sa, cb->salen) == 0) {
         bconn_up(bc);
     } else if (errno == EINPROGRESS || errno == EINTR) {
-        bc->state = BCONN_CONNECTING;
         bc->deadline_us = srv.now_us + srv.cfg->connect_timeout_ms * 1000;
     } else {
         char why[128];
         snprintf(why, sizeof why, "connect: %s", strerror(errno));
-        bc->state = BCONN_CONNECTING;
         bconn_fail(bc, 0, why);
     }
 }
 
-/* POLLOUT on a connecting socket: did the connect succeed? */
-static void bconn_connected(struct bconn *bc)
+/* The connecting socket is writable: did the connect succeed? */
+static void bconn_connect_done(struct bconn *bc)
 {
     int err = 0;
     socklen_t len = sizeof err;
@@ -2682,6 +3051,26 @@ static void bconn_push(struct bconn *bc, struct req *r)
     bc->backend->st.requests++;
 }
 
+/* The reply P[0..N) answered handshake record R.  Returns 0, or -1 when the
+ * backend refused it (wrong password, unknown db): the connection is failed
+ * and stays in backoff until the config or the backend is fixed. */
+static int bconn_handshake_reply(struct bconn *bc, struct req *r, const char *p, size_t n)
+{
+    struct backend *b = bc->backend;
+
+    req_free(r);
+    if (p[0] == '-') {
+        snprintf(b->last_error, sizeof b->last_error, "%.*s", (int)MIN(n - 3, 190), p + 1);
+        log_at(LOG_ERROR, "backend %s (%s): rejected AUTH/SELECT: %s", b->cfg.id,
+               b->cfg.addr, b->last_error);
+        bconn_fail(bc, 0, "handshake rejected");
+        return -1;
+    }
+    if (!bc->head || bc->head->role != REQ_HANDSHAKE)
+        bc->state = BCONN_UP;
+    return 0;
+}
+
 /* Match every complete reply in bc->in with the head of the FIFO. */
 static void bconn_replies(struct bconn *bc)
 {
@@ -2709,92 +3098,83 @@ static void bconn_replies(struct bconn *bc)
             bc->tail = NULL;
         bc->inflight--;
         n = bc->rp.pos;
-        if (r->handshake) {
-            req_free(r);
-            bc->handshaking--;
-            if (p[0] == '-') { /* wrong password, unknown db...: down until it is fixed */
-                struct backend *b = bc->backend;
-                snprintf(b->last_error, sizeof b->last_error, "%.*s", (int)MIN(n - 3, 190),
-                         p + 1);
-                log_at(LOG_ERROR, "backend %s (%s): rejected AUTH/SELECT: %s", b->cfg.id,
-                       b->cfg.addr, b->last_error);
-                bconn_fail(bc, 0, "handshake rejected");
+        if (r->role == REQ_HANDSHAKE) {
+            if (bconn_handshake_reply(bc, r, p, n) < 0)
                 return;
+        } else {
+            if (!bc->proven) { /* the backoff resets only once a reply proves it works */
+                bc->proven = 1;
+                bc->backoff_ms = RECONNECT_MIN_MS;
+                bc->backend->last_error[0] = '\0';
             }
-            buf_consume(&bc->in, n);
-            resp_reply_init(&bc->rp);
-            continue;
+            bc->backend->st.responses++;
+            hist_add(&bc->backend->latency, srv.now_us - r->sent_us);
+            if (p[0] == '-')
+                bc->backend->st.errors++;
+            complete_reply(r, p, n, 0);
         }
-        if (!bc->answered) {
-            bc->answered = 1;
-            bc->backoff_ms = RECONNECT_MIN_MS;
-            bc->backend->last_error[0] = '\0';
-        }
-        bc->backend->st.responses++;
-        hist_add(&bc->backend->latency, srv.now_us - r->sent_us);
-        if (p[0] == '-')
-            bc->backend->st.errors++;
-        complete_reply(r, p, n, 0);
         buf_consume(&bc->in, n);
         resp_reply_init(&bc->rp);
     }
 }
 
+/* Read what the socket has (a whole buffer at a time) and match replies. */
 static void bconn_read(struct bconn *bc)
 {
+    char why[128];
+
     for (;;) {
-        ssize_t n;
-        size_t room;
+        size_t room, n;
+        enum net_result rc;
 
         buf_reserve(&bc->in, READ_CHUNK);
         room = bc->in.cap - bc->in.w;
-        n = read(bc->fd, bc->in.data + bc->in.w, room);
-        if (n > 0) {
-            bc->in.w += (size_t)n;
-            bc->backend->st.bytes_in += (uint64_t)n;
-            bconn_replies(bc);
-            if (bc->state != BCONN_UP || (size_t)n < room)
-                return;
-        } else if (n == 0) {
+        rc = net_read(bc->fd, bc->in.data + bc->in.w, room, &n);
+        if (rc == NET_AGAIN)
+            return;
+        if (rc == NET_EOF) {
             bconn_fail(bc, 0, "connection closed by the backend");
             return;
-        } else if (errno == EINTR) {
-            continue;
-        } else {
-            if (errno != EAGAIN && errno != EWOULDBLOCK) {
-                char why[128];
-                snprintf(why, sizeof why, "read: %s", strerror(errno));
-                bconn_fail(bc, 0, why);
-            }
+        }
+        if (rc == NET_ERR) {
+            snprintf(why, sizeof why, "read: %s", strerror(errno));
+            bconn_fail(bc, 0, why);
             return;
         }
+        bc->in.w += n;
+        bc->backend->st.bytes_in += n;
+        bconn_replies(bc);
+        if (!bconn_connected(bc) || n < room)
+            return;
     }
 }
 
 /* One write() of everything queued; keeps the rest for POLLOUT. */
 static void bconn_flush(struct bconn *bc)
 {
-    ssize_t n;
+    enum net_result rc;
+    size_t n;
 
-    if (bc->state != BCONN_UP || buf_len(&bc->out) == 0)
+    if (!bconn_connected(bc) || buf_len(&bc->out) == 0)
         return;
-    n = write(bc->fd, bc->out.data + bc->out.r, buf_len(&bc->out));
-    if (n > 0) {
-        bc->backend->st.bytes_out += (uint64_t)n;
-        buf_consume(&bc->out, (size_t)n);
+    rc = net_write(bc->fd, bc->out.data + bc->out.r, buf_len(&bc->out), &n);
+    if (rc == NET_OK) {
+        bc->backend->st.bytes_out += n;
+        buf_consume(&bc->out, n);
         if (buf_len(&bc->out) == 0 && bc->out.cap > 4 * READ_CHUNK)
             buf_free(&bc->out); /* give back what a burst grew */
-    } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+    } else if (rc == NET_ERR) {
         char why[128];
         snprintf(why, sizeof why, "write: %s", strerror(errno));
         bconn_fail(bc, 0, why);
     }
 }
 
-/* Timers of one connection: connect deadline, reply deadline, retry. */
+/* Timers of one connection: retry, connect deadline, reply deadline. */
 static void bconn_timers(struct bconn *bc)
 {
-    if (bc->state == BCONN_DOWN && srv.now_us >= bc->retry_us && !bc->backend->retired) {
+    if ((bc->state == BCONN_DOWN || bc->state == BCONN_BACKOFF) &&
+        srv.now_us >= bc->retry_us && !bc->backend->retired) {
         bconn_connect(bc);
         return;
     }
@@ -2802,12 +3182,10 @@ static void bconn_timers(struct bconn *bc)
         bconn_fail(bc, 0, "connect timed out");
         return;
     }
-    if (bc->head && srv.cfg->timeout_ms &&
-        srv.now_us - bc->head->sent_us >= srv.cfg->timeout_ms * 1000) {
-        /* a DOWN connection still holding records waits for its reconnect */
-        if (bc->state != BCONN_DOWN)
-            bconn_fail(bc, 1, "request timed out");
-    }
+    /* a DOWN connection still holding records waits for its reconnect */
+    if (bc->head && srv.cfg->timeout_ms && bc->state != BCONN_DOWN &&
+        srv.now_us - bc->head->sent_us >= srv.cfg->timeout_ms * 1000)
+        bconn_fail(bc, 1, "request timed out");
 }
 
 /* Earliest time any of BC's timers fires, or UINT64_MAX. */
@@ -2815,7 +3193,7 @@ static uint64_t bconn_next_timer(const struct bconn *bc)
 {
     uint64_t t = UINT64_MAX;
 
-    if (bc->state == BCONN_DOWN)
+    if (bc->state == BCONN_DOWN || bc->state == BCONN_BACKOFF)
         t = bc->retry_us;
     else if (bc->state == BCONN_CONNECTING)
         t = bc->deadline_us;
@@ -2834,14 +3212,15 @@ static const char *backend_state(const struct backend *b)
     int i, connecting = 0;
 
     for (i = 0; i < b->nconns; i++) {
-        if (b->conns[i].state == BCONN_UP && !b->conns[i].handshaking)
+        if (b->conns[i].state == BCONN_UP)
             return "up";
-        if (!b->conns[i].failed)
+        if (b->conns[i].state != BCONN_BACKOFF)
             connecting = 1;
     }
     return connecting ? "connecting" : "down";
 }
 
+/* Requests in flight on B's connections. */
 static uint64_t backend_inflight(const struct backend *b)
 {
     uint64_t n = 0;
@@ -2852,15 +3231,18 @@ static uint64_t backend_inflight(const struct backend *b)
     return n;
 }
 
-static int backend_conns_up(const struct backend *b)
+/* B's connections that are UP. */
+static uint64_t backend_conns_up(const struct backend *b)
 {
-    int i, n = 0;
+    uint64_t n = 0;
+    int i;
 
     for (i = 0; i < b->nconns; i++)
-        n += b->conns[i].state == BCONN_UP && !b->conns[i].handshaking;
+        n += b->conns[i].state == BCONN_UP;
     return n;
 }
 
+/* Requests in flight on every routed backend. */
 static uint64_t backend_inflight_total(void)
 {
     uint64_t n = 0;
@@ -2936,10 +3318,8 @@ static void backend_free(struct backend *b)
     assert(b->refs == 0);
     for (j = 0; j < b->nconns; j++) {
         struct bconn *bc = &b->conns[j];
-        if (bc->fd >= 0) {
-            srv.fds[bc->fd].type = FD_NONE;
-            close(bc->fd);
-        }
+        if (bc->fd >= 0)
+            fd_release(bc->fd);
         buf_free(&bc->in);
         buf_free(&bc->out);
     }
@@ -3046,27 +3426,27 @@ static int route_backend(const struct config *c, const char *key, size_t len)
 
 /* Forward a request to backend BI: raw bytes, or re-encoded when it came
  * inline.  A backend known to be down answers at once. */
-static void route_forward(struct client *c, int bi, const char *raw, size_t rawlen,
-                           const struct resp_arg *argv, int64_t argc)
+static void route_forward(const struct call *k, int bi)
 {
     struct backend *b = srv.backends[bi];
-    struct bconn *bc = bconn_pick(b, c);
+    struct bconn *bc = bconn_pick(b, k->c);
     struct req *r;
 
-    if (bc->failed) {
+    if (bc->state == BCONN_BACKOFF) {
         b->st.failures++;
-        reply_error(c, "ERR backend %s unavailable", b->cfg.id);
+        reply_error(k, "ERR backend %s unavailable", b->cfg.id);
         return;
     }
     r = req_new();
-    r->cmd = srv.cur_cmd;
+    r->role = REQ_FORWARD;
+    r->cmd = k->cmd;
     r->start_us = srv.now_us;
     req_set_backend(r, b);
-    reply_push(c, r);
-    if (c->parser.inline_req)
-        enc_command(&bc->out, argv, (size_t)argc);
+    reply_push(k->c, r);
+    if (k->c->parser.inline_req)
+        enc_command(&bc->out, k->argv, (size_t)k->argc);
     else
-        buf_append(&bc->out, raw, rawlen);
+        buf_append(&bc->out, k->raw, k->rawlen);
     bconn_push(bc, r);
 }
 
@@ -3075,7 +3455,7 @@ static void route_send_child(struct client *c, struct req *ch, const struct buf 
 {
     struct bconn *bc = bconn_pick(ch->backend, c);
 
-    if (bc->failed) {
+    if (bc->state == BCONN_BACKOFF) {
         complete_error(ch, "ERR backend %s unavailable", ch->backend->cfg.id);
         return;
     }
@@ -3083,41 +3463,61 @@ static void route_send_child(struct client *c, struct req *ch, const struct buf 
     bconn_push(bc, ch);
 }
 
-/* Make a split parent with NCHILD children, pushed on C's FIFO. */
-static struct req *route_new_parent(struct client *c, enum req_merge merge, uint32_t nchild)
+/* Make a parent for call K with NCHILD children (one per backend in
+ * BACKEND_OF), pushed on the client's FIFO. */
+static struct req *route_new_parent(const struct call *k, enum req_merge merge, uint32_t nchild,
+                                    const int *backend_of)
 {
     struct req *p = req_new();
+    uint32_t i;
 
+    p->role = REQ_PARENT;
     p->merge = (uint8_t)merge;
-    p->cmd = srv.cur_cmd;
+    p->cmd = k->cmd;
     p->start_us = srv.now_us;
     p->child = xmalloc(sizeof *p->child * nchild);
     p->nchild = p->pending = nchild;
-    reply_push(c, p);
+    reply_push(k->c, p);
+    for (i = 0; i < nchild; i++) {
+        struct req *ch = p->child[i] = req_new();
+        ch->role = REQ_CHILD;
+        ch->parent = p;
+        req_set_backend(ch, srv.backends[backend_of ? backend_of[i] : (int)i]);
+    }
     return p;
 }
 
-/* MGET MSET DEL UNLINK EXISTS TOUCH: one sub-command per backend touched,
- * carrying that backend's keys in request order. */
-static void route_split(struct client *c, const struct command *cmd, const struct resp_arg *argv,
-                         int64_t argc, const char *raw, size_t rawlen)
+/* Encode into ENC the sub-command of split child I: the command name and
+ * the arguments of every key KEYMAP assigns to I (STEP per key). */
+static void route_split_encode(struct buf *enc, const struct call *k, const uint32_t *keymap,
+                               uint32_t nkeys, uint32_t i, int step)
 {
-    int step = !strcmp(cmd->name, "mset") ? 2 : 1;
-    uint32_t nkeys = (uint32_t)((argc - 1) / step), i, nchild = 0, local[SPLIT_INLINE_KEYS];
-    uint32_t *keymap = nkeys <= SPLIT_INLINE_KEYS ? local : xmalloc(sizeof *keymap * nkeys);
-    int backend_of_child[SPLIT_INLINE_KEYS], *boc = backend_of_child;
-    struct req *p;
-    struct buf enc = {0, 0, 0, 0};
+    uint32_t key, count = 0;
+    int s;
 
-    if ((argc - 1) % step != 0) {
-        reply_error(c, "ERR wrong number of arguments for '%s' command", cmd->name);
-        goto out;
-    }
-    if (nkeys > SPLIT_INLINE_KEYS)
-        boc = xmalloc(sizeof *boc * (size_t)MIN((int64_t)nkeys, srv.nbackends));
+    for (key = 0; key < nkeys; key++)
+        count += keymap[key] == i;
+    enc->r = enc->w = 0;
+    enc_array(enc, 1 + (size_t)count * (size_t)step);
+    enc_bulk(enc, k->argv[0].p, k->argv[0].len);
+    for (key = 0; key < nkeys; key++)
+        if (keymap[key] == i)
+            for (s = 0; s < step; s++) {
+                const struct resp_arg *a = &k->argv[1 + key * (uint32_t)step + (uint32_t)s];
+                enc_bulk(enc, a->p, a->len);
+            }
+}
+
+/* Which child each of the NKEYS keys goes to (KEYMAP), and which backend
+ * each child is for (BOC); returns the number of children. */
+static uint32_t route_split_map(const struct call *k, int step, uint32_t nkeys,
+                                uint32_t *keymap, int *boc)
+{
+    uint32_t i, nchild = 0;
+
     for (i = 0; i < nkeys; i++) {
-        const struct resp_arg *k = &argv[1 + (int64_t)i * step];
-        int bi = route_backend(srv.cfg, k->p, k->len);
+        const struct resp_arg *key = &k->argv[1 + (int64_t)i * step];
+        int bi = route_backend(srv.cfg, key->p, key->len);
         if (srv.split_child[bi] < 0) {
             srv.split_child[bi] = (int)nchild;
             boc[nchild++] = bi;
@@ -3126,37 +3526,43 @@ static void route_split(struct client *c, const struct command *cmd, const struc
     }
     for (i = 0; i < nchild; i++)
         srv.split_child[boc[i]] = -1;
-    if (nchild == 1) { /* one backend: no split, no merge */
-        route_forward(c, boc[0], raw, rawlen, argv, argc);
+    return nchild;
+}
+
+/* MGET MSET DEL UNLINK EXISTS TOUCH: one sub-command per backend touched,
+ * carrying that backend's keys in request order. */
+static void route_split(const struct call *k)
+{
+    int step = !strcmp(k->cmd->name, "mset") ? 2 : 1;
+    uint32_t nkeys = (uint32_t)((k->argc - 1) / step), i, nchild, local[SPLIT_INLINE_KEYS];
+    uint32_t *keymap = nkeys <= SPLIT_INLINE_KEYS ? local : xmalloc(sizeof *keymap * nkeys);
+    int backend_of_child[SPLIT_INLINE_KEYS], *boc = backend_of_child;
+    struct req *p;
+    struct buf enc = {0, 0, 0, 0};
+
+    if ((k->argc - 1) % step != 0) {
+        reply_error(k, "ERR wrong number of arguments for '%s' command", k->cmd->name);
         goto out;
     }
-    p = route_new_parent(c, !strcmp(cmd->name, "mget")   ? MERGE_ARRAY
-                             : !strcmp(cmd->name, "mset") ? MERGE_OK
-                                                          : MERGE_SUM,
-                          nchild);
-    for (i = 0; i < nchild; i++) {
-        struct req *ch = p->child[i] = req_new();
-        ch->parent = p;
-        req_set_backend(ch, srv.backends[boc[i]]);
+    if (nkeys > SPLIT_INLINE_KEYS)
+        boc = xmalloc(sizeof *boc * (size_t)MIN((int64_t)nkeys, srv.nbackends));
+    nchild = route_split_map(k, step, nkeys, keymap, boc);
+    if (nchild == 1) { /* one backend: no split, no merge */
+        route_forward(k, boc[0]);
+        goto out;
     }
+    p = route_new_parent(k, !strcmp(k->cmd->name, "mget")   ? MERGE_ARRAY
+                            : !strcmp(k->cmd->name, "mset") ? MERGE_OK
+                                                            : MERGE_SUM,
+                         nchild, boc);
     if (p->merge == MERGE_ARRAY) {
         p->keymap = xmalloc(sizeof *p->keymap * nkeys);
         memcpy(p->keymap, keymap, sizeof *keymap * nkeys);
         p->nkeys = nkeys;
     }
     for (i = 0; i < nchild; i++) { /* the last send may complete and merge p */
-        uint32_t k, count = 0;
-        int s;
-        for (k = 0; k < nkeys; k++)
-            count += keymap[k] == i;
-        enc.r = enc.w = 0;
-        enc_array(&enc, 1 + (size_t)count * (size_t)step);
-        enc_bulk(&enc, argv[0].p, argv[0].len);
-        for (k = 0; k < nkeys; k++)
-            if (keymap[k] == i)
-                for (s = 0; s < step; s++)
-                    enc_bulk(&enc, argv[1 + k * step + s].p, argv[1 + k * step + s].len);
-        route_send_child(c, p->child[i], &enc);
+        route_split_encode(&enc, k, keymap, nkeys, i, step);
+        route_send_child(k->c, p->child[i], &enc);
     }
 out:
     buf_free(&enc);
@@ -3168,73 +3574,69 @@ out:
 
 /* Send the command ENC to every backend under one parent merged by MERGE
  * (DBSIZE; INFO keyspace with the SECTIONS asked for). */
-static void route_fanout(struct client *c, enum req_merge merge, const struct buf *enc,
-                          uint8_t sections)
+static void route_fanout(const struct call *k, enum req_merge merge, const struct buf *enc,
+                         uint8_t sections)
 {
-    struct req *p = route_new_parent(c, merge, (uint32_t)srv.nbackends);
+    struct req *p = route_new_parent(k, merge, (uint32_t)srv.nbackends, NULL);
     int i;
 
     p->info_sections = sections;
-    for (i = 0; i < srv.nbackends; i++) {
-        struct req *ch = p->child[i] = req_new();
-        ch->parent = p;
-        req_set_backend(ch, srv.backends[i]);
-    }
     for (i = 0; i < srv.nbackends; i++) /* the last send may complete and merge p */
-        route_send_child(c, p->child[i], enc);
+        route_send_child(k->c, p->child[i], enc);
 }
 
-/* COMMAND, TIME: the next backend (round robin) that is not known down. */
-static void route_any(struct client *c, const char *raw, size_t rawlen,
-                       const struct resp_arg *argv, int64_t argc)
+/* COMMAND, TIME: the next backend (round robin) that is not in backoff. */
+static void route_any(const struct call *k)
 {
     int i;
 
     for (i = 0; i < srv.nbackends; i++) {
         int bi = (int)((srv.any_next + (uint32_t)i) % (uint32_t)srv.nbackends);
-        if (!bconn_pick(srv.backends[bi], c)->failed) {
+        if (bconn_pick(srv.backends[bi], k->c)->state != BCONN_BACKOFF) {
             srv.any_next = (uint32_t)bi + 1;
-            route_forward(c, bi, raw, rawlen, argv, argc);
+            route_forward(k, bi);
             return;
         }
     }
-    reply_error(c, "ERR no backend available");
+    reply_error(k, "ERR no backend available");
 }
 
 /* Route a keyed command whose keys must all live on one backend. */
-static void route_same(struct client *c, const struct command *cmd, const char *raw,
-                        size_t rawlen, const struct resp_arg *argv, int64_t argc)
+static void route_same(const struct call *k)
 {
-    int64_t n = cmd_keys(cmd, argv, argc, srv.keypos), i;
+    int64_t n = cmd_keys(k->cmd, k->argv, k->argc, srv.keypos), i;
+    const char *name = k->cmd->name;
     int bi;
 
     if (n < 0) {
-        reply_error(c, "ERR wrong number of keys or arguments for '%s' command", cmd->name);
+        reply_error(k, "ERR wrong number of keys or arguments for '%s' command", name);
         return;
     }
     if (n == 0) {
-        reply_error(c, "ERR '%s' without keys cannot be routed by the proxy", cmd->name);
+        reply_error(k, "ERR '%s' without keys cannot be routed by the proxy", name);
         return;
     }
-    if ((!strcmp(cmd->name, "xread") || !strcmp(cmd->name, "xreadgroup")) &&
-        cmd_blocking_opt(argv, argc)) {
-        reply_error(c, "ERR blocking '%s' (BLOCK) is not supported by the proxy", cmd->name);
+    if ((!strcmp(name, "xread") || !strcmp(name, "xreadgroup")) &&
+        cmd_blocking_opt(k->argv, k->argc)) {
+        reply_error(k, "ERR blocking '%s' (BLOCK) is not supported by the proxy", name);
         return;
     }
-    bi = route_backend(srv.cfg, argv[srv.keypos[0]].p, argv[srv.keypos[0]].len);
+    bi = route_backend(srv.cfg, k->argv[srv.keypos[0]].p, k->argv[srv.keypos[0]].len);
     for (i = 1; i < n; i++)
-        if (route_backend(srv.cfg, argv[srv.keypos[i]].p, argv[srv.keypos[i]].len) != bi) {
-            reply_local_str(c, "-CROSSSLOT Keys in request don't hash to the same backend\r\n");
+        if (route_backend(srv.cfg, k->argv[srv.keypos[i]].p, k->argv[srv.keypos[i]].len) != bi) {
+            reply_local_str(k, "-CROSSSLOT Keys in request don't hash to the same backend\r\n");
             return;
         }
-    route_forward(c, bi, raw, rawlen, argv, argc);
+    route_forward(k, bi);
 }
 
-/* ================================================================= INFO */
-/* info_: the INFO reply, in Redis's format. */
+/* ================================================================ stats */
+/* stats_: the text, JSON, Prometheus and INFO reports, from the X-macros. */
 
-/* INFO sections, as a bit mask. */
+/* INFO sections, as a bit mask; the stats rows name theirs (NONE: not in
+ * INFO). */
 enum {
+    INFO_NONE = 0,
     INFO_SERVER = 1,
     INFO_CLIENTS = 2,
     INFO_STATS = 4,
@@ -3243,20 +3645,321 @@ enum {
     INFO_ALL = 31
 };
 
-static long long info_uptime(void) { return (long long)(time(NULL) - srv.start_time); }
-
 /* The quantiles every latency report shows. */
 static const struct {
     const char *name; /* key in reports */
     double q;         /* fraction */
 } stats_quantiles[] = {{"p50", 0.5}, {"p90", 0.9}, {"p99", 0.99}, {"p999", 0.999}};
 
+static long long stats_uptime(void) { return (long long)(time(NULL) - srv.start_time); }
+
+/* Backend B's one-line view: every S and G row of STATS_BACKEND, as
+ * "name value" pairs joined by blanks, or with KV as "name=value" joined by
+ * commas (INFO). */
+static void stats_backend_line(struct buf *out, const struct backend *b, int kv)
+{
+    const char *sep = "";
+
+#define STATS_LINE_G(name, metric, section, info, help, value)                            \
+    buf_printf(out, kv ? "%s%s=%llu" : "%s%s %llu", sep, #name, (unsigned long long)(value)); \
+    sep = kv ? "," : " ";
+#define STATS_LINE_S(name, value)                                                         \
+    buf_printf(out, kv ? "%s%s=%s" : "%s%s %s", sep, #name, (value));                      \
+    sep = kv ? "," : " ";
+    STATS_BACKEND(STATS_NOFIELD_C, STATS_LINE_G, STATS_LINE_S)
+#undef STATS_LINE_G
+#undef STATS_LINE_S
+}
+
+static void stats_text_latency(struct buf *out, const struct hist *h)
+{
+    size_t i;
+
+    buf_printf(out, "  latency_us");
+    for (i = 0; i < ARRAY_LEN(stats_quantiles); i++)
+        buf_printf(out, " %s %llu", stats_quantiles[i].name,
+                   (unsigned long long)hist_quantile(h, stats_quantiles[i].q));
+    buf_printf(out, " max %llu\n", (unsigned long long)h->max);
+}
+
+
+/* The human-readable report: SIGUSR1 and the admin `stats` command. */
+static void stats_write_text(struct buf *out)
+{
+    size_t i;
+    int n;
+
+    buf_printf(out, "shardproxy %s pid %ld uptime %llds\n", SHARDPROXY_VERSION, (long)getpid(),
+               stats_uptime());
+#define STATS_TEXT_C(name, section, info, help) \
+    buf_printf(out, "  %-20s %llu\n", #name, (unsigned long long)srv.st.name);
+#define STATS_TEXT_G(name, metric, section, info, help, value) \
+    buf_printf(out, "  %-20s %llu\n", #name, (unsigned long long)(value));
+    STATS_PROXY(STATS_TEXT_C, STATS_TEXT_G)
+#undef STATS_TEXT_C
+    for (n = 0; n < srv.nbackends; n++) {
+        const struct backend *b = srv.backends[n];
+        buf_printf(out, "backend %s address %s ", b->cfg.id, b->cfg.addr);
+        stats_backend_line(out, b, 0);
+        buf_append(out, "\n", 1);
+#define STATS_TEXT_C(name, section, info, help) \
+    buf_printf(out, "  %-20s %llu\n", #name, (unsigned long long)b->st.name);
+        STATS_BACKEND(STATS_TEXT_C, STATS_NOFIELD, STATS_NOSTRING)
+#undef STATS_TEXT_C
+#undef STATS_TEXT_G
+        stats_text_latency(out, &b->latency);
+        if (b->last_error[0]) {
+            char esc[sizeof b->last_error * 4 + 8];
+            buf_printf(out, "  last_error %s\n", log_escape(b->last_error,
+                       strlen(b->last_error), esc, sizeof esc));
+        }
+    }
+    for (i = 0; i < ARRAY_LEN(cmd_table); i++) {
+        const struct cmd_stats *cs = srv.cmd_stats[i];
+        if (!cs)
+            continue;
+        buf_printf(out, "command %s calls %llu errors %llu\n", cmd_table[i].name,
+                   (unsigned long long)cs->calls, (unsigned long long)cs->errors);
+        stats_text_latency(out, &cs->latency);
+    }
+}
+
+/* Append S as a JSON string: quotes, backslashes and control bytes escaped. */
+static void stats_json_str(struct buf *out, const char *s)
+{
+    buf_append(out, "\"", 1);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            buf_printf(out, "\\%c", ch);
+        else if (ch < 0x20 || ch == 0x7f)
+            buf_printf(out, "\\u%04x", ch);
+        else
+            buf_append(out, s, 1);
+    }
+    buf_append(out, "\"", 1);
+}
+
+
+static void stats_json_latency(struct buf *out, const struct hist *h)
+{
+    size_t i;
+
+    buf_printf(out, "\"latency_us\":{");
+    for (i = 0; i < ARRAY_LEN(stats_quantiles); i++)
+        buf_printf(out, "\"%s\":%llu,", stats_quantiles[i].name,
+                   (unsigned long long)hist_quantile(h, stats_quantiles[i].q));
+    buf_printf(out, "\"max\":%llu}", (unsigned long long)h->max);
+}
+
+
+/* One backend as a JSON object: identity, every row, last_error, latency. */
+static void stats_json_backend(struct buf *out, const struct backend *b)
+{
+    buf_printf(out, "{\"name\":");
+    stats_json_str(out, b->cfg.id);
+    buf_printf(out, ",\"address\":");
+    stats_json_str(out, b->cfg.addr);
+#define STATS_JSON_C(name, section, info, help) \
+    buf_printf(out, ",\"%s\":%llu", #name, (unsigned long long)b->st.name);
+#define STATS_JSON_G(name, metric, section, info, help, value) \
+    buf_printf(out, ",\"%s\":%llu", #name, (unsigned long long)(value));
+#define STATS_JSON_S(name, value)             \
+    buf_printf(out, ",\"%s\":", #name);       \
+    stats_json_str(out, (value));
+    STATS_BACKEND(STATS_JSON_C, STATS_JSON_G, STATS_JSON_S)
+#undef STATS_JSON_C
+#undef STATS_JSON_G
+#undef STATS_JSON_S
+    buf_append_str(out, ",\"last_error\":");
+    stats_json_str(out, b->last_error);
+    buf_append(out, ",", 1);
+    stats_json_latency(out, &b->latency);
+    buf_append(out, "}", 1);
+}
+
+/* The whole report as one JSON object on one line (admin `stats json`).
+ * "clients" is an object (current, total, rejected) that gathers the client
+ * figures; the other rows are flat members. */
+static void stats_write_json(struct buf *out)
+{
+    size_t i;
+    int n, first = 1;
+
+    buf_printf(out, "{\"version\":\"%s\",\"pid\":%ld,\"uptime_s\":%lld,"
+               "\"clients\":{\"current\":%llu,\"total\":%llu,\"rejected\":%llu}",
+               SHARDPROXY_VERSION, (long)getpid(), stats_uptime(),
+               (unsigned long long)srv.nclients, (unsigned long long)srv.st.connections_accepted,
+               (unsigned long long)srv.st.connections_rejected);
+#define STATS_JSON_C(name, section, info, help) \
+    buf_printf(out, ",\"%s\":%llu", #name, (unsigned long long)srv.st.name);
+#define STATS_JSON_PROXY_G(name, metric, section, info, help, value) \
+    if (strcmp(#name, "clients"))                                  \
+        buf_printf(out, ",\"%s\":%llu", #name, (unsigned long long)(value));
+    STATS_PROXY(STATS_JSON_C, STATS_JSON_PROXY_G)
+#undef STATS_JSON_C
+#undef STATS_JSON_PROXY_G
+    buf_printf(out, ",\"backends\":[");
+    for (n = 0; n < srv.nbackends; n++) {
+        if (n)
+            buf_append(out, ",", 1);
+        stats_json_backend(out, srv.backends[n]);
+    }
+    buf_printf(out, "],\"commands_by_name\":{");
+    for (i = 0; i < ARRAY_LEN(cmd_table); i++) {
+        const struct cmd_stats *cs = srv.cmd_stats[i];
+        if (!cs)
+            continue;
+        buf_printf(out, "%s\"%s\":{\"calls\":%llu,\"errors\":%llu,", first ? "" : ",",
+                   cmd_table[i].name, (unsigned long long)cs->calls,
+                   (unsigned long long)cs->errors);
+        stats_json_latency(out, &cs->latency);
+        buf_append(out, "}", 1);
+        first = 0;
+    }
+    buf_printf(out, "}}\n");
+}
+
+/* Append S as a Prometheus label value: backslash, quote and newline escaped. */
+static void stats_prom_label(struct buf *out, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\' || *s == '"')
+            buf_printf(out, "\\%c", *s);
+        else if (*s == '\n')
+            buf_append(out, "\\n", 2);
+        else
+            buf_append(out, s, 1);
+    }
+}
+
+
+static void stats_prom_family(struct buf *out, const char *name, const char *type,
+                              const char *help)
+{
+    buf_printf(out, "# HELP shardproxy_%s %s\n# TYPE shardproxy_%s %s\n", name, help, name, type);
+}
+
+
+/* One sample: shardproxy_NAME{LABEL="VALUE"} V (no braces without a label). */
+static void stats_prom_sample(struct buf *out, const char *name, const char *label,
+                              const char *value, uint64_t v)
+{
+    buf_printf(out, "shardproxy_%s", name);
+    if (label) {
+        buf_printf(out, "{%s=\"", label);
+        stats_prom_label(out, value);
+        buf_append(out, "\"}", 2);
+    }
+    buf_printf(out, " %llu\n", (unsigned long long)v);
+}
+
+
+/* A latency histogram in seconds: cumulative buckets, then +Inf, _sum and
+ * _count.  Samples are whole microseconds and 2^k is a bucket boundary, so
+ * "le = 2^k - 1 us" counts exactly the samples below 2^k. */
+static void stats_prom_hist(struct buf *out, const char *name, const char *label,
+                            const char *value, const struct hist *h)
+{
+    unsigned k;
+
+    for (k = 0; k <= HIST_MAX_BITS; k++) { /* up to 2^27 - 1 us = 134 s, then +Inf */
+        uint64_t le = (1ULL << k) - 1;
+        buf_printf(out, "shardproxy_%s_bucket{%s=\"", name, label);
+        stats_prom_label(out, value);
+        buf_printf(out, "\",le=\"%llu.%06llu\"} %llu\n", (unsigned long long)(le / 1000000),
+                   (unsigned long long)(le % 1000000),
+                   (unsigned long long)hist_below_pow2(h, k));
+    }
+    buf_printf(out, "shardproxy_%s_bucket{%s=\"", name, label);
+    stats_prom_label(out, value);
+    buf_printf(out, "\",le=\"+Inf\"} %llu\n", (unsigned long long)h->count);
+    buf_printf(out, "shardproxy_%s_sum{%s=\"", name, label);
+    stats_prom_label(out, value);
+    buf_printf(out, "\"} %llu.%06llu\n", (unsigned long long)(h->sum / 1000000),
+               (unsigned long long)(h->sum % 1000000));
+    buf_printf(out, "shardproxy_%s_count{%s=\"", name, label);
+    stats_prom_label(out, value);
+    buf_printf(out, "\"} %llu\n", (unsigned long long)h->count);
+}
+
+
+/* The proxy-wide families, and one family per backend row with a sample
+ * per backend (plus backend_up, the `state` string as a number). */
+static void stats_prom_rows(struct buf *out)
+{
+    int n;
+
+#define STATS_PROM_C(name, section, info, help)                   \
+    stats_prom_family(out, #name "_total", "counter", help ".");  \
+    stats_prom_sample(out, #name "_total", NULL, NULL, srv.st.name);
+#define STATS_PROM_G(name, metric, section, info, help, value) \
+    stats_prom_family(out, metric, "gauge", help ".");         \
+    stats_prom_sample(out, metric, NULL, NULL, (uint64_t)(value));
+    STATS_PROXY(STATS_PROM_C, STATS_PROM_G)
+#undef STATS_PROM_C
+#undef STATS_PROM_G
+    stats_prom_family(out, "backend_up", "gauge", "1 if a connection to the backend is up.");
+    for (n = 0; n < srv.nbackends; n++)
+        stats_prom_sample(out, "backend_up", "backend", srv.backends[n]->cfg.id,
+                          (uint64_t)(backend_conns_up(srv.backends[n]) > 0));
+#define STATS_PROM_EACH(family, type, help, value)                       \
+    stats_prom_family(out, family, type, help ".");                     \
+    for (n = 0; n < srv.nbackends; n++) {                               \
+        const struct backend *b = srv.backends[n];                      \
+        stats_prom_sample(out, family, "backend", b->cfg.id, (uint64_t)(value)); \
+    }
+#define STATS_PROM_C(name, section, info, help) \
+    STATS_PROM_EACH("backend_" #name "_total", "counter", help, b->st.name)
+#define STATS_PROM_G(name, metric, section, info, help, value) \
+    STATS_PROM_EACH(metric, "gauge", help, value)
+    STATS_BACKEND(STATS_PROM_C, STATS_PROM_G, STATS_NOSTRING)
+#undef STATS_PROM_C
+#undef STATS_PROM_G
+#undef STATS_PROM_EACH
+}
+
+/* Prometheus text exposition format 0.0.4 (admin `metrics`): every family
+ * with HELP and TYPE, its samples together. */
+static void stats_write_metrics(struct buf *out)
+{
+    size_t i;
+    int n;
+
+    stats_prom_family(out, "info", "gauge", "Always 1; the version is a label.");
+    stats_prom_sample(out, "info", "version", SHARDPROXY_VERSION, 1);
+    stats_prom_family(out, "uptime_seconds", "gauge", "Seconds since the proxy started.");
+    stats_prom_sample(out, "uptime_seconds", NULL, NULL, (uint64_t)stats_uptime());
+    stats_prom_rows(out);
+    stats_prom_family(out, "backend_latency_seconds", "histogram",
+                      "Time from queueing a request to reading its reply.");
+    for (n = 0; n < srv.nbackends; n++)
+        stats_prom_hist(out, "backend_latency_seconds", "backend", srv.backends[n]->cfg.id,
+                        &srv.backends[n]->latency);
+    stats_prom_family(out, "command_calls_total", "counter", "Requests per command.");
+    for (i = 0; i < ARRAY_LEN(cmd_table); i++)
+        if (srv.cmd_stats[i])
+            stats_prom_sample(out, "command_calls_total", "command", cmd_table[i].name,
+                              srv.cmd_stats[i]->calls);
+    stats_prom_family(out, "command_errors_total", "counter", "Error replies per command.");
+    for (i = 0; i < ARRAY_LEN(cmd_table); i++)
+        if (srv.cmd_stats[i])
+            stats_prom_sample(out, "command_errors_total", "command", cmd_table[i].name,
+                              srv.cmd_stats[i]->errors);
+    stats_prom_family(out, "command_latency_seconds", "histogram",
+                      "Time from a request's arrival to its complete reply.");
+    for (i = 0; i < ARRAY_LEN(cmd_table); i++)
+        if (srv.cmd_stats[i])
+            stats_prom_hist(out, "command_latency_seconds", "command", cmd_table[i].name,
+                            &srv.cmd_stats[i]->latency);
+}
+
 /* Which INFO sections ARGV[1..] asks for (none: all). */
-static uint8_t info_mask(const struct resp_arg *argv, int64_t argc)
+static uint8_t stats_info_mask(const struct resp_arg *argv, int64_t argc)
 {
     static const struct {
         const char *name; /* section name, any case */
-        uint8_t bit;      /* STATS_INFO_* */
+        uint8_t bit;      /* INFO_* */
     } sections[] = {{"server", INFO_SERVER},     {"clients", INFO_CLIENTS},
                     {"stats", INFO_STATS},       {"backends", INFO_BACKENDS},
                     {"keyspace", INFO_KEYSPACE}, {"all", INFO_ALL},
@@ -3274,8 +3977,9 @@ static uint8_t info_mask(const struct resp_arg *argv, int64_t argc)
     return mask;
 }
 
+
 /* The first TCP port the proxy listens on (INFO's tcp_port), or 0. */
-static unsigned info_tcp_port(void)
+static unsigned stats_tcp_port(void)
 {
     int i;
 
@@ -3289,52 +3993,62 @@ static unsigned info_tcp_port(void)
     return 0;
 }
 
-/* INFO's own sections, in Redis's format. */
-static void info_render(struct buf *out, uint8_t mask)
+
+/* The INFO fields of every proxy row in SECTION. */
+static void stats_info_rows(struct buf *out, int section)
+{
+#define STATS_INFO_C(name, sect, info, help)                                      \
+    if (INFO_##sect == section)                                                   \
+        buf_printf(out, "%s:%llu\r\n", info, (unsigned long long)srv.st.name);
+#define STATS_INFO_G(name, metric, sect, info, help, value)                       \
+    if (INFO_##sect == section)                                                   \
+        buf_printf(out, "%s:%llu\r\n", info, (unsigned long long)(value));
+    STATS_PROXY(STATS_INFO_C, STATS_INFO_G)
+#undef STATS_INFO_C
+#undef STATS_INFO_G
+}
+
+/* INFO's own sections, in Redis's format: each proxy row in its section,
+ * each backend on one line of `backends`. */
+static void stats_info_render(struct buf *out, uint8_t mask)
 {
     int i;
 
     if (mask & INFO_SERVER)
         buf_printf(out, "# Server\r\nshardproxy_version:%s\r\nprocess_id:%ld\r\ntcp_port:%u\r\n"
                    "uptime_in_seconds:%lld\r\nuptime_in_days:%lld\r\n\r\n", SHARDPROXY_VERSION,
-                   (long)getpid(), info_tcp_port(), info_uptime(), info_uptime() / 86400);
-    if (mask & INFO_CLIENTS)
-        buf_printf(out, "# Clients\r\nconnected_clients:%llu\r\nmaxclients:%llu\r\n\r\n",
-                   (unsigned long long)srv.nclients,
-                   (unsigned long long)client_limit());
-    if (mask & INFO_STATS)
-        buf_printf(out, "# Stats\r\ntotal_connections_received:%llu\r\n"
-                   "rejected_connections:%llu\r\ntotal_commands_processed:%llu\r\n"
-                   "total_error_replies:%llu\r\ntotal_net_input_bytes:%llu\r\n"
-                   "total_net_output_bytes:%llu\r\nprotocol_errors:%llu\r\n"
-                   "inflight_requests:%llu\r\n\r\n",
-                   (unsigned long long)srv.st.connections_accepted,
-                   (unsigned long long)srv.st.connections_rejected,
-                   (unsigned long long)srv.st.commands, (unsigned long long)srv.st.errors,
-                   (unsigned long long)srv.st.bytes_in, (unsigned long long)srv.st.bytes_out,
-                   (unsigned long long)srv.st.protocol_errors,
-                   (unsigned long long)backend_inflight_total());
+                   (long)getpid(), stats_tcp_port(), stats_uptime(), stats_uptime() / 86400);
+    if (mask & INFO_CLIENTS) {
+        buf_printf(out, "# Clients\r\n");
+        stats_info_rows(out, INFO_CLIENTS);
+        buf_printf(out, "maxclients:%llu\r\n\r\n", (unsigned long long)client_limit());
+    }
+    if (mask & INFO_STATS) {
+        buf_printf(out, "# Stats\r\n");
+        stats_info_rows(out, INFO_STATS);
+        buf_printf(out, "\r\n");
+    }
     if (mask & INFO_BACKENDS) {
         buf_printf(out, "# Backends\r\n");
         for (i = 0; i < srv.nbackends; i++) {
             const struct backend *b = srv.backends[i];
-            buf_printf(out, "backend%d:id=%s,addr=%s,weight=%u,state=%s,slots=%u,inflight=%llu\r\n",
-                       i, b->cfg.id, b->cfg.addr, b->cfg.weight, backend_state(b),
-                       b->slots, (unsigned long long)backend_inflight(b));
+            buf_printf(out, "backend%d:id=%s,addr=%s,", i, b->cfg.id, b->cfg.addr);
+            stats_backend_line(out, b, 1);
+            buf_printf(out, "\r\n");
         }
         buf_printf(out, "\r\n");
     }
 }
 
 /* Highest database number summed in INFO keyspace. */
-#define INFO_MAX_DB 64
+#define STATS_MAX_DB 64
 
 /* Sum "dbN:keys=K,expires=E,avg_ttl=T" lines of the backends' INFO keyspace
  * replies (REPLIES[0..N)); a backend that failed adds nothing. */
-static void info_keyspace(struct buf *out, struct req *const *replies, uint32_t n)
+static void stats_info_keyspace(struct buf *out, struct req *const *replies, uint32_t n)
 {
-    uint64_t keys[INFO_MAX_DB] = {0}, expires[INFO_MAX_DB] = {0};
-    double ttl[INFO_MAX_DB] = {0};
+    uint64_t keys[STATS_MAX_DB] = {0}, expires[STATS_MAX_DB] = {0};
+    double ttl[STATS_MAX_DB] = {0};
     uint32_t i;
     int db;
 
@@ -3347,7 +4061,7 @@ static void info_keyspace(struct buf *out, struct req *const *replies, uint32_t 
         for (line = strtok_r(text, "\r\n", &save); line; line = strtok_r(NULL, "\r\n", &save)) {
             unsigned long long k, e, t;
             if (sscanf(line, "db%d:keys=%llu,expires=%llu,avg_ttl=%llu", &db, &k, &e, &t) != 4 ||
-                db < 0 || db >= INFO_MAX_DB)
+                db < 0 || db >= STATS_MAX_DB)
                 continue;
             keys[db] += k;
             expires[db] += e;
@@ -3356,7 +4070,7 @@ static void info_keyspace(struct buf *out, struct req *const *replies, uint32_t 
         free(text);
     }
     buf_printf(out, "# Keyspace\r\n");
-    for (db = 0; db < INFO_MAX_DB; db++)
+    for (db = 0; db < STATS_MAX_DB; db++)
         if (keys[db])
             buf_printf(out, "db%d:keys=%llu,expires=%llu,avg_ttl=%llu\r\n", db,
                        (unsigned long long)keys[db], (unsigned long long)expires[db],
@@ -3364,14 +4078,15 @@ static void info_keyspace(struct buf *out, struct req *const *replies, uint32_t 
     buf_printf(out, "\r\n");
 }
 
+
 /* The INFO reply of parent P once every backend answered INFO keyspace. */
-static void info_merge(struct req *p)
+static void stats_info_merge(struct req *p)
 {
     struct buf text = {0, 0, 0, 0};
 
-    info_render(&text, p->info_sections);
+    stats_info_render(&text, p->info_sections);
     if (p->info_sections & INFO_KEYSPACE)
-        info_keyspace(&text, p->child, p->nchild);
+        stats_info_keyspace(&text, p->child, p->nchild);
     enc_bulk(&p->reply, text.data ? text.data : "", buf_len(&text));
     buf_free(&text);
 }
@@ -3408,7 +4123,7 @@ static int local_secret_eq(const struct resp_arg *pw, const char *secret)
 
 /* AUTH [user] pass, as the default user: with no password configured any
  * password passes (Redis's nopass user); else one of them must match, all
- * being compared so timing tells nothing.  Sets c->authed on success. */
+ * being compared so timing tells nothing.  Sets c->auth on success. */
 static int local_auth(struct client *c, const struct resp_arg *user, const struct resp_arg *pw)
 {
     int ok = srv.cfg->npasswords == 0, i;
@@ -3418,23 +4133,26 @@ static int local_auth(struct client *c, const struct resp_arg *user, const struc
     if (user && !(user->len == 7 && !memcmp(user->p, "default", 7)))
         ok = 0;
     if (ok)
-        c->authed = 1;
+        c->auth = srv.cfg->npasswords ? AUTH_PASSED : AUTH_OPEN;
     return ok;
 }
 
 /* HELLO [protover [AUTH user pass] [SETNAME name]]: only RESP2 is spoken. */
-static void local_hello(struct client *c, const struct resp_arg *argv, int64_t argc)
+static void local_hello(const struct call *k)
 {
+    struct client *c = k->c;
+    const struct resp_arg *argv = k->argv;
+    int64_t argc = k->argc;
     struct buf b = {0, 0, 0, 0};
     int64_t ver = 2, i;
     const struct resp_arg *setname = NULL, *auth = NULL;
 
     if (argc >= 2 && (resp_parse_ll(argv[1].p, argv[1].len, &ver) != 0)) {
-        reply_error(c, "ERR Protocol version is not an integer or out of range");
+        reply_error(k, "ERR Protocol version is not an integer or out of range");
         return;
     }
     if (ver != 2) {
-        reply_local_str(c, "-NOPROTO sorry, this protocol version is not supported.\r\n");
+        reply_local_str(k, "-NOPROTO sorry, this protocol version is not supported.\r\n");
         return;
     }
     for (i = 2; i < argc; i++) {
@@ -3444,24 +4162,24 @@ static void local_hello(struct client *c, const struct resp_arg *argv, int64_t a
         } else if (cmd_argeq(&argv[i], "setname") && i + 1 < argc) {
             setname = &argv[++i];
         } else {
-            reply_error(c, "ERR Syntax error in HELLO option '%.*s'", (int)MIN(argv[i].len, 64),
+            reply_error(k, "ERR Syntax error in HELLO option '%.*s'", (int)MIN(argv[i].len, 64),
                          argv[i].p);
             return;
         }
     }
     if (auth && !local_auth(c, &auth[0], &auth[1])) {
-        reply_local_str(c, LOCAL_WRONGPASS);
+        reply_local_str(k, LOCAL_WRONGPASS);
         return;
     }
-    if (!c->authed) {
-        reply_local_str(c, "-NOAUTH HELLO must be called with the client already "
+    if (c->auth == AUTH_NONE) {
+        reply_local_str(k, "-NOAUTH HELLO must be called with the client already "
                             "authenticated, otherwise the HELLO AUTH <user> <pass> "
                             "option can be used to authenticate the client and select the "
                             "RESP protocol version at the same time\r\n");
         return;
     }
     if (setname && !local_valid_name(setname)) {
-        reply_error(c, LOCAL_BADNAME);
+        reply_error(k, LOCAL_BADNAME);
         return;
     }
     if (setname) {
@@ -3483,13 +4201,16 @@ static void local_hello(struct client *c, const struct resp_arg *argv, int64_t a
     enc_bulk(&b, "master", 6);
     enc_bulk(&b, "modules", 7);
     enc_array(&b, 0);
-    reply_local(c, b.data, buf_len(&b));
+    reply_local(k, b.data, buf_len(&b));
     buf_free(&b);
 }
 
 /* CLIENT SETNAME / GETNAME / ID / SETINFO. */
-static void local_client(struct client *c, const struct command *cmd, const struct resp_arg *argv)
+static void local_client(const struct call *k)
 {
+    struct client *c = k->c;
+    const struct command *cmd = k->cmd;
+    const struct resp_arg *argv = k->argv;
     struct buf b = {0, 0, 0, 0};
 
     if (!strcmp(cmd->name, "client|id")) {
@@ -3501,7 +4222,7 @@ static void local_client(struct client *c, const struct command *cmd, const stru
             buf_append_str(&b, "$-1\r\n");
     } else if (!strcmp(cmd->name, "client|setname")) {
         if (!local_valid_name(&argv[2])) {
-            reply_error(c, LOCAL_BADNAME);
+            reply_error(k, LOCAL_BADNAME);
             return;
         }
         free(c->name);
@@ -3509,48 +4230,50 @@ static void local_client(struct client *c, const struct command *cmd, const stru
         buf_append_str(&b, "+OK\r\n");
     } else { /* client|setinfo */
         if (!cmd_argeq(&argv[2], "lib-name") && !cmd_argeq(&argv[2], "lib-ver")) {
-            reply_error(c, "ERR Unrecognized option '%.*s'", (int)MIN(argv[2].len, 64),
+            reply_error(k, "ERR Unrecognized option '%.*s'", (int)MIN(argv[2].len, 64),
                          argv[2].p);
             return;
         }
         buf_append_str(&b, "+OK\r\n");
     }
-    reply_local(c, b.data, buf_len(&b));
+    reply_local(k, b.data, buf_len(&b));
     buf_free(&b);
 }
 
 /* INFO [section ...]: the proxy's sections; the keyspace is summed over
  * the backends, so that section waits for them. */
-static void local_info(struct client *c, const struct resp_arg *argv, int64_t argc)
+static void local_info(const struct call *k)
 {
     static const char ask[] = "*2\r\n$4\r\nINFO\r\n$8\r\nkeyspace\r\n";
-    uint8_t mask = info_mask(argv, argc);
+    uint8_t mask = stats_info_mask(k->argv, k->argc);
     struct buf b = {0, 0, 0, 0};
 
     if (mask & INFO_KEYSPACE) {
         buf_append(&b, ask, sizeof ask - 1);
-        route_fanout(c, MERGE_INFO, &b, mask);
+        route_fanout(k, MERGE_INFO, &b, mask);
     } else {
         struct buf text = {0, 0, 0, 0};
-        info_render(&text, mask);
+        stats_info_render(&text, mask);
         enc_bulk(&b, text.data ? text.data : "", buf_len(&text));
-        reply_local(c, b.data, buf_len(&b));
+        reply_local(k, b.data, buf_len(&b));
         buf_free(&text);
     }
     buf_free(&b);
 }
 
 /* Commands the proxy answers itself. */
-static void local_call(struct client *c, const struct command *cmd, const struct resp_arg *argv,
-                         int64_t argc)
+static void local_call(const struct call *k)
 {
+    struct client *c = k->c;
+    const struct resp_arg *argv = k->argv;
+    int64_t argc = k->argc;
     struct buf b = {0, 0, 0, 0};
-    const char *name = cmd->name;
+    const char *name = k->cmd->name;
     int64_t db;
 
     if (!strcmp(name, "ping")) {
         if (argc > 2)
-            reply_error(c, "ERR wrong number of arguments for 'ping' command");
+            reply_error(k, "ERR wrong number of arguments for 'ping' command");
         else if (argc == 2)
             enc_bulk(&b, argv[1].p, argv[1].len);
         else
@@ -3562,30 +4285,30 @@ static void local_call(struct client *c, const struct command *cmd, const struct
         c->state = CLIENT_CLOSING;
     } else if (!strcmp(name, "select")) {
         if (resp_parse_ll(argv[1].p, argv[1].len, &db) != 0)
-            reply_error(c, "ERR value is not an integer or out of range");
+            reply_error(k, "ERR value is not an integer or out of range");
         else if (db != 0)
-            reply_error(c, "ERR DB index is out of range (the proxy serves database 0 only)");
+            reply_error(k, "ERR DB index is out of range (the proxy serves database 0 only)");
         else
             buf_append_str(&b, "+OK\r\n");
     } else if (!strcmp(name, "hello")) {
-        local_hello(c, argv, argc);
+        local_hello(k);
     } else if (!strcmp(name, "auth")) {
         if (argc > 3)
-            reply_error(c, "ERR syntax error");
+            reply_error(k, "ERR syntax error");
         else if (argc == 2 && srv.cfg->npasswords == 0)
-            reply_error(c, "ERR AUTH <password> called without any password configured for "
+            reply_error(k, "ERR AUTH <password> called without any password configured for "
                             "the default user. Are you sure your configuration is correct?");
         else if (local_auth(c, argc == 3 ? &argv[1] : NULL, &argv[argc - 1]))
             buf_append_str(&b, "+OK\r\n");
         else
-            reply_local_str(c, LOCAL_WRONGPASS);
+            reply_local_str(k, LOCAL_WRONGPASS);
     } else if (!strcmp(name, "info")) {
-        local_info(c, argv, argc);
+        local_info(k);
     } else {
-        local_client(c, cmd, argv);
+        local_client(k);
     }
     if (buf_len(&b))
-        reply_local(c, b.data, buf_len(&b));
+        reply_local(k, b.data, buf_len(&b));
     buf_free(&b);
 }
 
@@ -3609,110 +4332,141 @@ static void input_scratch(size_t argc, size_t rawlen)
 
 /* Quote an unknown command and its first arguments for the error reply, the
  * way Redis does ("'a' 'b' "), capped in length. */
-static void input_unknown(struct client *c, const struct resp_arg *argv, int64_t argc)
+static void input_unknown(const struct call *k)
 {
+    const struct resp_arg *argv = k->argv;
     char args[160];
     size_t o = 0;
     int64_t i;
 
     args[0] = '\0';
-    for (i = 1; i < argc && o < 128; i++) {
+    for (i = 1; i < k->argc && o < 128; i++) {
         int n = snprintf(args + o, sizeof args - o, "'%.*s' ", (int)MIN(argv[i].len, 128 - o),
                          argv[i].p);
         if (n < 0 || (size_t)n >= sizeof args - o)
             break;
         o += (size_t)n;
     }
-    reply_error(c, "ERR unknown command '%.*s', with args beginning with: %s",
-                 (int)MIN(argv[0].len, 128), argv[0].p, args);
+    reply_error(k, "ERR unknown command '%.*s', with args beginning with: %s",
+                (int)MIN(argv[0].len, 128), argv[0].p, args);
     if (log_threshold >= LOG_DEBUG) {
         char esc[160];
-        log_at(LOG_DEBUG, "client %llu %s: unknown command '%s'", (unsigned long long)c->id,
-               c->addr, log_escape(argv[0].p, argv[0].len, esc, sizeof esc));
+        log_at(LOG_DEBUG, "client %llu %s: unknown command '%s'", (unsigned long long)k->c->id,
+               k->c->addr, log_escape(argv[0].p, argv[0].len, esc, sizeof esc));
     }
 }
 
 /* Serve a known command with the right number of arguments by its kind. */
-static void input_route(struct client *c, const struct command *cmd, const char *raw,
-                         size_t rawlen, const struct resp_arg *argv, int64_t argc)
+static void input_route(const struct call *k)
 {
+    const struct command *cmd = k->cmd;
+
     switch ((enum cmd_kind)cmd->kind) {
     case CMD_ONE: {
-        const struct resp_arg *k = &argv[cmd->specs[0].start]; /* arity checked: it exists */
-        assert(cmd->specs[0].start < argc);
-        route_forward(c, route_backend(srv.cfg, k->p, k->len), raw, rawlen, argv, argc);
+        const struct resp_arg *key = &k->argv[cmd->specs[0].start]; /* arity checked */
+        assert(cmd->specs[0].start < k->argc);
+        route_forward(k, route_backend(srv.cfg, key->p, key->len));
         break;
     }
     case CMD_SPLIT:
-        route_split(c, cmd, argv, argc, raw, rawlen);
+        route_split(k);
         break;
     case CMD_SAME:
-        route_same(c, cmd, raw, rawlen, argv, argc);
+        route_same(k);
         break;
     case CMD_LOCAL:
-        local_call(c, cmd, argv, argc);
+        local_call(k);
         break;
     case CMD_ANY:
-        route_any(c, raw, rawlen, argv, argc);
+    case CMD_CONTAINER: /* only bare COMMAND passes the arity check */
+        route_any(k);
         break;
     case CMD_ALL: {
         struct buf enc = {0, 0, 0, 0};
-        enc_command(&enc, argv, (size_t)argc);
-        route_fanout(c, MERGE_SUM, &enc, 0);
+        enc_command(&enc, k->argv, (size_t)k->argc);
+        route_fanout(k, MERGE_SUM, &enc, 0);
         buf_free(&enc);
         break;
     }
-    case CMD_CONTAINER: /* only bare COMMAND passes the arity check */
-        route_any(c, raw, rawlen, argv, argc);
-        break;
     case CMD_REFUSE:
-        reply_error(c, "ERR '%s' is not supported by the proxy", cmd->name);
+        reply_error(k, "ERR '%s' is not supported by the proxy", cmd->name);
         break;
     }
 }
 
-/* Serve one framed request at RAW[0..RAWLEN). */
+/* Commands a client that has not passed AUTH may still send. */
+static int input_preauth_ok(const struct command *cmd)
+{
+    return !strcmp(cmd->name, "auth") || !strcmp(cmd->name, "hello") ||
+           !strcmp(cmd->name, "quit");
+}
+
+/* Serve one framed request of C at RAW[0..RAWLEN). */
 static void input_dispatch(struct client *c, const char *raw, size_t rawlen)
 {
-    const struct command *cmd;
-    struct resp_arg *argv;
-    int64_t argc;
+    struct call k;
 
     input_scratch(c->parser.inline_req ? rawlen / 2 + 2 : (size_t)c->parser.argc, rawlen);
-    argc = resp_req_args(&c->parser, raw, srv.argv, srv.argv_cap, srv.scratch);
-    argv = srv.argv;
-    if (argc < 0) {
+    k.c = c;
+    k.cmd = NULL;
+    k.raw = raw;
+    k.rawlen = rawlen;
+    k.argc = resp_req_args(&c->parser, raw, srv.argv, srv.argv_cap, srv.scratch);
+    k.argv = srv.argv;
+    if (k.argc < 0) {
         srv.st.protocol_errors++;
-        reply_error(c, "ERR Protocol error: unbalanced quotes in request");
+        reply_error(&k, "ERR Protocol error: unbalanced quotes in request");
         c->state = CLIENT_CLOSING;
         return;
     }
-    if (argc == 0)
+    if (k.argc == 0)
         return;
     srv.st.commands++;
-    cmd = cmd_find(argv[0].p, argv[0].len);
-    if (cmd && cmd->kind == CMD_CONTAINER && argc > 1) {
-        if (!(cmd = cmd_find_sub(cmd, &argv[1]))) {
-            reply_error(c, "ERR unknown subcommand '%.*s'. Try %.*s HELP.",
-                         (int)MIN(argv[1].len, 128), argv[1].p, (int)MIN(argv[0].len, 32),
-                         argv[0].p);
+    k.cmd = cmd_find(k.argv[0].p, k.argv[0].len);
+    if (k.cmd && k.cmd->kind == CMD_CONTAINER && k.argc > 1) {
+        if (!(k.cmd = cmd_find_sub(k.cmd, &k.argv[1]))) {
+            reply_error(&k, "ERR unknown subcommand '%.*s'. Try %.*s HELP.",
+                        (int)MIN(k.argv[1].len, 128), k.argv[1].p, (int)MIN(k.argv[0].len, 32),
+                        k.argv[0].p);
             return;
         }
     }
-    if (!cmd) {
-        input_unknown(c, argv, argc);
+    if (!k.cmd) {
+        input_unknown(&k);
         return;
     }
-    srv.cur_cmd = cmd;
-    req_cmd_stats(cmd)->calls++;
-    if (!cmd_arity_ok(cmd, argc))
-        reply_error(c, "ERR wrong number of arguments for '%s' command", cmd->name);
-    else if (srv.cfg->npasswords && !c->authed && strcmp(cmd->name, "auth") &&
-             strcmp(cmd->name, "hello") && strcmp(cmd->name, "quit"))
-        reply_local_str(c, "-NOAUTH Authentication required.\r\n");
+    req_cmd_stats(k.cmd)->calls++;
+    if (!cmd_arity_ok(k.cmd, k.argc))
+        reply_error(&k, "ERR wrong number of arguments for '%s' command", k.cmd->name);
+    else if (srv.cfg->npasswords && c->auth == AUTH_NONE && !input_preauth_ok(k.cmd))
+        reply_local_str(&k, "-NOAUTH Authentication required.\r\n");
     else
-        input_route(c, cmd, raw, rawlen, argv, argc);
-    srv.cur_cmd = NULL;
+        input_route(&k);
+}
+
+/* The limits C's next request must keep.  Before AUTH they are Redis's
+ * tighter ones: nobody makes the proxy buffer much unasked. */
+static void input_limits(const struct client *c, struct resp_limits *lim)
+{
+    int locked = srv.cfg->npasswords > 0 && c->auth == AUTH_NONE;
+
+    lim->max_request = locked ? PREAUTH_MAX_REQUEST : srv.cfg->max_request_size;
+    lim->max_inline = MAX_INLINE;
+    lim->max_args = locked ? PREAUTH_MAX_ARGS : 0;
+    lim->max_bulk = locked ? PREAUTH_MAX_BULK : 0;
+}
+
+/* A request of C broke the framing: one error reply, then close. */
+static void input_protocol_error(struct client *c)
+{
+    struct call k = {NULL, NULL, NULL, 0, NULL, 0};
+
+    k.c = c;
+    srv.st.protocol_errors++;
+    log_at(LOG_INFO, "client %llu %s: protocol error: %s", (unsigned long long)c->id, c->addr,
+           c->parser.err);
+    reply_error(&k, "ERR Protocol error: %s", c->parser.err);
+    c->state = CLIENT_CLOSING;
 }
 
 /* Frame and serve every complete request in DATA[0..LEN).  OWN says DATA is
@@ -3726,26 +4480,16 @@ static void input_process(struct client *c, const char *data, size_t len, int ow
     c->throttled = 0;
     while (pos < len && c->state == CLIENT_OPEN) {
         enum resp_result rc;
-        int locked = srv.cfg->npasswords > 0 && !c->authed;
-        /* before AUTH, Redis's tighter limits: nobody makes us buffer much unasked */
-        lim.max_request = locked ? 16 * 1024 * 11 : srv.cfg->max_request_size;
-        lim.max_inline = MAX_INLINE;
-        lim.max_args = locked ? 10 : 0;
-        lim.max_bulk = locked ? 16 * 1024 : 0;
         if (c->npending >= srv.cfg->client_max_pending) {
             c->throttled = 1;
             break;
         }
+        input_limits(c, &lim);
         rc = resp_req_parse(&c->parser, data + pos, len - pos, &lim);
         if (rc == RESP_AGAIN)
             break;
         if (rc == RESP_ERROR) {
-            srv.st.protocol_errors++;
-            log_at(LOG_INFO, "client %llu %s: protocol error: %s", (unsigned long long)c->id,
-                   c->addr, c->parser.err);
-            reply_error(c, "ERR Protocol error: %s", c->parser.err);
-            c->state = CLIENT_CLOSING;
-            pos = len;
+            input_protocol_error(c);
             break;
         }
         if (c->parser.argc > 0)
@@ -3761,294 +4505,42 @@ static void input_process(struct client *c, const char *data, size_t len, int ow
         c->partial_us = srv.now_us; /* what is left starts a new request */
     if (own)
         buf_consume(&c->in, pos); /* an emptied buffer stays until client_timers frees it */
-    else if (pos < len) {
+    else if (pos < len)
         buf_append(&c->in, data + pos, len - pos);
-    }
 }
 
+/* C is readable.  Between requests bytes land in the shared read buffer and
+ * only a partial request is copied into c->in; while a request spans reads,
+ * c->in grows towards its declared size. */
 static void input_read(struct client *c)
 {
-    ssize_t n;
+    int own = buf_len(&c->in) > 0;
+    enum net_result rc;
+    size_t n;
 
     c->last_us = srv.now_us;
-    if (buf_len(&c->in) == 0) {
-        n = read(c->fd, srv.rbuf, READ_CHUNK);
-        if (n > 0) {
-            srv.st.bytes_in += (uint64_t)n;
-            input_process(c, srv.rbuf, (size_t)n, 0);
-            return;
-        }
-    } else {
-        /* a request spans reads: grow towards its declared size */
+    if (own) {
         buf_reserve(&c->in, READ_CHUNK);
-        n = read(c->fd, c->in.data + c->in.w, c->in.cap - c->in.w);
-        if (n > 0) {
-            srv.st.bytes_in += (uint64_t)n;
-            c->in.w += (size_t)n;
-            input_process(c, c->in.data + c->in.r, buf_len(&c->in), 1);
-            return;
-        }
+        rc = net_read(c->fd, c->in.data + c->in.w, c->in.cap - c->in.w, &n);
+    } else {
+        rc = net_read(c->fd, srv.rbuf, READ_CHUNK, &n);
     }
-    if (n == 0) {
-        /* EOF: what was asked is still answered (half-closed pipes), then close */
+    if (rc == NET_OK) {
+        srv.st.bytes_in += n;
+        if (own) {
+            c->in.w += n;
+            input_process(c, c->in.data + c->in.r, buf_len(&c->in), 1);
+        } else {
+            input_process(c, srv.rbuf, n, 0);
+        }
+    } else if (rc == NET_EOF) {
+        /* what was asked is still answered (half-closed pipes), then close */
         c->state = CLIENT_CLOSING;
         buf_free(&c->in);
         reply_dirty(c);
-    } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+    } else if (rc == NET_ERR) {
         client_close(c, strerror(errno));
     }
-}
-
-/* ================================================================ stats */
-/* stats_: the text, JSON and Prometheus reports. */
-
-static void stats_text_latency(struct buf *out, const struct hist *h)
-{
-    size_t i;
-
-    buf_printf(out, "  latency_us");
-    for (i = 0; i < ARRAY_LEN(stats_quantiles); i++)
-        buf_printf(out, " %s %llu", stats_quantiles[i].name,
-                   (unsigned long long)hist_quantile(h, stats_quantiles[i].q));
-    buf_printf(out, " max %llu\n", (unsigned long long)h->max);
-}
-
-/* The human-readable report: SIGUSR1 and the admin `stats` command. */
-static void stats_write_text(struct buf *out)
-{
-    size_t i;
-    int b;
-
-    buf_printf(out, "shardproxy %s pid %ld uptime %llds\n", SHARDPROXY_VERSION, (long)getpid(),
-               info_uptime());
-    buf_printf(out, "  %-20s %llu\n  %-20s %llu\n", "clients", (unsigned long long)srv.nclients,
-               "inflight", (unsigned long long)backend_inflight_total());
-#define STATS_TEXT(name, help) \
-    buf_printf(out, "  %-20s %llu\n", #name, (unsigned long long)srv.st.name);
-    STATS_PROXY(STATS_TEXT)
-#undef STATS_TEXT
-    for (b = 0; b < srv.nbackends; b++) {
-        const struct backend *be = srv.backends[b];
-        buf_printf(out, "backend %s address %s weight %u state %s slots %u connections %d "
-                   "inflight %llu\n", be->cfg.id, be->cfg.addr, be->cfg.weight,
-                   backend_state(be), be->slots, backend_conns_up(be),
-                   (unsigned long long)backend_inflight(be));
-#define STATS_TEXT(name, help) \
-    buf_printf(out, "  %-20s %llu\n", #name, (unsigned long long)be->st.name);
-        STATS_BACKEND(STATS_TEXT)
-#undef STATS_TEXT
-        stats_text_latency(out, &be->latency);
-        if (be->last_error[0]) {
-            char esc[sizeof be->last_error * 4 + 8];
-            buf_printf(out, "  last_error %s\n", log_escape(be->last_error,
-                       strlen(be->last_error), esc, sizeof esc));
-        }
-    }
-    for (i = 0; i < ARRAY_LEN(cmd_table); i++) {
-        const struct cmd_stats *cs = srv.cmd_stats[i];
-        if (!cs)
-            continue;
-        buf_printf(out, "command %s calls %llu errors %llu\n", cmd_table[i].name,
-                   (unsigned long long)cs->calls, (unsigned long long)cs->errors);
-        stats_text_latency(out, &cs->latency);
-    }
-}
-
-/* Append S as a JSON string: quotes, backslashes and control bytes escaped. */
-static void stats_json_str(struct buf *out, const char *s)
-{
-    buf_append(out, "\"", 1);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            buf_printf(out, "\\%c", ch);
-        else if (ch < 0x20 || ch == 0x7f)
-            buf_printf(out, "\\u%04x", ch);
-        else
-            buf_append(out, s, 1);
-    }
-    buf_append(out, "\"", 1);
-}
-
-static void stats_json_latency(struct buf *out, const struct hist *h)
-{
-    size_t i;
-
-    buf_printf(out, "\"latency_us\":{");
-    for (i = 0; i < ARRAY_LEN(stats_quantiles); i++)
-        buf_printf(out, "\"%s\":%llu,", stats_quantiles[i].name,
-                   (unsigned long long)hist_quantile(h, stats_quantiles[i].q));
-    buf_printf(out, "\"max\":%llu}", (unsigned long long)h->max);
-}
-
-/* The whole report as one JSON object on one line (admin `stats json`). */
-static void stats_write_json(struct buf *out)
-{
-    size_t i;
-    int b, first = 1;
-
-    buf_printf(out, "{\"version\":\"%s\",\"pid\":%ld,\"uptime_s\":%lld,"
-               "\"clients\":{\"current\":%llu,\"total\":%llu,\"rejected\":%llu},"
-               "\"inflight\":%llu", SHARDPROXY_VERSION, (long)getpid(), info_uptime(),
-               (unsigned long long)srv.nclients, (unsigned long long)srv.st.connections_accepted,
-               (unsigned long long)srv.st.connections_rejected,
-               (unsigned long long)backend_inflight_total());
-#define STATS_JSON(name, help) buf_printf(out, ",\"%s\":%llu", #name, (unsigned long long)srv.st.name);
-    STATS_PROXY(STATS_JSON)
-#undef STATS_JSON
-    buf_printf(out, ",\"backends\":[");
-    for (b = 0; b < srv.nbackends; b++) {
-        const struct backend *be = srv.backends[b];
-        buf_printf(out, "%s{\"name\":", b ? "," : "");
-        stats_json_str(out, be->cfg.id);
-        buf_printf(out, ",\"address\":");
-        stats_json_str(out, be->cfg.addr);
-        buf_printf(out, ",\"weight\":%u,\"state\":\"%s\",\"slots\":%u,\"connections\":%d,"
-                   "\"inflight\":%llu", be->cfg.weight, backend_state(be), be->slots,
-                   backend_conns_up(be), (unsigned long long)backend_inflight(be));
-#define STATS_JSON(name, help) buf_printf(out, ",\"%s\":%llu", #name, (unsigned long long)be->st.name);
-        STATS_BACKEND(STATS_JSON)
-#undef STATS_JSON
-        buf_append_str(out, ",\"last_error\":");
-        stats_json_str(out, be->last_error);
-        buf_append(out, ",", 1);
-        stats_json_latency(out, &be->latency);
-        buf_append(out, "}", 1);
-    }
-    buf_printf(out, "],\"commands_by_name\":{");
-    for (i = 0; i < ARRAY_LEN(cmd_table); i++) {
-        const struct cmd_stats *cs = srv.cmd_stats[i];
-        if (!cs)
-            continue;
-        buf_printf(out, "%s\"%s\":{\"calls\":%llu,\"errors\":%llu,", first ? "" : ",",
-                   cmd_table[i].name, (unsigned long long)cs->calls,
-                   (unsigned long long)cs->errors);
-        stats_json_latency(out, &cs->latency);
-        buf_append(out, "}", 1);
-        first = 0;
-    }
-    buf_printf(out, "}}\n");
-}
-
-/* Append S as a Prometheus label value: backslash, quote and newline escaped. */
-static void stats_prom_label(struct buf *out, const char *s)
-{
-    for (; *s; s++) {
-        if (*s == '\\' || *s == '"')
-            buf_printf(out, "\\%c", *s);
-        else if (*s == '\n')
-            buf_append(out, "\\n", 2);
-        else
-            buf_append(out, s, 1);
-    }
-}
-
-static void stats_prom_family(struct buf *out, const char *name, const char *type,
-                              const char *help)
-{
-    buf_printf(out, "# HELP shardproxy_%s %s\n# TYPE shardproxy_%s %s\n", name, help, name, type);
-}
-
-/* One sample: shardproxy_NAME{LABEL="VALUE"} V (no braces without a label). */
-static void stats_prom_sample(struct buf *out, const char *name, const char *label,
-                              const char *value, uint64_t v)
-{
-    buf_printf(out, "shardproxy_%s", name);
-    if (label) {
-        buf_printf(out, "{%s=\"", label);
-        stats_prom_label(out, value);
-        buf_append(out, "\"}", 2);
-    }
-    buf_printf(out, " %llu\n", (unsigned long long)v);
-}
-
-/* A latency histogram in seconds: cumulative buckets, then +Inf, _sum and
- * _count.  Samples are whole microseconds and 2^k is a bucket boundary, so
- * "le = 2^k - 1 us" counts exactly the samples below 2^k. */
-static void stats_prom_hist(struct buf *out, const char *name, const char *label,
-                            const char *value, const struct hist *h)
-{
-    unsigned k;
-
-    for (k = 0; k < HIST_MAX_BITS; k++) { /* 2^26 - 1 us = 67 s; the last bucket is open */
-        uint64_t le = (1ULL << k) - 1;
-        buf_printf(out, "shardproxy_%s_bucket{%s=\"", name, label);
-        stats_prom_label(out, value);
-        buf_printf(out, "\",le=\"%llu.%06llu\"} %llu\n", (unsigned long long)(le / 1000000),
-                   (unsigned long long)(le % 1000000),
-                   (unsigned long long)hist_below_pow2(h, k));
-    }
-    buf_printf(out, "shardproxy_%s_bucket{%s=\"", name, label);
-    stats_prom_label(out, value);
-    buf_printf(out, "\",le=\"+Inf\"} %llu\n", (unsigned long long)h->count);
-    buf_printf(out, "shardproxy_%s_sum{%s=\"", name, label);
-    stats_prom_label(out, value);
-    buf_printf(out, "\"} %llu.%06llu\n", (unsigned long long)(h->sum / 1000000),
-               (unsigned long long)(h->sum % 1000000));
-    buf_printf(out, "shardproxy_%s_count{%s=\"", name, label);
-    stats_prom_label(out, value);
-    buf_printf(out, "\"} %llu\n", (unsigned long long)h->count);
-}
-
-/* Prometheus text exposition format 0.0.4 (admin `metrics`): every family
- * with HELP and TYPE, its samples together. */
-static void stats_write_metrics(struct buf *out)
-{
-    size_t i;
-    int b;
-
-    stats_prom_family(out, "info", "gauge", "Always 1; the version is a label.");
-    stats_prom_sample(out, "info", "version", SHARDPROXY_VERSION, 1);
-    stats_prom_family(out, "uptime_seconds", "gauge", "Seconds since the proxy started.");
-    stats_prom_sample(out, "uptime_seconds", NULL, NULL, (uint64_t)info_uptime());
-    stats_prom_family(out, "clients", "gauge", "Client connections open now.");
-    stats_prom_sample(out, "clients", NULL, NULL, srv.nclients);
-    stats_prom_family(out, "inflight_requests", "gauge", "Requests sent to backends, not answered yet.");
-    stats_prom_sample(out, "inflight_requests", NULL, NULL, backend_inflight_total());
-#define STATS_PROM(name, help)                                            \
-    stats_prom_family(out, #name "_total", "counter", help ".");          \
-    stats_prom_sample(out, #name "_total", NULL, NULL, srv.st.name);
-    STATS_PROXY(STATS_PROM)
-#undef STATS_PROM
-#define STATS_PROM_BACKENDS(family, type, help, expr)                      \
-    stats_prom_family(out, family, type, help);                             \
-    for (b = 0; b < srv.nbackends; b++) {                                   \
-        const struct backend *be = srv.backends[b];                        \
-        stats_prom_sample(out, family, "backend", be->cfg.id, (expr));     \
-    }
-    STATS_PROM_BACKENDS("bconn_up", "gauge", "1 if a connection to the backend is up.",
-                        (uint64_t)(backend_conns_up(be) > 0))
-    STATS_PROM_BACKENDS("backend_weight", "gauge", "Configured weight.", be->cfg.weight)
-    STATS_PROM_BACKENDS("backend_slots", "gauge", "Maglev table slots owned.", be->slots)
-    STATS_PROM_BACKENDS("backend_connections", "gauge", "Connections up now.",
-                        (uint64_t)backend_conns_up(be))
-    STATS_PROM_BACKENDS("backend_inflight_requests", "gauge", "Requests not answered yet.",
-                        backend_inflight(be))
-#define STATS_PROM(name, help) STATS_PROM_BACKENDS("backend_" #name "_total", "counter", help ".", be->st.name)
-    STATS_BACKEND(STATS_PROM)
-#undef STATS_PROM
-#undef STATS_PROM_BACKENDS
-    stats_prom_family(out, "backend_latency_seconds", "histogram",
-                      "Time from queueing a request to reading its reply.");
-    for (b = 0; b < srv.nbackends; b++)
-        stats_prom_hist(out, "backend_latency_seconds", "backend", srv.backends[b]->cfg.id,
-                        &srv.backends[b]->latency);
-    stats_prom_family(out, "command_calls_total", "counter", "Requests per command.");
-    for (i = 0; i < ARRAY_LEN(cmd_table); i++)
-        if (srv.cmd_stats[i])
-            stats_prom_sample(out, "command_calls_total", "command", cmd_table[i].name,
-                              srv.cmd_stats[i]->calls);
-    stats_prom_family(out, "command_errors_total", "counter", "Error replies per command.");
-    for (i = 0; i < ARRAY_LEN(cmd_table); i++)
-        if (srv.cmd_stats[i])
-            stats_prom_sample(out, "command_errors_total", "command", cmd_table[i].name,
-                              srv.cmd_stats[i]->errors);
-    stats_prom_family(out, "command_latency_seconds", "histogram",
-                      "Time from a request's arrival to its complete reply.");
-    for (i = 0; i < ARRAY_LEN(cmd_table); i++)
-        if (srv.cmd_stats[i])
-            stats_prom_hist(out, "command_latency_seconds", "command", cmd_table[i].name,
-                            &srv.cmd_stats[i]->latency);
 }
 
 /* ======================================================== configuration */
@@ -4147,9 +4639,6 @@ static int config_check_addr(const char *addr, char *err, size_t errlen)
     }
     return 0;
 }
-
-/* Set when the config is loaded only to print routes, without resolving. */
-static int config_no_resolve;
 
 /* Parse "123", "64kb", "512mb", "1gb" into bytes. */
 static int config_size(const char *s, uint64_t *out)
@@ -4371,7 +4860,7 @@ static int config_parse_listen(struct config *c, const void *field, char **argv,
     memset(l, 0, sizeof *l);
     l->addr = xstrndup(argv[1], strlen(argv[1]));
     c->nlistens++;
-    if (config_no_resolve)
+    if (!c->resolve)
         return config_check_addr(l->addr, err, errlen);
     return config_resolve(l->addr, 1, &l->sa, &l->salen, err, errlen);
 }
@@ -4441,7 +4930,7 @@ static int config_parse_backend(struct config *c, const void *field, char **argv
             snprintf(err, errlen, "duplicate backend identity '%s'", b->id);
             return -1;
         }
-    if (config_no_resolve)
+    if (!c->resolve)
         return config_check_addr(b->addr, err, errlen);
     return config_resolve(b->addr, 0, &b->sa, &b->salen, err, errlen);
 }
@@ -4450,27 +4939,35 @@ static int config_parse_backend(struct config *c, const void *field, char **argv
 
 /* Every directive the file may hold. */
 static const struct config_directive config_directives[] = {
-    {"listen", config_parse_listen, 0, 0, 0},
-    {"backend", config_parse_backend, 0, 0, 0},
-    {"hash_tags", config_parse_bool, CONFIG_FIELD(hash_tags), 0, 1},
-    {"table_size", config_parse_table_size, CONFIG_FIELD(table_size), 2, MAGLEV_MAX_SIZE},
-    {"timeout", config_parse_number, CONFIG_FIELD(timeout_ms), 0, 3600000},
-    {"connect_timeout", config_parse_number, CONFIG_FIELD(connect_timeout_ms), 1, 3600000},
-    {"backend_connections", config_parse_number, CONFIG_FIELD(backend_connections), 1, 64},
-    {"max_clients", config_parse_number, CONFIG_FIELD(max_clients), 1, 10000000},
-    {"client_max_pending", config_parse_number, CONFIG_FIELD(client_max_pending), 1, 10000000},
-    {"client_timeout", config_parse_number, CONFIG_FIELD(client_timeout), 0, 100000000},
+    {"listen", config_parse_listen, 0, 0, 0, NULL, CONFIG_RESTART},
+    {"backend", config_parse_backend, 0, 0, 0, NULL, CONFIG_RELOADS},
+    {"hash_tags", config_parse_bool, CONFIG_FIELD(hash_tags), 0, 1, "on", CONFIG_RELOADS},
+    {"table_size", config_parse_table_size, CONFIG_FIELD(table_size), 2, MAGLEV_MAX_SIZE,
+     "65537", CONFIG_RELOADS},
+    {"timeout", config_parse_number, CONFIG_FIELD(timeout_ms), 0, 3600000, "1000",
+     CONFIG_RELOADS},
+    {"connect_timeout", config_parse_number, CONFIG_FIELD(connect_timeout_ms), 1, 3600000,
+     "1000", CONFIG_RELOADS},
+    {"backend_connections", config_parse_number, CONFIG_FIELD(backend_connections), 1, 64, "1",
+     CONFIG_RELOADS},
+    {"max_clients", config_parse_number, CONFIG_FIELD(max_clients), 1, 10000000, "10000",
+     CONFIG_RELOADS},
+    {"client_max_pending", config_parse_number, CONFIG_FIELD(client_max_pending), 1, 10000000,
+     "1000", CONFIG_RELOADS},
+    {"client_timeout", config_parse_number, CONFIG_FIELD(client_timeout), 0, 100000000, "0",
+     CONFIG_RELOADS},
     {"client_output_limit", config_parse_size, CONFIG_FIELD(client_output_limit), 1024,
-     UINT64_MAX},
-    {"max_request_size", config_parse_size, CONFIG_FIELD(max_request_size), 1024,
-     4ULL << 30},
-    {"log_level", config_parse_log_level, 0, 0, 0},
-    {"admin", config_parse_admin, 0, 0, 0},
-    {"password", config_parse_password, 0, 0, 0},
-    {"backend_password", config_parse_backend_password, 0, 0, 0},
-    {"backend_user", config_parse_backend_user, 0, 0, 0},
-    {"backend_db", config_parse_number, CONFIG_FIELD(backend_db), 0, 1000000},
-    {"admin_mode", config_parse_mode, 0, 0, 0},
+     UINT64_MAX, "64mb", CONFIG_RELOADS},
+    {"max_request_size", config_parse_size, CONFIG_FIELD(max_request_size), 1024, 4ULL << 30,
+     "512mb", CONFIG_RELOADS},
+    {"log_level", config_parse_log_level, 0, 0, 0, "info", CONFIG_RELOADS},
+    {"admin", config_parse_admin, 0, 0, 0, NULL, CONFIG_RESTART},
+    {"admin_mode", config_parse_mode, 0, 0, 0, "0600", CONFIG_RESTART},
+    {"password", config_parse_password, 0, 0, 0, NULL, CONFIG_RELOADS},
+    {"backend_password", config_parse_backend_password, 0, 0, 0, NULL, CONFIG_RELOADS},
+    {"backend_user", config_parse_backend_user, 0, 0, 0, NULL, CONFIG_RELOADS},
+    {"backend_db", config_parse_number, CONFIG_FIELD(backend_db), 0, 1000000, "0",
+     CONFIG_RELOADS},
 };
 
 static void config_free(struct config *c)
@@ -4489,6 +4986,9 @@ static void config_free(struct config *c)
     }
     for (i = 0; i < c->npasswords; i++)
         free(c->passwords[i]);
+    for (i = 0; i < c->nrestart_lines; i++)
+        free(c->restart_lines[i]);
+    free(c->restart_lines);
     free(c->passwords);
     free(c->backend_password);
     free(c->backend_user);
@@ -4579,10 +5079,66 @@ static int config_validate(struct config *c, char *err, size_t errlen)
 /* Largest config file read. */
 #define CONFIG_MAX_FILE (16 * 1024 * 1024)
 
-/* Parse and validate config TEXT[0..LEN) (named PATH in messages).
- * Returns the config, or NULL with "PATH:LINE: reason" in ERR. */
-static struct config *config_parse(const char *path, const char *text, size_t len, char *err,
-                                   size_t errlen)
+/* Run directive D on the words ARGV[0..ARGC) of line LINENO (0: its
+ * default).  Returns 0, or -1 with "PATH:LINE: reason" in ERR. */
+static int config_apply(struct config *c, const struct config_directive *d, char **argv,
+                        int argc, long lineno, char *err, size_t errlen)
+{
+    char why[512];
+    int i;
+
+    c->line = lineno;
+    if (d->parse(c, d, argv, argc, why, sizeof why) != 0) {
+        snprintf(err, errlen, "%s:%ld: %s", c->path, lineno, why);
+        return -1;
+    }
+    if (d->reload == CONFIG_RESTART && lineno > 0) { /* kept for reload to compare */
+        struct buf b = {0, 0, 0, 0};
+        for (i = 0; i < argc; i++)
+            buf_printf(&b, "%s%s", i ? " " : "", argv[i]);
+        c->restart_lines = xrealloc(c->restart_lines,
+                                    sizeof *c->restart_lines * (size_t)(c->nrestart_lines + 1));
+        c->restart_lines[c->nrestart_lines++] = xstrndup(b.data, buf_len(&b));
+        buf_free(&b);
+    }
+    return 0;
+}
+
+/* Every directive's default, from the table. */
+static int config_defaults(struct config *c, char *err, size_t errlen)
+{
+    size_t i;
+
+    for (i = 0; i < ARRAY_LEN(config_directives); i++) {
+        const struct config_directive *d = &config_directives[i];
+        char *argv[2];
+        if (!d->def)
+            continue;
+        argv[0] = (char *)d->name;
+        argv[1] = (char *)d->def;
+        if (config_apply(c, d, argv, 2, 0, err, errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The directive named NAME, or NULL. */
+static const struct config_directive *config_find(const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < ARRAY_LEN(config_directives); i++)
+        if (!strcmp(name, config_directives[i].name))
+            return &config_directives[i];
+    return NULL;
+}
+
+/* Parse and validate config TEXT[0..LEN) (named PATH in messages); with
+ * RESOLVE, addresses are resolved (without, only their shape is checked:
+ * --route and --table need no network).  Returns the config, or NULL with
+ * "PATH:LINE: reason" in ERR. */
+static struct config *config_parse(const char *path, const char *text, size_t len, int resolve,
+                                   char *err, size_t errlen)
 {
     struct config *c = xmalloc(sizeof *c);
     char *line = xmalloc(len + 1), *argv[32], why[512], esc[96];
@@ -4592,20 +5148,13 @@ static struct config *config_parse(const char *path, const char *text, size_t le
 
     memset(c, 0, sizeof *c);
     c->path = xstrndup(path, strlen(path));
-    c->hash_tags = 1;
-    c->table_size = MAGLEV_DEFAULT_SIZE;
-    c->timeout_ms = 1000;
-    c->connect_timeout_ms = 1000;
-    c->backend_connections = 1;
-    c->max_clients = 10000;
-    c->client_max_pending = 1000;
-    c->client_output_limit = 64ULL << 20;
-    c->max_request_size = 512ULL << 20;
-    c->log_level = LOG_INFO;
-    c->admin_mode = 0600;
+    c->resolve = resolve;
+    if (config_defaults(c, err, errlen) != 0)
+        goto fail;
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
-        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p), i;
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        const struct config_directive *d;
         lineno++;
         if (memchr(p, '\0', n)) {
             snprintf(err, errlen, "%s:%ld: NUL byte in line", path, lineno);
@@ -4621,20 +5170,13 @@ static struct config *config_parse(const char *path, const char *text, size_t le
             snprintf(err, errlen, "%s:%ld: too many words", path, lineno);
             goto fail;
         }
-        for (i = 0; i < ARRAY_LEN(config_directives); i++)
-            if (!strcmp(argv[0], config_directives[i].name))
-                break;
-        if (i == ARRAY_LEN(config_directives)) {
+        if (!(d = config_find(argv[0]))) {
             snprintf(err, errlen, "%s:%ld: unknown directive '%s'", path, lineno,
                      log_escape(argv[0], strlen(argv[0]), esc, sizeof esc));
             goto fail;
         }
-        c->line = lineno;
-        if (config_directives[i].parse(c, &config_directives[i], argv, argc, why, sizeof why) !=
-            0) {
-            snprintf(err, errlen, "%s:%ld: %s", path, lineno, why);
+        if (config_apply(c, d, argv, argc, lineno, err, errlen) != 0)
             goto fail;
-        }
     }
     c->line = lineno; /* file-wide problems are reported at its last line */
     if (config_validate(c, why, sizeof why) != 0) {
@@ -4651,7 +5193,7 @@ fail:
 
 /* Read and parse the file PATH.  Returns the config, or NULL with
  * "PATH:LINE: reason" (or "PATH: reason") in ERR. */
-static struct config *config_load(const char *path, char *err, size_t errlen)
+static struct config *config_load(const char *path, int resolve, char *err, size_t errlen)
 {
     struct config *c = NULL;
     struct buf text = {0, 0, 0, 0};
@@ -4672,7 +5214,8 @@ static struct config *config_load(const char *path, char *err, size_t errlen)
     else if (buf_len(&text) > CONFIG_MAX_FILE)
         snprintf(err, errlen, "%s: larger than %d bytes", path, CONFIG_MAX_FILE);
     else
-        c = config_parse(path, text.data ? text.data : "", buf_len(&text), err, errlen);
+        c = config_parse(path, text.data ? text.data : "", buf_len(&text), resolve, err,
+                         errlen);
     fclose(f);
     buf_free(&text);
     return c;
@@ -4681,51 +5224,74 @@ static struct config *config_load(const char *path, char *err, size_t errlen)
 /* =============================================================== reload */
 /* reload_: SIGHUP and admin `reload`. */
 
-/* Do two configs listen on the same addresses, in the same order? */
-static int reload_same_listens(const struct config *a, const struct config *b)
+/* Do configs A and B hold the same lines of restart-only directive D? */
+static int reload_same_lines(const struct config *a, const struct config *b,
+                             const struct config_directive *d)
 {
-    int i;
+    size_t n = strlen(d->name);
+    int i = 0, j = 0;
 
-    if (a->nlistens != b->nlistens)
-        return 0;
-    for (i = 0; i < a->nlistens; i++)
-        if (strcmp(a->listens[i].addr, b->listens[i].addr))
+    for (;;) {
+        while (i < a->nrestart_lines && (strncmp(a->restart_lines[i], d->name, n) ||
+                                         a->restart_lines[i][n] != ' '))
+            i++;
+        while (j < b->nrestart_lines && (strncmp(b->restart_lines[j], d->name, n) ||
+                                         b->restart_lines[j][n] != ' '))
+            j++;
+        if (i == a->nrestart_lines || j == b->nrestart_lines)
+            return i == a->nrestart_lines && j == b->nrestart_lines;
+        if (strcmp(a->restart_lines[i++], b->restart_lines[j++]))
             return 0;
-    return 1;
+    }
 }
 
-/* SIGHUP and admin `reload`: re-read the config file and apply it without
- * dropping a client.  Backends, the Maglev table, timeouts, limits,
- * log_level and passwords take effect for new requests; `listen` and
- * `admin` need a restart and keep their running values.  A config that
- * does not load changes nothing.  Returns 0, or -1 with the reason in ERR. */
-static int reload_config(char *err, size_t errlen)
+/* Keep what is bound: move the running values of the restart-only
+ * directives (listen, admin, admin_mode) from OLD into NEXT, after saying
+ * which of them the file changed. */
+static void reload_keep_restart_only(struct config *old, struct config *next)
 {
-    struct config *next = config_load(srv.cfg->path, err, errlen), *old = srv.cfg;
     struct config_listen *listens;
-    char *admin;
+    char **lines, *admin;
     uint64_t mode;
+    size_t i;
     int n;
 
-    if (!next) {
-        log_at(LOG_ERROR, "reload rejected, configuration unchanged: %s", err);
-        return -1;
-    }
-    if (!reload_same_listens(old, next))
-        log_at(LOG_WARN, "reload: 'listen' changed; that needs a restart, ignored");
-    if ((old->admin == NULL) != (next->admin == NULL) ||
-        (old->admin && strcmp(old->admin, next->admin)) || old->admin_mode != next->admin_mode)
-        log_at(LOG_WARN, "reload: 'admin' or 'admin_mode' changed; that needs a restart, ignored");
-    /* keep what is bound: swap the running listen and admin values into the new config */
+    for (i = 0; i < ARRAY_LEN(config_directives); i++)
+        if (config_directives[i].reload == CONFIG_RESTART &&
+            !reload_same_lines(old, next, &config_directives[i]))
+            log_at(LOG_WARN, "reload: '%s' changed; that needs a restart, ignored",
+                   config_directives[i].name);
     listens = next->listens, n = next->nlistens;
     next->listens = old->listens, next->nlistens = old->nlistens;
     old->listens = listens, old->nlistens = n;
     admin = next->admin, mode = next->admin_mode;
     next->admin = old->admin, next->admin_mode = old->admin_mode;
     old->admin = admin, old->admin_mode = mode;
+    lines = next->restart_lines, n = next->nrestart_lines;
+    next->restart_lines = old->restart_lines, next->nrestart_lines = old->nrestart_lines;
+    old->restart_lines = lines, old->nrestart_lines = n;
+}
+
+/* SIGHUP and admin `reload`: re-read the config file and apply it without
+ * dropping a client.  Backends, the Maglev table, timeouts, limits,
+ * log_level and passwords take effect for new requests (a reload that
+ * turns AUTH on makes clients that never authenticated AUTH first);
+ * restart-only directives keep their running values.  A config that does
+ * not load changes nothing.  Returns 0, or -1 with the reason in ERR. */
+static int reload_config(char *err, size_t errlen)
+{
+    struct config *next = config_load(srv.cfg->path, 1, err, errlen), *old = srv.cfg;
+
+    if (!next) {
+        log_at(LOG_ERROR, "reload rejected, configuration unchanged: %s", err);
+        return -1;
+    }
+    reload_keep_restart_only(old, next);
     backend_apply(next);
     srv.cfg = next;
     log_threshold = (enum log_level)next->log_level;
+    if (next->npasswords > 0 && old->npasswords == 0)
+        client_require_auth();
     config_free(old);
     client_limit_check();
     log_at(LOG_INFO, "configuration reloaded from %s: %d backend(s), table_size %llu",
@@ -4745,9 +5311,6 @@ static int reload_config(char *err, size_t errlen)
  * so an admin client that never reads costs a bounded amount of memory and
  * nothing on the data path.
  */
-#define ADMIN_MAX_CONNS 256       /* admin connections at once */
-#define ADMIN_LINE_MAX 4096       /* longest command line */
-#define ADMIN_OUT_MAX (1 << 20)   /* unwritten reply bytes before reading pauses */
 
 static const char admin_help[] =
     "help                 this list\n"
@@ -4755,7 +5318,7 @@ static const char admin_help[] =
     "stats json           the report as one JSON object on one line\n"
     "metrics              Prometheus text exposition format 0.0.4\n"
     "backends             one line per backend: identity, address, weight, state, slots, "
-    "inflight\n"
+    "connections, inflight\n"
     "route KEY...         the backend each key maps to: IDENTITY ADDRESS SLOT\n"
     "clients              one line per client: id, address, age, idle, pending, unwritten "
     "bytes, name\n"
@@ -4766,38 +5329,23 @@ static const char admin_help[] =
 static void admin_listen(void)
 {
     const char *path = srv.cfg->admin;
-    struct sockaddr_un un;
-    struct stat st;
-    mode_t old;
+    struct sockaddr_storage ss;
+    struct sockaddr_un *un = (struct sockaddr_un *)&ss;
+    char err[256];
     int fd;
 
     srv.admin_fd = -1;
     if (!path)
         return;
-    memset(&un, 0, sizeof un);
-    un.sun_family = AF_UNIX;
-    memcpy(un.sun_path, path, strlen(path) + 1); /* length checked by the config */
-    if (lstat(path, &st) == 0) {
-        if (!S_ISSOCK(st.st_mode))
-            die("admin %s: exists and is not a socket", path);
-        fd = socket(AF_UNIX, SOCK_STREAM, 0);
-        if (fd >= 0 && connect(fd, (struct sockaddr *)&un, sizeof un) == 0)
-            die("admin %s: in use by a running process", path);
-        if (fd >= 0)
-            close(fd);
-        unlink(path); /* stale, from an earlier run */
-    }
-    fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    memset(&ss, 0, sizeof ss);
+    un->sun_family = AF_UNIX;
+    memcpy(un->sun_path, path, strlen(path) + 1); /* length checked by the config */
+    fd = net_listen(&ss, (socklen_t)sizeof *un, ADMIN_BACKLOG, (unsigned)srv.cfg->admin_mode,
+                    err, sizeof err);
     if (fd < 0)
-        die("admin %s: socket: %s", path, strerror(errno));
-    old = umask(0177); /* never visible with a looser mode, even briefly */
-    if (bind(fd, (struct sockaddr *)&un, sizeof un) < 0)
-        die("admin %s: bind: %s", path, strerror(errno));
-    umask(old);
-    if (chmod(path, (mode_t)srv.cfg->admin_mode) < 0 || listen(fd, 64) < 0 ||
-        net_nonblock(fd) < 0 || fd >= srv.maxfds)
-        die("admin %s: %s", path, strerror(errno));
-    srv.fds[fd].type = FD_ADMIN_LISTENER;
+        die("admin %s: %s", path, err);
+    if (fd_register(fd, FD_ADMIN_LISTENER, NULL) < 0)
+        die("admin %s: descriptor beyond the fd limit", path);
     srv.admin_fd = fd;
     log_at(LOG_INFO, "admin socket on %s (mode %03llo)", path,
            (unsigned long long)srv.cfg->admin_mode);
@@ -4808,23 +5356,23 @@ static void admin_close(struct admin *a)
 {
     if (a->fd < 0)
         return;
-    srv.fds[a->fd].type = FD_NONE;
-    srv.fds[a->fd].ptr = NULL;
-    close(a->fd);
+    fd_release(a->fd);
     a->fd = -1;
     buf_free(&a->in);
     buf_free(&a->out);
 }
 
+/* `backends`: each backend's one-line view, as INFO's backends section
+ * shows it, with blanks. */
 static void admin_backends(struct buf *out)
 {
     int i;
 
     for (i = 0; i < srv.nbackends; i++) {
         const struct backend *b = srv.backends[i];
-        buf_printf(out, "%s %s weight %u state %s slots %u inflight %llu\n", b->cfg.id,
-                   b->cfg.addr, b->cfg.weight, backend_state(b), b->slots,
-                   (unsigned long long)backend_inflight(b));
+        buf_printf(out, "%s %s ", b->cfg.id, b->cfg.addr);
+        stats_backend_line(out, b, 0);
+        buf_append(out, "\n", 1);
     }
 }
 
@@ -4906,28 +5454,31 @@ static void admin_process(struct admin *a)
 
 static void admin_read(struct admin *a)
 {
-    ssize_t n;
+    enum net_result rc;
+    size_t n;
 
     buf_reserve(&a->in, 1024);
-    n = read(a->fd, a->in.data + a->in.w, a->in.cap - a->in.w);
-    if (n > 0) {
-        a->in.w += (size_t)n;
+    rc = net_read(a->fd, a->in.data + a->in.w, a->in.cap - a->in.w, &n);
+    if (rc == NET_OK) {
+        a->in.w += n;
         admin_process(a);
-    } else if (n == 0) {
+    } else if (rc == NET_EOF) {
         admin_process(a);
-        a->closing = 1; /* EOF: answer what was asked, then close */
-    } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        a->closing = 1; /* answer what was asked, then close */
+    } else if (rc == NET_ERR) {
         admin_close(a);
     }
 }
 
+/* One write() of the pending replies; then run lines that waited for room. */
 static void admin_flush(struct admin *a)
 {
     if (buf_len(&a->out) > 0) {
-        ssize_t n = write(a->fd, a->out.data + a->out.r, buf_len(&a->out));
-        if (n > 0)
-            buf_consume(&a->out, (size_t)n);
-        else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        size_t n;
+        enum net_result rc = net_write(a->fd, a->out.data + a->out.r, buf_len(&a->out), &n);
+        if (rc == NET_OK) {
+            buf_consume(&a->out, n);
+        } else if (rc == NET_ERR) {
             admin_close(a);
             return;
         }
@@ -4938,15 +5489,17 @@ static void admin_flush(struct admin *a)
         admin_process(a); /* lines that waited for the output to drain */
 }
 
-/* A new admin connection, unless there are too many. */
-static void admin_new(int fd)
+/* The admin listener accepted FD: a new admin connection, unless there
+ * are too many. */
+static void admin_accept(int fd, const struct sockaddr_storage *ss)
 {
     struct admin *a;
 
+    UNUSED(ss);
     if (fd >= srv.maxfds || srv.nadmins >= ADMIN_MAX_CONNS || net_nonblock(fd) < 0) {
         static const char msg[] = "ERR too many admin connections\n";
-        if (write(fd, msg, sizeof msg - 1) < 0) { /* best effort */
-        }
+        size_t put;
+        net_write(fd, msg, sizeof msg - 1, &put); /* best effort */
         close(fd);
         return;
     }
@@ -4956,24 +5509,7 @@ static void admin_new(int fd)
     a->next = srv.admins;
     srv.admins = a;
     srv.nadmins++;
-    srv.fds[fd].type = FD_ADMIN;
-    srv.fds[fd].ptr = a;
-}
-
-/* Accept what the admin listener has (a batch per pass). */
-static void admin_accept(void)
-{
-    int i;
-
-    for (i = 0; i < ACCEPT_BATCH; i++) {
-        int fd = accept(srv.admin_fd, NULL, NULL);
-        if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
-                srv.accept_paused_until = srv.now_us + ACCEPT_PAUSE_MS * 1000; /* no spin */
-            return;
-        }
-        admin_new(fd);
-    }
+    fd_register(fd, FD_ADMIN, a);
 }
 
 /* Free closed admin connections (end of a loop pass). */
@@ -5042,34 +5578,24 @@ static void sig_install(void)
 static void loop_listen(void)
 {
     const struct config *c = srv.cfg;
-    int i, one = 1;
+    char err[256];
+    int i;
 
     srv.listen_fds = xmalloc(sizeof *srv.listen_fds * (size_t)c->nlistens);
     for (i = 0; i < c->nlistens; i++) {
         const struct config_listen *l = &c->listens[i];
-        int fd = socket(l->sa.ss_family, SOCK_STREAM, 0);
-        struct stat st;
+        int fd = net_listen(&l->sa, l->salen, LISTEN_BACKLOG, 0, err, sizeof err);
 
         if (fd < 0)
-            die("listen %s: socket: %s", l->addr, strerror(errno));
-        if (l->sa.ss_family == AF_UNIX) {
-            if (stat(l->addr, &st) == 0 && S_ISSOCK(st.st_mode))
-                unlink(l->addr); /* a stale socket from an earlier run */
-        } else {
-            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        }
-        if (bind(fd, (const struct sockaddr *)&l->sa, l->salen) < 0)
-            die("listen %s: bind: %s", l->addr, strerror(errno));
-        if (listen(fd, 511) < 0 || net_nonblock(fd) < 0)
-            die("listen %s: %s", l->addr, strerror(errno));
-        if (fd >= srv.maxfds)
+            die("listen %s: %s", l->addr, err);
+        if (fd_register(fd, FD_LISTENER, NULL) < 0)
             die("listen %s: descriptor beyond the fd limit", l->addr);
-        srv.fds[fd].type = FD_LISTENER;
         srv.listen_fds[i] = fd;
         log_at(LOG_INFO, "listening on %s", l->addr);
     }
 }
 
+/* Close the data listeners (SIGTERM, exit) and remove their socket files. */
 static void loop_close_listeners(void)
 {
     int i;
@@ -5077,8 +5603,7 @@ static void loop_close_listeners(void)
     for (i = 0; i < srv.cfg->nlistens; i++) {
         if (srv.listen_fds[i] < 0)
             continue;
-        srv.fds[srv.listen_fds[i]].type = FD_NONE;
-        close(srv.listen_fds[i]);
+        fd_release(srv.listen_fds[i]);
         srv.listen_fds[i] = -1;
         if (srv.cfg->listens[i].addr[0] == '/')
             unlink(srv.cfg->listens[i].addr);
@@ -5115,7 +5640,7 @@ static size_t loop_pollset(void)
             struct bconn *bc = &srv.all[i]->conns[j];
             if (bc->state == BCONN_CONNECTING)
                 loop_add(&n, bc->fd, POLLOUT);
-            else if (bc->state == BCONN_UP)
+            else if (bconn_connected(bc))
                 loop_add(&n, bc->fd, (short)(POLLIN | (buf_len(&bc->out) ? POLLOUT : 0)));
         }
     if (srv.admin_fd >= 0 && srv.now_us >= srv.accept_paused_until)
@@ -5152,7 +5677,77 @@ static int loop_timeout(void)
         t = MIN(t, srv.accept_paused_until);
     if (srv.stopping)
         t = MIN(t, srv.stop_deadline_us);
+    if (buf_len(&srv.report))
+        t = MIN(t, srv.now_us + 10000); /* stderr is polled, not waited on */
     return t <= srv.now_us ? 0 : (int)((t - srv.now_us + 999) / 1000);
+}
+
+/* Accept what listener LFD has, up to a batch per pass, handing each
+ * descriptor to TAKE (client_accept, admin_accept).  Out of descriptors or
+ * memory, accepting pauses for ACCEPT_PAUSE_MS instead of spinning on a
+ * listener that stays readable. */
+static void loop_accept(int lfd, void (*take)(int fd, const struct sockaddr_storage *ss))
+{
+    int i;
+
+    for (i = 0; i < ACCEPT_BATCH; i++) {
+        struct sockaddr_storage ss;
+        int fd;
+        enum net_result rc = net_accept(lfd, &fd, &ss);
+
+        if (rc == NET_AGAIN)
+            return;
+        if (rc == NET_ERR) {
+            if (srv.now_us - srv.accept_warned_us >= 1000000) { /* once a second will do */
+                srv.accept_warned_us = srv.now_us;
+                log_at(LOG_WARN, "accept: %s; pausing accepts for %d ms", strerror(errno),
+                       ACCEPT_PAUSE_MS);
+            }
+            srv.accept_paused_until = srv.now_us + ACCEPT_PAUSE_MS * 1000;
+            return;
+        }
+        take(fd, &ss);
+    }
+}
+
+/* SIGUSR1: queue the text report for stderr.  One report at a time; a
+ * signal while one is still being written is logged and dropped. */
+static void loop_report_start(void)
+{
+    if (buf_len(&srv.report)) {
+        log_at(LOG_WARN, "SIGUSR1: the previous report is still being written; skipped");
+        return;
+    }
+    stats_write_text(&srv.report);
+}
+
+/* Write what stderr takes now of the queued report, never blocking the
+ * loop on a slow terminal or a full pipe: a chunk of at most PIPE_BUF bytes
+ * while poll() says stderr is writable (such a write fits a pipe at once). */
+static void loop_report_flush(void)
+{
+    struct pollfd p;
+
+    while (buf_len(&srv.report)) {
+        size_t n;
+        enum net_result rc;
+
+        p.fd = STDERR_FILENO;
+        p.events = POLLOUT;
+        p.revents = 0;
+        if (poll(&p, 1, 0) != 1 || !(p.revents & POLLOUT))
+            return;
+        rc = net_write(STDERR_FILENO, srv.report.data + srv.report.r,
+                       MIN(buf_len(&srv.report), (size_t)REPORT_CHUNK), &n);
+        if (rc == NET_AGAIN)
+            return;
+        if (rc == NET_ERR) { /* stderr is gone: nothing to report to */
+            buf_free(&srv.report);
+            return;
+        }
+        buf_consume(&srv.report, n);
+    }
+    buf_free(&srv.report);
 }
 
 /* Handle the events of one descriptor. */
@@ -5162,19 +5757,19 @@ static void loop_event(const struct pollfd *pfd)
 
     if (ref->type == FD_LISTENER) {
         if (pfd->revents & POLLIN)
-            client_accept(pfd->fd);
+            loop_accept(pfd->fd, client_accept);
     } else if (ref->type == FD_BACKEND) {
         struct bconn *bc = ref->ptr;
         if (bc->state == BCONN_CONNECTING) {
-            bconn_connected(bc);
-        } else if (bc->state == BCONN_UP) {
+            bconn_connect_done(bc);
+        } else if (bconn_connected(bc)) {
             if (pfd->revents & (POLLIN | POLLHUP | POLLERR))
                 bconn_read(bc);
-            if (bc->state == BCONN_UP && (pfd->revents & POLLOUT))
+            if (bconn_connected(bc) && (pfd->revents & POLLOUT))
                 bconn_flush(bc);
         }
     } else if (ref->type == FD_ADMIN_LISTENER) {
-        admin_accept();
+        loop_accept(pfd->fd, admin_accept);
     } else if (ref->type == FD_ADMIN) {
         struct admin *a = ref->ptr;
         if (pfd->revents & (POLLIN | POLLHUP | POLLERR))
@@ -5249,7 +5844,7 @@ static int loop_drained(void)
 
 static void loop_run(void)
 {
-    srv.start_us = srv.now_us = clock_now_us();
+    srv.now_us = clock_now_us();
     for (;;) {
         size_t n, i;
         int rc;
@@ -5258,12 +5853,10 @@ static void loop_run(void)
         if (sig_stop && !srv.stopping)
             loop_begin_stop();
         if (sig_stats) {
-            struct buf b = {0, 0, 0, 0};
             sig_stats = 0;
-            stats_write_text(&b);
-            fwrite(b.data, 1, buf_len(&b), stderr);
-            buf_free(&b);
+            loop_report_start();
         }
+        loop_report_flush();
         if (sig_hup) {
             char why[1024];
             sig_hup = 0;
@@ -5320,6 +5913,7 @@ static void loop_cleanup(void)
     free(srv.argv);
     free(srv.keypos);
     free(srv.scratch);
+    buf_free(&srv.report);
     for (i = 0; i < (int)ARRAY_LEN(cmd_table); i++)
         free(srv.cmd_stats[i]);
     config_free(srv.cfg);
@@ -5410,8 +6004,9 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    config_no_resolve = (nkeys > 0 || table) && !check;
-    c = config_load(path, err, sizeof err);
+    cmd_init();
+    /* --route and --table need no network; -t resolves, as a start would */
+    c = config_load(path, check || (nkeys == 0 && !table), err, sizeof err);
     if (!c) {
         fprintf(stderr, "%s\n", err);
         free(keys);

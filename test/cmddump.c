@@ -25,6 +25,23 @@
  * whose nspecs exceeds specs[] or whose unused specs[] slots are not KS_NONE
  * gets a fifth field saying so, which the check reports as a mismatch.
  *
+ * With --keys it instead reads commands from stdin, one a line, arguments
+ * separated by one tab, and prints for each one line: how the proxy routes
+ * it and the keys it routes on, tab-separated:
+ *
+ *     KIND [KEY...]       KIND as above; the keys: for CMD_ONE the argument at
+ *                         specs[0].start (as the proxy's dispatch takes it),
+ *                         for any other row with key specs (CMD_SAME,
+ *                         CMD_SPLIT, a refused keyed command) cmd_keys()'s;
+ *                         none for rows without key specs
+ *     unknown             no row (cmd_find / cmd_find_sub)
+ *     arity               the row's arity refuses the argument count
+ *     error               cmd_keys() says the arguments do not fit
+ *
+ * test/keycheck.py compares that with a live redis-server's COMMAND GETKEYS.
+ * Of the proxy's internals it uses only cmd_find(), cmd_find_sub(),
+ * cmd_keys() and the row fields printed above.
+ *
  * Copyright (c) 2026 the shardproxy authors.  MIT licence (see LICENSE).
  */
 #define main shardproxy_main
@@ -73,11 +90,78 @@ static void cmddump_spec(const struct cmd_keyspec *s)
         printf("find?%d:%d,%d,%d", s->find, s->a, s->b, s->c);
 }
 
-int main(void)
+/* Print how the proxy routes ARGV (see --keys above). */
+static void cmddump_keys(const struct resp_arg *argv, int64_t argc)
+{
+    const struct command *cmd = cmd_find(argv[0].p, argv[0].len);
+    int64_t *pos, n = 0, i;
+
+    if (cmd && cmd->kind == CMD_CONTAINER && argc > 1)
+        cmd = cmd_find_sub(cmd, &argv[1]);
+    if (!cmd) {
+        puts("unknown");
+        return;
+    }
+    if (cmd->arity >= 0 ? argc != cmd->arity : argc < -cmd->arity) {
+        puts("arity");
+        return;
+    }
+    pos = malloc(sizeof *pos * (size_t)(argc + 1));
+    if (!pos)
+        abort();
+    if (cmd->kind == CMD_ONE) {
+        pos[n++] = cmd->specs[0].start;
+    } else if (cmd->nspecs > 0) { /* CMD_SAME, CMD_SPLIT; CMD_REFUSE rows with keys */
+        n = cmd_keys(cmd, argv, argc, pos);
+        if (n < 0) {
+            puts("error");
+            free(pos);
+            return;
+        }
+    }
+    fputs(cmddump_kind(cmd->kind), stdout);
+    for (i = 0; i < n; i++)
+        printf("\t%.*s", (int)argv[pos[i]].len, argv[pos[i]].p);
+    putchar('\n');
+    free(pos);
+}
+
+/* --keys: one command per stdin line, arguments separated by tabs. */
+static int cmddump_keys_main(void)
+{
+    static char line[65536];
+
+    while (fgets(line, sizeof line, stdin)) {
+        struct resp_arg argv[256];
+        int64_t argc = 0;
+        char *p = line, *end = line + strcspn(line, "\n");
+
+        *end = '\0';
+        while (argc < (int64_t)(sizeof argv / sizeof argv[0])) {
+            char *tab = strchr(p, '\t');
+            argv[argc].p = p;
+            argv[argc].len = tab ? (size_t)(tab - p) : strlen(p);
+            argc++;
+            if (!tab)
+                break;
+            p = tab + 1;
+        }
+        if (argc == 0 || argv[0].len == 0)
+            puts("unknown");
+        else
+            cmddump_keys(argv, argc);
+    }
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv)
 {
     const size_t nslots = sizeof cmd_table[0].specs / sizeof cmd_table[0].specs[0];
     size_t i, j;
 
+    cmd_init();
+    if (argc > 1 && !strcmp(argv[1], "--keys"))
+        return cmddump_keys_main();
     for (i = 0; i < sizeof cmd_table / sizeof cmd_table[0]; i++) {
         const struct command *c = &cmd_table[i];
         size_t n = c->nspecs;

@@ -43,7 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static const struct resp_limits fuzz_limit_sets[16] = {
     /* max_request, max_inline, max_args, max_bulk */
     {1024 * 1024, 64 * 1024, 0, 0},  /* realistic: 1 MiB requests, Redis's inline bound */
-    {16 * 1024 * 11, 64 * 1024, 10, 16 * 1024}, /* before AUTH, as input_process sets */
+    {PREAUTH_MAX_REQUEST, MAX_INLINE, PREAUTH_MAX_ARGS, PREAUTH_MAX_BULK}, /* before AUTH */
     {0, 0, 0, 0},
     {1, 1, 1, 1},
     {5, 2, 0, 0},

@@ -11,7 +11,7 @@
  *
  *   - the config parsed from a fixed text (three backends, one named with a
  *     quote and a backslash so the JSON and Prometheus escaping run, an admin
- *     path, table_size 1009), with config_no_resolve set: no DNS;
+ *     path, table_size 1009), parsed without resolving: no DNS;
  *   - srv.backends made the way backend_apply makes them, minus the connect:
  *     backend_new per config line, slots counted from the Maglev table; one
  *     connection marked up, one failed, counters, latency samples and a
@@ -58,9 +58,9 @@ static void fuzz_admin_init(void)
     uint64_t s;
     int i, j;
 
-    config_no_resolve = 1;
     log_threshold = LOG_ERROR;
-    c = config_parse(FUZZ_ADMIN_PATH, fuzz_admin_conf, sizeof fuzz_admin_conf - 1, err,
+    cmd_init();
+    c = config_parse(FUZZ_ADMIN_PATH, fuzz_admin_conf, sizeof fuzz_admin_conf - 1, 0, err,
                      sizeof err);
     if (!c) {
         fprintf(stderr, "fuzz_admin: fixed config does not parse: %s\n", err);
@@ -69,7 +69,6 @@ static void fuzz_admin_init(void)
     srv.cfg = c;
     srv.start_time = time(NULL) - 3600;
     srv.now_us = clock_now_us();
-    srv.start_us = srv.now_us - 3600ULL * 1000000;
     srv.admin_fd = -1;
     /* backend_apply, less bconn_connect */
     srv.backends = xmalloc(sizeof *srv.backends * (size_t)c->nbackends);
@@ -89,7 +88,7 @@ static void fuzz_admin_init(void)
     /* something for the writers to report */
     srv.backends[0]->conns[0].state = BCONN_UP;
     srv.backends[0]->conns[0].inflight = 2;
-    srv.backends[2]->conns[0].failed = 1;
+    srv.backends[2]->conns[0].state = BCONN_BACKOFF;
     snprintf(srv.backends[2]->last_error, sizeof srv.backends[2]->last_error,
              "connect: \"refused\" \\ \x01\t\x7f");
     for (i = 0; i < c->nbackends; i++) {

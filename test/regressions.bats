@@ -1,0 +1,116 @@
+#!/usr/bin/env bats
+# regressions.bats -- defects a review of the code found, each with the test
+# that now catches it: a UNIX listen path taken over from a live proxy, a
+# reload adding `password` leaving connected clients with full access, the
+# SIGUSR1 report blocking the loop on a full stderr pipe, and INFO missing
+# output_overflows.
+
+load helper
+
+teardown() {
+    stop_all
+}
+
+@test "listen on a UNIX path a running proxy serves: a second proxy refuses it; a stale one is replaced" {
+    start_redis 1
+    sock="$(sp_tmpdir)/data.sock"
+    write_config "listen $sock"
+    start_proxy
+    [[ "$(timeout 5 redis-cli -s "$sock" ping)" == PONG ]]
+    conf2="$(sp_tmpdir)/second.conf"
+    printf 'listen 127.0.0.1:%s\nlisten %s\nbackend 127.0.0.1:%s\n' "$(free_port)" "$sock" \
+        "${REDIS_PORTS[0]}" >"$conf2"
+    run timeout 10 "$SP_BIN" -c "$conf2"
+    echo "$output"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"listen $sock: in use by a running process"* ]]
+    # the first proxy still owns the path and serves on it
+    [[ -S "$sock" ]]
+    [[ "$(timeout 5 redis-cli -s "$sock" set k v)" == OK ]]
+    [[ "$(timeout 5 redis-cli -s "$sock" get k)" == v ]]
+    # a proxy that died without cleaning up leaves a stale file: replaced at start
+    kill -KILL "$SP_PID"
+    wait "$SP_PID" 2>/dev/null || true
+    SP_PID=
+    [[ -S "$sock" ]]
+    start_proxy
+    [[ "$(timeout 5 redis-cli -s "$sock" get k)" == v ]]
+    # a path that is not a socket is never removed
+    rm -f "$sock"
+    stop_proxy
+    echo "precious" >"$sock"
+    run timeout 10 "$SP_BIN" -c "$SP_CONF"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"listen $sock: exists and is not a socket"* ]]
+    [[ "$(cat "$sock")" == precious ]]
+}
+
+@test "a reload that adds password: connected clients that never authenticated must AUTH" {
+    start_redis 1
+    write_config
+    start_proxy
+    exec 8<>"/dev/tcp/127.0.0.1/$SP_PORT"
+    printf 'SET k before\r\n' >&8
+    IFS= read -r -t 5 line <&8
+    [[ "$line" == $'+OK\r' ]]
+    echo "password s3cret" >>"$SP_CONF"
+    kill -HUP "$SP_PID"
+    wait_until grep -q "configuration reloaded" "$SP_LOG"
+    grep -q "password now required: 1 connected client(s) must AUTH" "$SP_LOG"
+    # the connection that was open before the reload is asked to AUTH...
+    printf 'GET k\r\n' >&8
+    IFS= read -r -t 5 line <&8
+    [[ "$line" == $'-NOAUTH Authentication required.\r' ]]
+    printf 'AUTH wrong\r\n' >&8
+    IFS= read -r -t 5 line <&8
+    [[ "$line" == -WRONGPASS* ]]
+    printf 'AUTH s3cret\r\nGET k\r\n' >&8
+    IFS= read -r -t 5 line <&8
+    [[ "$line" == $'+OK\r' ]]
+    IFS= read -r -t 5 line <&8
+    [[ "$line" == $'$6\r' ]]
+    IFS= read -r -t 5 line <&8
+    [[ "$line" == $'before\r' ]]
+    exec 8>&-
+    # ...and so is a new one; the password lets it in
+    [[ "$(rcli get k)" == *NOAUTH* ]]
+    [[ "$(rcli -a s3cret --no-auth-warning get k)" == before ]]
+}
+
+@test "SIGUSR1 with stderr a pipe nobody reads: the report waits, traffic does not" {
+    start_redis 1
+    fifo="$(sp_tmpdir)/stderr.fifo"
+    mkfifo "$fifo"
+    exec 7<>"$fifo" # holds the pipe open and never reads it (until the end)
+    write_config
+    sed -i 's/^log_level debug$/log_level error/' "$SP_CONF" # only the report writes
+    SP_LOG=$fifo start_proxy
+    # a report holds a row per command seen: make it large
+    for c in get set incr decr append strlen exists del type ttl; do rcli $c k >/dev/null || true; done
+    for ((i = 0; i < 100; i++)); do
+        kill -USR1 "$SP_PID"
+        sleep 0.01
+    done
+    # 100 reports are far more than a 64 KiB pipe holds; the loop still serves
+    for ((i = 0; i < 20; i++)); do
+        [[ "$(CLI_TIMEOUT=2 rcli set "k$i" "v$i")" == OK ]]
+        [[ "$(CLI_TIMEOUT=2 rcli get "k$i")" == "v$i" ]]
+    done
+    # a reader appears: the queued report arrives whole
+    out="$(sp_tmpdir)/stderr.out"
+    timeout 20 cat <&7 >"$out" &
+    SP_EXTRA_PIDS+=($!)
+    wait_until grep -q "^command type calls" "$out"
+    grep -q "^shardproxy [0-9.]* pid $SP_PID uptime" "$out"
+    exec 7>&-
+}
+
+@test "INFO stats reports output_overflows" {
+    start_redis 1
+    write_config "client_output_limit 1024"
+    start_proxy
+    [[ "$(rcli info stats)" == *$'output_overflows:0\r'* ]]
+    rcli set big "$(head -c 4096 /dev/zero | tr '\0' x)" >/dev/null
+    run rcli get big # cut off: its reply exceeds the limit
+    wait_until eval '[[ "$(rcli info stats)" == *$'"'"'output_overflows:1\r'"'"'* ]]'
+}
