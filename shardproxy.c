@@ -1154,7 +1154,9 @@ static void enc_command(struct buf *b, const struct resp_arg *argv, size_t argc)
 #define HIST_SUB_BITS 5
 #define HIST_SUB (1u << HIST_SUB_BITS)
 #define HIST_MAX_BITS 27 /* 2^27 us = 134 s; larger samples land in the last bucket */
-#define HIST_BUCKETS (HIST_SUB + (HIST_MAX_BITS - HIST_SUB_BITS) * HIST_SUB)
+/* exact buckets below 2^HIST_SUB_BITS, HIST_SUB per power of two up to
+ * 2^HIST_MAX_BITS, and one open bucket for everything from there on */
+#define HIST_BUCKETS (HIST_SUB + (HIST_MAX_BITS - HIST_SUB_BITS) * HIST_SUB + 1)
 
 /* One latency distribution, in microseconds. */
 struct hist {
@@ -2725,19 +2727,15 @@ static void reply_flush(struct client *c)
  * is rendered by the INFO section, which needs the backends' state. */
 static void stats_info_merge(struct req *p);
 
-/* Build a split parent's reply from its children's and release it. */
-static void complete_merge(struct req *p)
+/* Any child that answered with an error fails the whole command: put that
+ * error in OUT (the proxy's own as it is, a backend's naming the backend).
+ * Returns 1 if one did. */
+static int complete_merge_error(const struct req *p, struct buf *out)
 {
-    struct buf *out = &p->reply;
     uint32_t i;
-    int64_t sum = 0;
 
-    if (p->merge == MERGE_INFO) { /* a backend that failed only misses from the sum */
-        stats_info_merge(p);
-        goto done;
-    }
-    for (i = 0; i < p->nchild; i++) { /* any failure fails the whole command */
-        struct req *ch = p->child[i];
+    for (i = 0; i < p->nchild; i++) {
+        const struct req *ch = p->child[i];
         const char *rp = ch->reply.data + ch->reply.r;
         if (rp[0] != '-')
             continue;
@@ -2745,60 +2743,84 @@ static void complete_merge(struct req *p)
             buf_append(out, rp, buf_len(&ch->reply));
         else
             enc_error(out, "ERR backend %s failed: %.*s", ch->backend->cfg.id,
-                        (int)MIN(buf_len(&ch->reply) - 3, 200), rp + 1);
-        goto done;
+                      (int)MIN(buf_len(&ch->reply) - 3, 200), rp + 1);
+        return 1;
     }
-    if (p->merge == MERGE_ARRAY) {
-        size_t *cursor = xmalloc(sizeof *cursor * p->nchild);
-        for (i = 0; i < p->nchild; i++) {
-            struct req *ch = p->child[i];
-            const char *rp = ch->reply.data + ch->reply.r;
-            cursor[i] = (size_t)((const char *)memchr(rp, '\n', buf_len(&ch->reply)) - rp) + 1;
-            if (rp[0] != '*') {
-                free(cursor);
-                enc_error(out, "ERR backend %s sent an unexpected reply", ch->backend->cfg.id);
-                goto done;
-            }
+    return 0;
+}
+
+/* MGET: the children's arrays interleaved back into key order. */
+static void complete_merge_array(const struct req *p, struct buf *out)
+{
+    size_t *cursor = xmalloc(sizeof *cursor * p->nchild); /* next element per child */
+    uint32_t i;
+
+    for (i = 0; i < p->nchild; i++) {
+        const struct req *ch = p->child[i];
+        const char *rp = ch->reply.data + ch->reply.r;
+        if (rp[0] != '*') {
+            enc_error(out, "ERR backend %s sent an unexpected reply", ch->backend->cfg.id);
+            free(cursor);
+            return;
         }
-        enc_array(out, p->nkeys);
-        for (i = 0; i < p->nkeys; i++) {
-            struct req *ch = p->child[p->keymap[i]];
-            const char *rp = ch->reply.data + ch->reply.r;
-            struct resp_reply_parser rpp;
-            size_t at = cursor[p->keymap[i]];
-            resp_reply_init(&rpp);
-            if (at >= buf_len(&ch->reply) ||
-                resp_reply_parse(&rpp, rp + at, buf_len(&ch->reply) - at) != RESP_OK) {
-                out->r = out->w = 0;
-                enc_error(out, "ERR backend %s sent a short reply", ch->backend->cfg.id);
-                break;
-            }
-            buf_append(out, rp + at, rpp.pos);
-            cursor[p->keymap[i]] += rpp.pos;
-        }
-        free(cursor);
-    } else {
-        for (i = 0; i < p->nchild; i++) {
-            struct req *ch = p->child[i];
-            const char *rp = ch->reply.data + ch->reply.r;
-            int64_t v;
-            int ok = p->merge == MERGE_OK
-                         ? buf_len(&ch->reply) == 5 && !memcmp(rp, "+OK\r\n", 5)
-                         : rp[0] == ':' &&
-                               resp_parse_ll(rp + 1, buf_len(&ch->reply) - 3, &v) == 0;
-            if (!ok) {
-                enc_error(out, "ERR backend %s sent an unexpected reply", ch->backend->cfg.id);
-                goto done;
-            }
-            if (p->merge == MERGE_SUM)
-                sum += v;
-        }
-        if (p->merge == MERGE_OK)
-            buf_append_str(out, "+OK\r\n");
-        else
-            buf_printf(out, ":%lld\r\n", (long long)sum);
+        cursor[i] = (size_t)((const char *)memchr(rp, '\n', buf_len(&ch->reply)) - rp) + 1;
     }
-done:
+    enc_array(out, p->nkeys);
+    for (i = 0; i < p->nkeys; i++) {
+        const struct req *ch = p->child[p->keymap[i]];
+        const char *rp = ch->reply.data + ch->reply.r;
+        struct resp_reply_parser rpp;
+        size_t at = cursor[p->keymap[i]];
+        resp_reply_init(&rpp);
+        if (at >= buf_len(&ch->reply) ||
+            resp_reply_parse(&rpp, rp + at, buf_len(&ch->reply) - at) != RESP_OK) {
+            out->r = out->w = 0;
+            enc_error(out, "ERR backend %s sent a short reply", ch->backend->cfg.id);
+            break;
+        }
+        buf_append(out, rp + at, rpp.pos);
+        cursor[p->keymap[i]] += rpp.pos;
+    }
+    free(cursor);
+}
+
+/* MSET: +OK when every child said +OK.  DEL, UNLINK, EXISTS, TOUCH,
+ * DBSIZE: the sum of the children's integers. */
+static void complete_merge_scalar(const struct req *p, struct buf *out)
+{
+    int64_t sum = 0, v = 0;
+    uint32_t i;
+
+    for (i = 0; i < p->nchild; i++) {
+        const struct req *ch = p->child[i];
+        const char *rp = ch->reply.data + ch->reply.r;
+        int ok = p->merge == MERGE_OK
+                     ? buf_len(&ch->reply) == 5 && !memcmp(rp, "+OK\r\n", 5)
+                     : rp[0] == ':' && resp_parse_ll(rp + 1, buf_len(&ch->reply) - 3, &v) == 0;
+        if (!ok) {
+            enc_error(out, "ERR backend %s sent an unexpected reply", ch->backend->cfg.id);
+            return;
+        }
+        sum += v;
+    }
+    if (p->merge == MERGE_OK)
+        buf_append_str(out, "+OK\r\n");
+    else
+        buf_printf(out, ":%lld\r\n", (long long)sum);
+}
+
+/* Build a split parent's reply (in p->reply) from its children's, then
+ * free the children. */
+static void complete_merge(struct req *p)
+{
+    uint32_t i;
+
+    if (p->merge == MERGE_INFO) /* a backend that failed only misses from the sum */
+        stats_info_merge(p);
+    else if (!complete_merge_error(p, &p->reply) && p->merge == MERGE_ARRAY)
+        complete_merge_array(p, &p->reply);
+    else if (!buf_len(&p->reply))
+        complete_merge_scalar(p, &p->reply);
     for (i = 0; i < p->nchild; i++)
         req_free(p->child[i]);
     free(p->child);
@@ -4137,13 +4159,36 @@ static int local_auth(struct client *c, const struct resp_arg *user, const struc
     return ok;
 }
 
+/* HELLO's reply: the proxy described the way Redis describes itself. */
+static void local_hello_reply(const struct call *k)
+{
+    struct buf b = {0, 0, 0, 0};
+
+    enc_array(&b, 14);
+    enc_bulk(&b, "server", 6);
+    enc_bulk(&b, "shardproxy", 10);
+    enc_bulk(&b, "version", 7);
+    enc_bulk(&b, SHARDPROXY_VERSION, strlen(SHARDPROXY_VERSION));
+    enc_bulk(&b, "proto", 5);
+    buf_append_str(&b, ":2\r\n");
+    enc_bulk(&b, "id", 2);
+    buf_printf(&b, ":%llu\r\n", (unsigned long long)k->c->id);
+    enc_bulk(&b, "mode", 4);
+    enc_bulk(&b, "standalone", 10);
+    enc_bulk(&b, "role", 4);
+    enc_bulk(&b, "master", 6);
+    enc_bulk(&b, "modules", 7);
+    enc_array(&b, 0);
+    reply_local(k, b.data, buf_len(&b));
+    buf_free(&b);
+}
+
 /* HELLO [protover [AUTH user pass] [SETNAME name]]: only RESP2 is spoken. */
 static void local_hello(const struct call *k)
 {
     struct client *c = k->c;
     const struct resp_arg *argv = k->argv;
     int64_t argc = k->argc;
-    struct buf b = {0, 0, 0, 0};
     int64_t ver = 2, i;
     const struct resp_arg *setname = NULL, *auth = NULL;
 
@@ -4186,23 +4231,7 @@ static void local_hello(const struct call *k)
         free(c->name);
         c->name = setname->len ? xstrndup(setname->p, setname->len) : NULL;
     }
-    enc_array(&b, 14);
-    enc_bulk(&b, "server", 6);
-    enc_bulk(&b, "shardproxy", 10);
-    enc_bulk(&b, "version", 7);
-    enc_bulk(&b, SHARDPROXY_VERSION, strlen(SHARDPROXY_VERSION));
-    enc_bulk(&b, "proto", 5);
-    buf_append_str(&b, ":2\r\n");
-    enc_bulk(&b, "id", 2);
-    buf_printf(&b, ":%llu\r\n", (unsigned long long)c->id);
-    enc_bulk(&b, "mode", 4);
-    enc_bulk(&b, "standalone", 10);
-    enc_bulk(&b, "role", 4);
-    enc_bulk(&b, "master", 6);
-    enc_bulk(&b, "modules", 7);
-    enc_array(&b, 0);
-    reply_local(k, b.data, buf_len(&b));
-    buf_free(&b);
+    local_hello_reply(k);
 }
 
 /* CLIENT SETNAME / GETNAME / ID / SETINFO. */
@@ -4865,6 +4894,45 @@ static int config_parse_listen(struct config *c, const void *field, char **argv,
     return config_resolve(l->addr, 1, &l->sa, &l->salen, err, errlen);
 }
 
+/* One weight=, password=, user=, db= or name= option OPT of backend B. */
+static int config_backend_option(struct config_backend *b, const char *opt, char *err,
+                                 size_t errlen)
+{
+    int64_t v;
+
+    if (!strncmp(opt, "weight=", 7)) {
+        if (resp_parse_ll(opt + 7, strlen(opt + 7), &v) != 0 || v < 1 || v > 1000000) {
+            snprintf(err, errlen, "bad '%s': weight must be an integer from 1 to 1000000", opt);
+            return -1;
+        }
+        b->weight = (uint32_t)v;
+    } else if (!strncmp(opt, "password=", 9) && opt[9]) {
+        free(b->password);
+        b->password = xstrndup(opt + 9, strlen(opt + 9));
+    } else if (!strncmp(opt, "user=", 5) && opt[5]) {
+        free(b->user);
+        b->user = xstrndup(opt + 5, strlen(opt + 5));
+    } else if (!strncmp(opt, "db=", 3)) {
+        if (resp_parse_ll(opt + 3, strlen(opt + 3), &v) != 0 || v < 0 || v > 1000000) {
+            snprintf(err, errlen, "bad '%s': db must be an integer from 0 to 1000000", opt);
+            return -1;
+        }
+        b->db = v;
+    } else if (!strncmp(opt, "name=", 5)) {
+        if (opt[5] == '\0') {
+            snprintf(err, errlen, "empty name=");
+            return -1;
+        }
+        free(b->name);
+        b->name = xstrndup(opt + 5, strlen(opt + 5));
+    } else {
+        snprintf(err, errlen, "unknown or empty backend option '%s' (expected weight=N, "
+                 "name=ID, password=SECRET, user=NAME or db=N)", opt);
+        return -1;
+    }
+    return 0;
+}
+
 static int config_parse_backend(struct config *c, const void *field, char **argv, int argc,
                                 char *err, size_t errlen)
 {
@@ -4887,43 +4955,9 @@ static int config_parse_backend(struct config *c, const void *field, char **argv
     b->weight = 1;
     b->db = -1;
     b->line = c->line;
-    for (i = 2; i < argc; i++) {
-        int64_t w;
-        if (!strncmp(argv[i], "weight=", 7)) {
-            if (resp_parse_ll(argv[i] + 7, strlen(argv[i] + 7), &w) != 0 || w < 1 ||
-                w > 1000000) {
-                snprintf(err, errlen, "bad '%s': weight must be an integer from 1 to 1000000",
-                         argv[i]);
-                return -1;
-            }
-            b->weight = (uint32_t)w;
-        } else if (!strncmp(argv[i], "password=", 9) && argv[i][9]) {
-            free(b->password);
-            b->password = xstrndup(argv[i] + 9, strlen(argv[i] + 9));
-        } else if (!strncmp(argv[i], "user=", 5) && argv[i][5]) {
-            free(b->user);
-            b->user = xstrndup(argv[i] + 5, strlen(argv[i] + 5));
-        } else if (!strncmp(argv[i], "db=", 3)) {
-            if (resp_parse_ll(argv[i] + 3, strlen(argv[i] + 3), &w) != 0 || w < 0 ||
-                w > 1000000) {
-                snprintf(err, errlen, "bad '%s': db must be an integer from 0 to 1000000",
-                         argv[i]);
-                return -1;
-            }
-            b->db = w;
-        } else if (!strncmp(argv[i], "name=", 5)) {
-            if (argv[i][5] == '\0') {
-                snprintf(err, errlen, "empty name=");
-                return -1;
-            }
-            free(b->name);
-            b->name = xstrndup(argv[i] + 5, strlen(argv[i] + 5));
-        } else {
-            snprintf(err, errlen, "unknown or empty backend option '%s' (expected weight=N, "
-                     "name=ID, password=SECRET, user=NAME or db=N)", argv[i]);
+    for (i = 2; i < argc; i++)
+        if (config_backend_option(b, argv[i], err, errlen) != 0)
             return -1;
-        }
-    }
     b->id = b->name ? b->name : b->addr;
     for (i = 0; i < c->nbackends - 1; i++)
         if (!strcmp(c->backends[i].id, b->id)) {
@@ -5973,58 +6007,50 @@ static int main_print(const struct config *c, char **keys, int nkeys, int table)
     return fflush(stdout) == 0 ? 0 : 1;
 }
 
-int main(int argc, char **argv)
-{
-    const char *path = "shardproxy.conf";
-    char **keys = xmalloc(sizeof *keys * (size_t)argc), err[1024];
-    int i, nkeys = 0, check = 0, table = 0, rc;
-    struct config *c;
+/* What the command line asks for. */
+struct main_opts {
+    const char *path; /* -c FILE */
+    int check;        /* -t */
+    char **keys;      /* --route KEY..., ARGC entries allocated */
+    int nkeys;        /* entries in keys */
+    int table;        /* --table */
+};
 
+/* Parse ARGV into O.  Returns -1 to go on, else the exit status (after -V
+ * or -h, or 2 for a bad option). */
+static int main_args(int argc, char **argv, struct main_opts *o)
+{
+    int i;
+
+    o->path = "shardproxy.conf";
+    o->keys = xmalloc(sizeof *o->keys * (size_t)argc);
     for (i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-c") && i + 1 < argc) {
-            path = argv[++i];
+            o->path = argv[++i];
         } else if (!strcmp(argv[i], "-t")) {
-            check = 1;
+            o->check = 1;
         } else if (!strcmp(argv[i], "--route") && i + 1 < argc) {
-            keys[nkeys++] = argv[++i];
+            o->keys[o->nkeys++] = argv[++i];
         } else if (!strcmp(argv[i], "--table")) {
-            table = 1;
+            o->table = 1;
         } else if (!strcmp(argv[i], "-V") || !strcmp(argv[i], "--version")) {
             printf("shardproxy %s\n", SHARDPROXY_VERSION);
-            free(keys);
             return 0;
         } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             usage(stdout);
-            free(keys);
             return 0;
         } else {
             fprintf(stderr, "shardproxy: unknown or incomplete option '%s'\n", argv[i]);
             usage(stderr);
-            free(keys);
             return 2;
         }
     }
-    cmd_init();
-    /* --route and --table need no network; -t resolves, as a start would */
-    c = config_load(path, check || (nkeys == 0 && !table), err, sizeof err);
-    if (!c) {
-        fprintf(stderr, "%s\n", err);
-        free(keys);
-        return 1;
-    }
-    if (check) {
-        printf("configuration OK\n");
-        config_free(c);
-        free(keys);
-        return 0;
-    }
-    if (nkeys > 0 || table) {
-        rc = main_print(c, keys, nkeys, table);
-        config_free(c);
-        free(keys);
-        return rc;
-    }
-    free(keys);
+    return -1;
+}
+
+/* Run the proxy on config C until SIGTERM has drained it. */
+static void main_serve(struct config *c)
+{
     srv.cfg = c;
     log_threshold = (enum log_level)c->log_level;
     srv.start_time = time(NULL);
@@ -6040,5 +6066,37 @@ int main(int argc, char **argv)
            SHARDPROXY_VERSION, srv.nbackends, (unsigned long long)c->table_size, (long)getpid());
     loop_run();
     loop_cleanup();
-    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct main_opts o = {NULL, 0, NULL, 0, 0};
+    char err[1024];
+    struct config *c;
+    int rc = main_args(argc, argv, &o);
+
+    if (rc >= 0) {
+        free(o.keys);
+        return rc;
+    }
+    cmd_init();
+    /* --route and --table need no network; -t resolves, as a start would */
+    c = config_load(o.path, o.check || (o.nkeys == 0 && !o.table), err, sizeof err);
+    if (!c) {
+        fprintf(stderr, "%s\n", err);
+        rc = 1;
+    } else if (o.check) {
+        printf("configuration OK\n");
+        config_free(c);
+        rc = 0;
+    } else if (o.nkeys > 0 || o.table) {
+        rc = main_print(c, o.keys, o.nkeys, o.table);
+        config_free(c);
+    } else {
+        free(o.keys);
+        main_serve(c);
+        return 0;
+    }
+    free(o.keys);
+    return rc;
 }

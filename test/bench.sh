@@ -15,8 +15,8 @@
 #
 # On a shared 2-core machine wall-clock throughput swings from run to run, so
 # the figure that counts is the proxy's own CPU per request: utime+stime from
-# /proc/PID/stat before and after each run, divided by the requests (see
-# DESIGN.md, "Measuring speed").  Every figure is the median over the rounds.
+# /proc/PID/stat before and after each run, divided by the requests (the
+# method twemproxy and Redis are measured with too).  Every figure is the median over the rounds.
 # Output: a table, then one machine-readable `BENCH workload=... key=value ...`
 # line per workload with the target and whether it was met.  Targets are
 # reported, never enforced: the exit status is 0 whatever they say.

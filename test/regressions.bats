@@ -7,10 +7,6 @@
 
 load helper
 
-teardown() {
-    stop_all
-}
-
 @test "listen on a UNIX path a running proxy serves: a second proxy refuses it; a stale one is replaced" {
     start_redis 1
     sock="$(sp_tmpdir)/data.sock"

@@ -6,16 +6,23 @@
  * Built by `make unit` (under ASan/UBSan when the compiler has them).
  *
  * What is covered:
- *   - MurmurHash64A and XXH64 against the vectors of DESIGN.md, and against
+ *   - MurmurHash64A and XXH64 against the published vectors (Envoy's own tests), and against
  *     independent reference implementations written here from the public
  *     algorithms, for every length 0..100 (every tail length and both XXH64
  *     paths), several seeds and unaligned starts;
  *   - the Redis Cluster hash-tag rule;
  *   - Maglev: Envoy's published vectors, argument checks, and a reference
- *     implementation of DESIGN.md's pseudo-code on larger tables;
+ *     implementation of the placement pseudo-code on larger tables;
  *   - the request and reply parsers: tables of valid and invalid inputs, each
  *     fed whole, split in two at every byte, and one byte at a time, which
  *     must all give the same transcript (results, lengths, arguments).
+ *   - the latency histograms: bucket edges and widths, powers of two as
+ *     edges, monotonic indices, exact counts below 2^k and quantiles against
+ *     sorted samples;
+ *   - the split merge (MGET, MSET, the integer sums) on hand-built parents,
+ *     errors of backends and of the proxy, short and unexpected replies;
+ *   - the config parser: defaults against the directive table, every
+ *     numeric directive's range, sizes, error lines, comments, backends.
  *
  * The last line printed is "N passed, M failed"; the exit status is 1 when
  * anything failed.
@@ -285,7 +292,7 @@ static uint64_t ref_xxh64(const void *data, size_t len, uint64_t seed)
 
 static void test_hash_vectors(void)
 {
-    /* DESIGN.md's table (Envoy's own test values). */
+    /* The published tables (Envoy's own test values). */
     static const struct {
         struct t_bytes in;
         uint64_t murmur, xxh;
@@ -425,7 +432,7 @@ static void test_hash_tag(void)
 
 /* --------------------------------------------------------------- Maglev */
 
-/* DESIGN.md's pseudo-code, written independently (and slowly). */
+/* Envoy's Maglev construction, written independently from its description (and slowly). */
 static int ref_maglev(uint16_t *table, uint32_t m, const char *const *ids,
                       const uint32_t *weights, int n)
 {
@@ -1156,6 +1163,999 @@ static void test_reply_parser(void)
     }
 }
 
+/* ---------------------------------------------------------- histograms */
+
+/* splitmix64: a small deterministic generator for the random sweeps. */
+static uint64_t t_rand_state = 0x9e3779b97f4a7c15ULL;
+
+static uint64_t t_rand(void)
+{
+    uint64_t z = (t_rand_state += 0x9e3779b97f4a7c15ULL);
+
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* A random value of random magnitude: uniform over bit lengths 0..BITS. */
+static uint64_t t_rand_mag(unsigned bits)
+{
+    unsigned len = (unsigned)(t_rand() % (bits + 1));
+
+    return len == 0 ? 0 : t_rand() >> (64 - len);
+}
+
+static int t_cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/* The bucket of V as the histogram comment describes it, written
+ * independently: exact below
+ * 32, else the 32 sub-buckets of V's power of two; one last bucket from
+ * 2^HIST_MAX_BITS on. */
+static unsigned ref_hist_index(uint64_t v)
+{
+    unsigned msb = 0;
+
+    if (v < 32)
+        return (unsigned)v;
+    if (v >= 1ULL << HIST_MAX_BITS)
+        return HIST_BUCKETS - 1;
+    while ((v >> msb) > 1)
+        msb++;
+    return 32 + (msb - 5) * 32 + (unsigned)(v / (1ULL << (msb - 5)) - 32);
+}
+
+static void test_hist_constants(void)
+{
+    T_CHECK(HIST_SUB == 32, "HIST_SUB %u, want 32", HIST_SUB);
+    T_CHECK(HIST_SUB == 1u << HIST_SUB_BITS, "HIST_SUB is 2^HIST_SUB_BITS");
+    T_CHECK(HIST_MAX_BITS > HIST_SUB_BITS && HIST_MAX_BITS < 64, "HIST_MAX_BITS %d in range",
+            HIST_MAX_BITS);
+    /* 32 exact buckets, 32 per power of two from 2^5 to 2^(MAX-1), and at least one for
+     * the samples of 2^MAX_BITS and above. */
+    T_CHECK(HIST_BUCKETS >= 32 + (HIST_MAX_BITS - 5) * 32, "HIST_BUCKETS %d too small",
+            (int)HIST_BUCKETS);
+}
+
+static void test_hist_buckets(void)
+{
+    unsigned i, k, bad;
+    uint64_t v, low, width, prev_end = 0;
+
+    /* Below 32, one bucket per value. */
+    for (bad = 0, v = 0; v < 32; v++) {
+        low = hist_low(hist_index(v), &width);
+        bad += hist_index(v) != v || low != v || width != 1;
+    }
+    T_CHECK(bad == 0, "%u of the values 0..31 not in their own exact bucket", bad);
+
+    /* Known indices: 32..63 are still exact, 64 and 65 share a bucket of width 2. */
+    T_CHECK(hist_index(32) == 32 && hist_index(63) == 63, "32 and 63: %u %u", hist_index(32),
+            hist_index(63));
+    T_CHECK(hist_index(64) == 64 && hist_index(65) == 64 && hist_index(66) == 65,
+            "64 65 66: %u %u %u", hist_index(64), hist_index(65), hist_index(66));
+    T_CHECK(hist_index(1000) == 32 + 4 * 32 + 30, "hist_index(1000) = %u", hist_index(1000));
+
+    /* Every bucket: contiguous with the previous, at most 1/32 of its low edge wide,
+     * and both its ends map back to it. */
+    for (bad = 0, i = 0; i < HIST_BUCKETS; i++) {
+        low = hist_low(i, &width);
+        if (low != prev_end || width == 0 || (i >= 32 && width * 32 > low) ||
+            hist_index(low) != i || hist_index(low + width - 1) != i) {
+            if (bad++ < 5)
+                T_CHECK(0, "bucket %u: low %" PRIu64 " width %" PRIu64 " (previous ended at %"
+                        PRIu64 "), index(low)=%u index(end)=%u", i, low, width, prev_end,
+                        hist_index(low), hist_index(low + width - 1));
+        }
+        prev_end = low + width;
+    }
+    T_CHECK(bad == 0, "%u buckets with a bad edge or width", bad);
+    T_CHECK(prev_end >= 1ULL << HIST_MAX_BITS, "the buckets end at %" PRIu64 ", before 2^%d",
+            prev_end, HIST_MAX_BITS);
+
+    /* Every power of two is the low edge of its bucket (Prometheus le = 2^k - 1 is exact),
+     * 2^HIST_MAX_BITS included: it starts the bucket of the larger samples. */
+    for (k = 0; k <= HIST_MAX_BITS; k++) {
+        low = hist_low(hist_index(1ULL << k), &width);
+        T_CHECK(low == 1ULL << k, "2^%u is in the bucket starting at %" PRIu64, k, low);
+    }
+
+    /* Values from 2^HIST_MAX_BITS on all land in the last bucket. */
+    for (bad = 0, k = HIST_MAX_BITS; k < 64; k++) {
+        bad += hist_index(1ULL << k) != HIST_BUCKETS - 1;
+        bad += hist_index((1ULL << k) + (t_rand() >> (64 - k))) != HIST_BUCKETS - 1;
+    }
+    bad += hist_index(UINT64_MAX) != HIST_BUCKETS - 1;
+    T_CHECK(bad == 0, "%u values >= 2^%d outside the last bucket", bad, HIST_MAX_BITS);
+
+    /* A sweep of 0..2^20: monotonic, in range, in the bucket the reference says, and
+     * inside its bucket's [low, low + width). */
+    {
+        unsigned prev = 0, nonmono = 0, range = 0, ref = 0, inside = 0;
+        for (v = 0; v <= 1u << 20; v++) {
+            unsigned idx = hist_index(v);
+            nonmono += idx < prev;
+            range += idx >= HIST_BUCKETS;
+            ref += idx != ref_hist_index(v);
+            low = hist_low(idx < HIST_BUCKETS ? idx : 0, &width);
+            inside += v < low || v >= low + width;
+            prev = idx;
+        }
+        T_CHECK(nonmono == 0, "hist_index decreases %u times over 0..2^20", nonmono);
+        T_CHECK(range == 0, "hist_index >= HIST_BUCKETS %u times over 0..2^20", range);
+        T_CHECK(ref == 0, "hist_index differs from the reference %u times over 0..2^20", ref);
+        T_CHECK(inside == 0, "%u values of 0..2^20 outside [low, low+width) of their bucket",
+                inside);
+    }
+
+    /* Random 64-bit values of every magnitude, sorted: the indices must be sorted too. */
+    {
+        enum { N = 20000 };
+        uint64_t *vals = t_malloc(sizeof *vals * N);
+        unsigned n, nonmono = 0, range = 0, inside = 0, ref = 0;
+        for (n = 0; n < N; n++)
+            vals[n] = t_rand_mag(64);
+        qsort(vals, N, sizeof *vals, t_cmp_u64);
+        for (n = 0; n < N; n++) {
+            unsigned idx = hist_index(vals[n]);
+            range += idx >= HIST_BUCKETS;
+            nonmono += n > 0 && idx < hist_index(vals[n - 1]);
+            if (vals[n] < 1ULL << HIST_MAX_BITS) {
+                low = hist_low(idx < HIST_BUCKETS ? idx : 0, &width);
+                inside += vals[n] < low || vals[n] >= low + width;
+                ref += idx != ref_hist_index(vals[n]);
+            }
+        }
+        T_CHECK(nonmono == 0, "hist_index not monotonic over random values (%u)", nonmono);
+        T_CHECK(range == 0, "hist_index >= HIST_BUCKETS for %u random values", range);
+        T_CHECK(inside == 0, "%u random values outside their bucket", inside);
+        T_CHECK(ref == 0, "%u random values in another bucket than the reference's", ref);
+        free(vals);
+    }
+}
+
+static void test_hist_counts(void)
+{
+    enum { N = 5000 };
+    static struct hist h;
+    uint64_t *vals = t_malloc(sizeof *vals * N);
+    uint64_t sum = 0, max = 0, bucketed = 0;
+    unsigned n, k, i;
+
+    memset(&h, 0, sizeof h);
+    for (n = 0; n < N; n++) {
+        if (n % 10 == 0) /* just below and at every power of two, the top ones included */
+            vals[n] = (1ULL << (n / 10 % (HIST_MAX_BITS + 3))) - (n / 10 % 2);
+        else if (n % 10 == 1) /* the top sub-bucket below 2^HIST_MAX_BITS */
+            vals[n] = (1ULL << HIST_MAX_BITS) - 1 - t_rand() % (1ULL << (HIST_MAX_BITS - 6));
+        else
+            vals[n] = t_rand_mag(HIST_MAX_BITS + 3);
+        hist_add(&h, vals[n]);
+        sum += vals[n];
+        if (vals[n] > max)
+            max = vals[n];
+    }
+    T_CHECK(h.count == N, "count %" PRIu64 ", want %d", h.count, (int)N);
+    T_CHECK(h.sum == sum, "sum %" PRIu64 ", want %" PRIu64, h.sum, sum);
+    T_CHECK(h.max == max, "max %" PRIu64 ", want %" PRIu64, h.max, max);
+    for (i = 0; i < HIST_BUCKETS; i++)
+        bucketed += h.b[i];
+    T_CHECK(bucketed == N, "buckets hold %" PRIu64 " samples, want %d", bucketed, (int)N);
+
+    for (k = 0; k <= HIST_MAX_BITS; k++) {
+        uint64_t want = 0;
+        for (n = 0; n < N; n++)
+            want += vals[n] < 1ULL << k;
+        T_CHECK(hist_below_pow2(&h, k) == want, "hist_below_pow2(k=%u) = %" PRIu64
+                ", %" PRIu64 " samples are below 2^%u", k, hist_below_pow2(&h, k), want, k);
+    }
+    free(vals);
+
+    /* An empty histogram counts nothing below any power. */
+    memset(&h, 0, sizeof h);
+    for (k = 0; k <= HIST_MAX_BITS; k++)
+        T_CHECK(hist_below_pow2(&h, k) == 0, "empty histogram: below 2^%u is %" PRIu64, k,
+                hist_below_pow2(&h, k));
+}
+
+static void t_hist_quantiles(const char *what, const uint64_t *vals, unsigned n)
+{
+    static const unsigned permille[] = {0, 1, 10, 100, 250, 500, 750, 900, 950, 990, 999, 1000};
+    static struct hist h;
+    uint64_t *sorted = t_malloc(sizeof *sorted * n);
+    unsigned i;
+
+    memset(&h, 0, sizeof h);
+    for (i = 0; i < n; i++) {
+        hist_add(&h, vals[i]);
+        sorted[i] = vals[i];
+    }
+    qsort(sorted, n, sizeof *sorted, t_cmp_u64);
+    for (i = 0; i < ARRAY_LEN(permille); i++) {
+        uint64_t rank = ((uint64_t)permille[i] * n + 999) / 1000; /* ceil(q n) */
+        uint64_t x, got = hist_quantile(&h, permille[i] / 1000.0);
+        uint64_t diff;
+        if (rank < 1)
+            rank = 1;
+        x = sorted[rank - 1];
+        diff = got > x ? got - x : x - got;
+        T_CHECK(got <= h.max, "%s: q=%u/1000 gives %" PRIu64 ", above the max %" PRIu64, what,
+                permille[i], got, h.max);
+        if (x < 32)
+            T_CHECK(got == x, "%s: q=%u/1000 gives %" PRIu64 ", the exact value is %" PRIu64,
+                    what, permille[i], got, x);
+        else
+            T_CHECK(diff * 32 <= x, "%s: q=%u/1000 gives %" PRIu64 ", more than 1/32 from %"
+                    PRIu64, what, permille[i], got, x);
+    }
+    free(sorted);
+}
+
+static void test_hist_quantile(void)
+{
+    enum { N = 10007 };
+    static struct hist h;
+    uint64_t *vals = t_malloc(sizeof *vals * N);
+    unsigned i;
+
+    memset(&h, 0, sizeof h);
+    T_CHECK(hist_quantile(&h, 0.5) == 0 && hist_quantile(&h, 0.0) == 0 &&
+                hist_quantile(&h, 1.0) == 0, "empty histogram: quantiles not 0");
+
+    for (i = 0; i < N; i++)
+        vals[i] = t_rand_mag(HIST_MAX_BITS - 1);
+    t_hist_quantiles("random magnitudes", vals, N);
+    for (i = 0; i < N; i++)
+        vals[i] = 1000 + t_rand() % 9000; /* a typical latency band */
+    t_hist_quantiles("1000..9999", vals, N);
+    for (i = 0; i < N; i++)
+        vals[i] = t_rand() % 32;
+    t_hist_quantiles("exact range", vals, N);
+    vals[0] = 7;
+    t_hist_quantiles("one small sample", vals, 1);
+    vals[0] = 123457;
+    t_hist_quantiles("one large sample", vals, 1);
+    vals[0] = 100, vals[1] = 1000000;
+    t_hist_quantiles("two far apart", vals, 2);
+
+    /* The middle of a bucket is never reported above the largest sample. */
+    memset(&h, 0, sizeof h);
+    hist_add(&h, 64); /* bucket [64, 66) */
+    T_CHECK(hist_quantile(&h, 0.5) == 64, "single 64: median %" PRIu64, hist_quantile(&h, 0.5));
+    memset(&h, 0, sizeof h);
+    hist_add(&h, 1ULL << 40); /* far beyond the last bucket's low edge */
+    T_CHECK(hist_quantile(&h, 1.0) <= 1ULL << 40, "huge sample: quantile above the max");
+    free(vals);
+}
+
+/* ------------------------------------------------------------ split merge */
+
+/* Three backends for the children to point at (only cfg.id and refs are used). */
+static struct backend t_backends[3];
+
+static void t_backends_init(void)
+{
+    static const char *const ids[] = {"b0", "b1", "b2"};
+    unsigned i;
+
+    memset(t_backends, 0, sizeof t_backends);
+    for (i = 0; i < ARRAY_LEN(t_backends); i++)
+        t_backends[i].cfg.id = ids[i];
+}
+
+/* A split parent for merge M with NCHILD children, none answered yet; KEYMAP
+ * (NKEYS entries) for MGET. */
+static struct req *t_parent(uint8_t merge, uint32_t nchild, const uint32_t *keymap,
+                            uint32_t nkeys)
+{
+    struct req *p = req_new();
+    uint32_t i;
+
+    p->role = REQ_PARENT;
+    p->merge = merge;
+    p->nchild = nchild;
+    p->pending = nchild;
+    p->child = t_malloc(sizeof *p->child * nchild);
+    for (i = 0; i < nchild; i++) {
+        struct req *ch = req_new();
+        ch->role = REQ_CHILD;
+        ch->parent = p;
+        req_set_backend(ch, &t_backends[i % ARRAY_LEN(t_backends)]);
+        p->child[i] = ch;
+    }
+    if (keymap) {
+        p->keymap = t_malloc(sizeof *p->keymap * nkeys);
+        memcpy(p->keymap, keymap, sizeof *p->keymap * nkeys);
+        p->nkeys = nkeys;
+    }
+    return p;
+}
+
+/* Child I of P answered the N bytes REPLY; a few junk bytes are consumed first so
+ * the reply does not start at offset 0 of its buffer. */
+static void t_child_reply(struct req *p, uint32_t i, const char *reply, size_t n,
+                          int proxy_error)
+{
+    struct req *ch = p->child[i];
+
+    buf_append(&ch->reply, "JUNK", 4);
+    buf_append(&ch->reply, reply, n);
+    buf_consume(&ch->reply, 4);
+    ch->done = 1;
+    ch->proxy_error = (uint8_t)proxy_error;
+    p->pending--;
+}
+
+/* Merge P, compare its reply with WANT[0..WANTLEN), check the children were
+ * released, and free P. */
+static void t_merge_expect(const char *what, struct req *p, const char *want, size_t wantlen)
+{
+    size_t len;
+    unsigned i;
+
+    complete_merge(p);
+    len = buf_len(&p->reply);
+    T_CHECK(len == wantlen && !memcmp(p->reply.data + p->reply.r, want, wantlen),
+            "%s: merged %s, want %s", what, t_show(p->reply.data + p->reply.r, len),
+            t_show(want, wantlen));
+    T_CHECK(p->child == NULL && p->nchild == 0, "%s: children not released", what);
+    for (i = 0; i < ARRAY_LEN(t_backends); i++)
+        T_CHECK(t_backends[i].refs == 0, "%s: backend %s keeps %" PRIu64 " refs", what,
+                t_backends[i].cfg.id, t_backends[i].refs);
+    req_free(p);
+}
+
+#define T_REPLY(p, i, lit) t_child_reply((p), (i), lit, sizeof(lit) - 1, 0)
+#define T_MERGE(what, p, lit) t_merge_expect((what), (p), lit, sizeof(lit) - 1)
+
+static void test_merge_mget(void)
+{
+    /* Keys 0..4: key 0 and 3 on child 1, keys 1 and 4 on child 0, key 2 on child 2. */
+    static const uint32_t keymap[] = {1, 0, 2, 1, 0};
+    struct req *p;
+
+    t_backends_init();
+
+    p = t_parent(MERGE_ARRAY, 3, keymap, 5);
+    T_REPLY(p, 0, "*2\r\n$-1\r\n$0\r\n\r\n");          /* key 1: nil, key 4: "" */
+    T_REPLY(p, 1, "*2\r\n$2\r\nv0\r\n$-1\r\n");        /* key 0: "v0", key 3: nil */
+    T_REPLY(p, 2, "*1\r\n$7\r\na\r\n\0b\r\n\r\n");     /* key 2: binary, CRLF and NUL */
+    T_MERGE("MGET 5 keys over 3 children", p,
+            "*5\r\n$2\r\nv0\r\n$-1\r\n$7\r\na\r\n\0b\r\n\r\n$-1\r\n$0\r\n\r\n");
+
+    p = t_parent(MERGE_ARRAY, 3, keymap, 5); /* all nil */
+    T_REPLY(p, 0, "*2\r\n$-1\r\n$-1\r\n");
+    T_REPLY(p, 1, "*2\r\n$-1\r\n$-1\r\n");
+    T_REPLY(p, 2, "*1\r\n$-1\r\n");
+    T_MERGE("MGET all nil", p, "*5\r\n$-1\r\n$-1\r\n$-1\r\n$-1\r\n$-1\r\n");
+
+    {
+        static const uint32_t one[] = {0};
+        p = t_parent(MERGE_ARRAY, 1, one, 1);
+        T_REPLY(p, 0, "*1\r\n$3\r\nabc\r\n");
+        T_MERGE("MGET one key", p, "*1\r\n$3\r\nabc\r\n");
+    }
+
+    p = t_parent(MERGE_ARRAY, 3, keymap, 5);
+    T_REPLY(p, 0, "*1\r\n$-1\r\n"); /* two keys map to child 0 */
+    T_REPLY(p, 1, "*2\r\n$2\r\nv0\r\n$-1\r\n");
+    T_REPLY(p, 2, "*1\r\n$1\r\nx\r\n");
+    T_MERGE("MGET short child array", p, "-ERR backend b0 sent a short reply\r\n");
+
+    p = t_parent(MERGE_ARRAY, 3, keymap, 5);
+    T_REPLY(p, 0, "*2\r\n$-1\r\n$0\r\n\r\n");
+    T_REPLY(p, 1, "*2\r\n$2\r\nv0\r\n$5\r\nab\r\n"); /* its last element is cut */
+    T_REPLY(p, 2, "*1\r\n$1\r\nx\r\n");
+    T_MERGE("MGET truncated element", p, "-ERR backend b1 sent a short reply\r\n");
+
+    p = t_parent(MERGE_ARRAY, 3, keymap, 5);
+    T_REPLY(p, 0, "*2\r\n$-1\r\n$0\r\n\r\n");
+    T_REPLY(p, 1, ":2\r\n");
+    T_REPLY(p, 2, "*1\r\n$1\r\nx\r\n");
+    T_MERGE("MGET child sent an integer", p, "-ERR backend b1 sent an unexpected reply\r\n");
+
+    p = t_parent(MERGE_ARRAY, 3, keymap, 5);
+    T_REPLY(p, 0, "*2\r\n$-1\r\n$0\r\n\r\n");
+    T_REPLY(p, 1, "*2\r\n$2\r\nv0\r\n$-1\r\n");
+    T_REPLY(p, 2, "-WRONGTYPE Operation against a key\r\n");
+    T_MERGE("MGET child error", p,
+            "-ERR backend b2 failed: WRONGTYPE Operation against a key\r\n");
+}
+
+static void test_merge_ok_sum(void)
+{
+    struct req *p;
+
+    t_backends_init();
+
+    p = t_parent(MERGE_OK, 3, NULL, 0);
+    T_REPLY(p, 0, "+OK\r\n");
+    T_REPLY(p, 1, "+OK\r\n");
+    T_REPLY(p, 2, "+OK\r\n");
+    T_MERGE("MSET all OK", p, "+OK\r\n");
+
+    p = t_parent(MERGE_OK, 3, NULL, 0);
+    T_REPLY(p, 0, "+OK\r\n");
+    T_REPLY(p, 1, "-OOM command not allowed\r\n");
+    T_REPLY(p, 2, "+OK\r\n");
+    T_MERGE("MSET one error", p, "-ERR backend b1 failed: OOM command not allowed\r\n");
+
+    p = t_parent(MERGE_OK, 3, NULL, 0);
+    T_REPLY(p, 0, "+OK\r\n");
+    T_REPLY(p, 1, "+OK\r\n");
+    T_REPLY(p, 2, "+QUEUED\r\n");
+    T_MERGE("MSET not OK", p, "-ERR backend b2 sent an unexpected reply\r\n");
+
+    p = t_parent(MERGE_OK, 2, NULL, 0);
+    T_REPLY(p, 0, "+OK\r\n");
+    T_REPLY(p, 1, ":1\r\n");
+    T_MERGE("MSET integer", p, "-ERR backend b1 sent an unexpected reply\r\n");
+
+    /* The first failing child in child order names the failure. */
+    p = t_parent(MERGE_OK, 3, NULL, 0);
+    T_REPLY(p, 0, "+OK\r\n");
+    T_REPLY(p, 1, "-ERR first\r\n");
+    T_REPLY(p, 2, "-ERR second\r\n");
+    T_MERGE("MSET two errors", p, "-ERR backend b1 failed: ERR first\r\n");
+
+    /* An error the proxy made for a child (timeout, connection lost) goes through as is. */
+    p = t_parent(MERGE_OK, 3, NULL, 0);
+    T_REPLY(p, 0, "+OK\r\n");
+    t_child_reply(p, 1, "+OK\r\n", 5, 0);
+    {
+        static const char err[] = "-ERR backend b2 timed out after 1000 ms\r\n";
+        t_child_reply(p, 2, err, sizeof err - 1, 1);
+        T_MERGE("MSET proxy error passes through", p,
+                "-ERR backend b2 timed out after 1000 ms\r\n");
+    }
+
+    p = t_parent(MERGE_SUM, 3, NULL, 0);
+    {
+        static const char err[] = "-ERR backend b0 connection lost\r\n";
+        t_child_reply(p, 0, err, sizeof err - 1, 1);
+    }
+    T_REPLY(p, 1, ":1\r\n");
+    T_REPLY(p, 2, "-ERR real\r\n");
+    T_MERGE("SUM proxy error first", p, "-ERR backend b0 connection lost\r\n");
+
+    p = t_parent(MERGE_SUM, 3, NULL, 0);
+    T_REPLY(p, 0, ":3\r\n");
+    T_REPLY(p, 1, ":0\r\n");
+    T_REPLY(p, 2, ":1000000000000\r\n");
+    T_MERGE("SUM", p, ":1000000000003\r\n");
+
+    p = t_parent(MERGE_SUM, 3, NULL, 0);
+    T_REPLY(p, 0, ":-7\r\n");
+    T_REPLY(p, 1, ":2\r\n");
+    T_REPLY(p, 2, ":-1\r\n");
+    T_MERGE("SUM with negatives", p, ":-6\r\n");
+
+    p = t_parent(MERGE_SUM, 2, NULL, 0);
+    T_REPLY(p, 0, ":0\r\n");
+    T_REPLY(p, 1, ":0\r\n");
+    T_MERGE("SUM of zeros", p, ":0\r\n");
+
+    p = t_parent(MERGE_SUM, 3, NULL, 0);
+    T_REPLY(p, 0, ":3\r\n");
+    T_REPLY(p, 1, "$1\r\n3\r\n");
+    T_REPLY(p, 2, ":1\r\n");
+    T_MERGE("SUM bulk reply", p, "-ERR backend b1 sent an unexpected reply\r\n");
+
+    p = t_parent(MERGE_SUM, 3, NULL, 0);
+    T_REPLY(p, 0, ":3\r\n");
+    T_REPLY(p, 1, ":2\r\n");
+    T_REPLY(p, 2, ":12x\r\n");
+    T_MERGE("SUM non-integer", p, "-ERR backend b2 sent an unexpected reply\r\n");
+
+    p = t_parent(MERGE_SUM, 2, NULL, 0);
+    T_REPLY(p, 0, "+OK\r\n");
+    T_REPLY(p, 1, ":2\r\n");
+    T_MERGE("SUM status reply", p, "-ERR backend b0 sent an unexpected reply\r\n");
+
+    p = t_parent(MERGE_SUM, 2, NULL, 0);
+    T_REPLY(p, 0, ":1\r\n");
+    T_REPLY(p, 1, "-NOPERM this user has no permissions\r\n");
+    T_MERGE("SUM child error", p,
+            "-ERR backend b1 failed: NOPERM this user has no permissions\r\n");
+
+    /* A long backend error is cut to its first 200 bytes. */
+    {
+        char longerr[400], want[400];
+        int n;
+        p = t_parent(MERGE_SUM, 1, NULL, 0);
+        memset(longerr, 'x', sizeof longerr);
+        longerr[0] = '-';
+        memcpy(longerr + 301, "\r\n", 2); /* 300 bytes of message */
+        t_child_reply(p, 0, longerr, 303, 0);
+        n = snprintf(want, sizeof want, "-ERR backend b0 failed: %.200s\r\n", longerr + 1);
+        t_merge_expect("SUM long error", p, want, (size_t)n);
+    }
+}
+
+/* ---------------------------------------------------------- configuration */
+
+#define T_MIN_CONF "listen 127.0.0.1:1\nbackend 127.0.0.1:2\n"
+
+/* Parse TEXT as the file "t.conf" (no DNS); NULL on error, with ERR set. */
+static struct config *t_conf(const char *text, char *err, size_t errlen)
+{
+    err[0] = '\0';
+    return config_parse("t.conf", text, strlen(text), 0, err, errlen);
+}
+
+/* TEXT must fail with an error that starts with WANT_PREFIX ("t.conf:N: ") and
+ * contains WANT_SUB. */
+static void t_conf_fails(const char *what, const char *text, const char *want_prefix,
+                         const char *want_sub)
+{
+    char err[1024];
+    struct config *c = t_conf(text, err, sizeof err);
+
+    T_CHECK(c == NULL, "%s: accepted", what);
+    T_CHECK(!strncmp(err, want_prefix, strlen(want_prefix)) && strstr(err, want_sub) != NULL,
+            "%s: error '%s', want '%s...%s...'", what, err, want_prefix, want_sub);
+    config_free(c);
+}
+
+/* A size as written in the config, parsed here independently of config_size. */
+static uint64_t t_size(const char *s)
+{
+    char *end;
+    uint64_t v = strtoull(s, &end, 10);
+
+    if (!strcmp(end, "kb"))
+        v <<= 10;
+    else if (!strcmp(end, "mb"))
+        v <<= 20;
+    else if (!strcmp(end, "gb"))
+        v <<= 30;
+    return v;
+}
+
+static void test_config_defaults(void)
+{
+    char err[1024];
+    struct config *c = t_conf(T_MIN_CONF, err, sizeof err);
+    size_t i;
+
+    T_CHECK(c != NULL, "minimal config rejected: %s", err);
+    if (!c)
+        return;
+    /* Known values. */
+    T_CHECK(c->timeout_ms == 1000, "timeout_ms %" PRIu64, c->timeout_ms);
+    T_CHECK(c->connect_timeout_ms == 1000, "connect_timeout_ms %" PRIu64, c->connect_timeout_ms);
+    T_CHECK(c->table_size == 65537, "table_size %" PRIu64, c->table_size);
+    T_CHECK(c->client_output_limit == 64ULL * 1024 * 1024, "client_output_limit %" PRIu64,
+            c->client_output_limit);
+    T_CHECK(c->max_request_size == 512ULL * 1024 * 1024, "max_request_size %" PRIu64,
+            c->max_request_size);
+    T_CHECK(c->admin_mode == 0600, "admin_mode %" PRIo64, c->admin_mode);
+    T_CHECK(c->hash_tags == 1, "hash_tags %" PRIu64, c->hash_tags);
+    T_CHECK(c->log_level == LOG_INFO, "log_level %" PRIu64, c->log_level);
+    T_CHECK(c->backend_connections == 1, "backend_connections %" PRIu64, c->backend_connections);
+    T_CHECK(c->max_clients == 10000, "max_clients %" PRIu64, c->max_clients);
+    T_CHECK(c->client_max_pending == 1000, "client_max_pending %" PRIu64, c->client_max_pending);
+    T_CHECK(c->client_timeout == 0, "client_timeout %" PRIu64, c->client_timeout);
+    T_CHECK(c->backend_db == 0, "backend_db %" PRIu64, c->backend_db);
+    /* Directives without a default. */
+    T_CHECK(c->admin == NULL && c->npasswords == 0 && c->passwords == NULL &&
+                c->backend_password == NULL && c->backend_user == NULL,
+            "admin, password or backend_* set by default");
+    T_CHECK(c->table_size_line == 0, "table_size_line %ld without a table_size line",
+            c->table_size_line);
+    T_CHECK(c->resolve == 0, "resolve %d", c->resolve);
+    T_CHECK(c->path && !strcmp(c->path, "t.conf"), "path '%s'", c->path ? c->path : "(null)");
+    T_CHECK(c->nlistens == 1 && !strcmp(c->listens[0].addr, "127.0.0.1:1") &&
+                c->listens[0].salen == 0, "listens");
+    T_CHECK(c->nbackends == 1, "nbackends %d", c->nbackends);
+    if (c->nbackends == 1) {
+        struct config_backend *b = &c->backends[0];
+        T_CHECK(!strcmp(b->addr, "127.0.0.1:2") && b->name == NULL && b->id == b->addr,
+                "backend addr/name/id");
+        T_CHECK(b->weight == 1 && b->db == 0 && b->password == NULL && b->user == NULL &&
+                    b->line == 2 && b->salen == 0,
+                "backend defaults: weight %u db %lld line %ld", (unsigned)b->weight,
+                (long long)b->db, b->line);
+    }
+    T_CHECK(c->table != NULL, "no Maglev table");
+    if (c->table) {
+        uint64_t s, bad = 0;
+        for (s = 0; s < c->table_size; s++)
+            bad += c->table[s] != 0;
+        T_CHECK(bad == 0, "%" PRIu64 " slots of a one-backend table not on backend 0", bad);
+    }
+    T_CHECK(c->nrestart_lines == 1 && !strcmp(c->restart_lines[0], "listen 127.0.0.1:1"),
+            "restart_lines: %d, first '%s'", c->nrestart_lines,
+            c->nrestart_lines ? c->restart_lines[0] : "");
+
+    /* Every default of the table, parsed here on its own. */
+    for (i = 0; i < ARRAY_LEN(config_directives); i++) {
+        const struct config_directive *d = &config_directives[i];
+        uint64_t want, got;
+        if (!d->def)
+            continue;
+        if (d->parse == config_parse_number || d->parse == config_parse_table_size) {
+            want = strtoull(d->def, NULL, 10);
+            got = *(uint64_t *)((char *)c + d->offset);
+        } else if (d->parse == config_parse_size) {
+            want = t_size(d->def);
+            got = *(uint64_t *)((char *)c + d->offset);
+        } else if (d->parse == config_parse_bool) {
+            want = !strcmp(d->def, "on") || !strcmp(d->def, "yes");
+            got = *(uint64_t *)((char *)c + d->offset);
+        } else if (d->parse == config_parse_mode) {
+            want = strtoull(d->def, NULL, 8);
+            got = c->admin_mode;
+        } else if (d->parse == config_parse_log_level) {
+            static const char *const names[] = {"error", "warn", "info", "debug"};
+            for (want = 0; want < 4 && strcmp(names[want], d->def); want++)
+                ;
+            got = c->log_level;
+        } else {
+            T_CHECK(0, "default of '%s' has no independent check here", d->name);
+            continue;
+        }
+        T_CHECK(got == want, "'%s' default '%s': field %" PRIu64 ", want %" PRIu64, d->name,
+                d->def, got, want);
+    }
+    config_free(c);
+}
+
+/* NAME VALUE appended to the minimal config (so on line 3). */
+static struct config *t_conf_one(const char *name, const char *value, char *err, size_t errlen)
+{
+    char text[512];
+
+    snprintf(text, sizeof text, T_MIN_CONF "%s %s\n", name, value);
+    return t_conf(text, err, errlen);
+}
+
+static void test_config_ranges(void)
+{
+    size_t i;
+    int tested = 0;
+
+    for (i = 0; i < ARRAY_LEN(config_directives); i++) {
+        const struct config_directive *d = &config_directives[i];
+        char v[64], err[1024];
+        struct config *c;
+        uint64_t top;
+        if (d->parse != config_parse_number && d->parse != config_parse_size)
+            continue;
+        tested++;
+        /* The largest value that can be written is INT64_MAX (no suffix). */
+        top = d->max > (uint64_t)INT64_MAX ? (uint64_t)INT64_MAX : d->max;
+
+        snprintf(v, sizeof v, "%" PRIu64, d->min);
+        c = t_conf_one(d->name, v, err, sizeof err);
+        T_CHECK(c && *(uint64_t *)((char *)c + d->offset) == d->min, "%s %s (the min): %s",
+                d->name, v, c ? "wrong value" : err);
+        config_free(c);
+
+        snprintf(v, sizeof v, "%" PRIu64, top);
+        c = t_conf_one(d->name, v, err, sizeof err);
+        T_CHECK(c && *(uint64_t *)((char *)c + d->offset) == top, "%s %s (the max): %s",
+                d->name, v, c ? "wrong value" : err);
+        config_free(c);
+
+        if (d->min > 0)
+            snprintf(v, sizeof v, "%" PRIu64, d->min - 1);
+        else
+            snprintf(v, sizeof v, "-1");
+        c = t_conf_one(d->name, v, err, sizeof err);
+        T_CHECK(c == NULL && !strncmp(err, "t.conf:3: ", 10) && strstr(err, d->name),
+                "%s %s (below the min) accepted or bad error '%s'", d->name, v, err);
+        config_free(c);
+
+        if (d->max < UINT64_MAX)
+            snprintf(v, sizeof v, "%" PRIu64, d->max + 1);
+        else
+            snprintf(v, sizeof v, "18446744073709551616"); /* 2^64 */
+        c = t_conf_one(d->name, v, err, sizeof err);
+        T_CHECK(c == NULL && !strncmp(err, "t.conf:3: ", 10) && strstr(err, d->name),
+                "%s %s (above the max) accepted or bad error '%s'", d->name, v, err);
+        config_free(c);
+
+        /* Not a number at all, and no argument. */
+        c = t_conf_one(d->name, "12abc", err, sizeof err);
+        T_CHECK(c == NULL && !strncmp(err, "t.conf:3: ", 10), "%s 12abc: accepted", d->name);
+        config_free(c);
+        c = t_conf_one(d->name, "", err, sizeof err);
+        T_CHECK(c == NULL && !strncmp(err, "t.conf:3: ", 10), "%s without a value accepted",
+                d->name);
+        config_free(c);
+        c = t_conf_one(d->name, "1 2", err, sizeof err);
+        T_CHECK(c == NULL && !strncmp(err, "t.conf:3: ", 10), "%s with two values accepted",
+                d->name);
+        config_free(c);
+    }
+    T_CHECK(tested >= 8, "only %d numeric directives found", tested);
+}
+
+static void test_config_sizes(void)
+{
+    static const struct {
+        const char *text;
+        uint64_t want; /* 0: rejected */
+    } sizes[] = {
+        {"1024", 1024},
+        {"4096b", 4096},
+        {"64kb", 64ULL << 10},
+        {"64KB", 64ULL << 10},
+        {"64k", 64ULL << 10},
+        {"3mb", 3ULL << 20},
+        {"3M", 3ULL << 20},
+        {"1gb", 1ULL << 30},
+        {"4gb", 4ULL << 30},      /* the max of max_request_size */
+        {"4096mb", 4ULL << 30},
+        {"4097mb", 0},            /* above it */
+        {"5gb", 0},
+        {"1kb", 1024},            /* the min */
+        {"1023b", 0},
+        {"0kb", 0},
+        {"kb", 0},
+        {"12tb", 0},
+        {"12 kb", 0},             /* two words */
+        {"-1kb", 0},
+        {"1.5mb", 0},
+        {"mb1", 0},
+    };
+    size_t i;
+
+    for (i = 0; i < ARRAY_LEN(sizes); i++) {
+        char err[1024];
+        struct config *c = t_conf_one("max_request_size", sizes[i].text, err, sizeof err);
+        if (sizes[i].want)
+            T_CHECK(c && c->max_request_size == sizes[i].want,
+                    "max_request_size %s: %s %" PRIu64 ", want %" PRIu64, sizes[i].text,
+                    c ? "got" : err, c ? c->max_request_size : 0, sizes[i].want);
+        else
+            T_CHECK(!c && !strncmp(err, "t.conf:3: ", 10), "max_request_size %s accepted (%s)",
+                    sizes[i].text, err);
+        config_free(c);
+    }
+    {
+        char err[1024];
+        struct config *c = t_conf_one("client_output_limit", "16gb", err, sizeof err);
+        T_CHECK(c && c->client_output_limit == 16ULL << 30, "client_output_limit 16gb: %s",
+                c ? "wrong value" : err);
+        config_free(c);
+    }
+}
+
+static void test_config_errors(void)
+{
+    t_conf_fails("unknown directive on line 3",
+                 "listen 127.0.0.1:1\n# comment\nbogus 1\nbackend 127.0.0.1:2\n", "t.conf:3: ",
+                 "unknown directive 'bogus'");
+    t_conf_fails("non-prime table_size on line 2",
+                 "listen 127.0.0.1:1\ntable_size 65536\nbackend 127.0.0.1:2\n", "t.conf:2: ",
+                 "not prime");
+    t_conf_fails("table_size 1 below the min", "table_size 1\n" T_MIN_CONF, "t.conf:1: ",
+                 "table_size");
+    t_conf_fails("duplicate listen on line 4",
+                 "listen 127.0.0.1:1\nbackend 127.0.0.1:2\n\nlisten 127.0.0.1:1\n", "t.conf:4: ",
+                 "duplicate listen address '127.0.0.1:1'");
+    t_conf_fails("duplicate backend on line 3",
+                 "listen 127.0.0.1:1\nbackend 127.0.0.1:2\nbackend 127.0.0.1:2\n", "t.conf:3: ",
+                 "duplicate backend identity");
+    t_conf_fails("duplicate backend name",
+                 "listen 127.0.0.1:1\nbackend 127.0.0.1:2 name=a\nbackend 127.0.0.1:3 name=a\n",
+                 "t.conf:3: ", "duplicate backend identity 'a'");
+    t_conf_fails("user without password reports the backend's line",
+                 "listen 127.0.0.1:1\nbackend 127.0.0.1:2\nbackend 127.0.0.1:3 user=u\n"
+                 "hash_tags off\n\n# end\n",
+                 "t.conf:3: ", "a user needs a password");
+    t_conf_fails("backend_user without a password reports the first backend's line",
+                 "listen 127.0.0.1:1\nbackend_user u\n\nbackend 127.0.0.1:2 name=x\n",
+                 "t.conf:4: ", "backend x: a user needs a password");
+    t_conf_fails("table smaller than the backends reports table_size's line",
+                 "table_size 2\nlisten 127.0.0.1:1\nbackend 127.0.0.1:2\nbackend 127.0.0.1:3\n"
+                 "backend 127.0.0.1:4\n",
+                 "t.conf:1: ", "smaller than the number of backends");
+    t_conf_fails("no backend: reported at the last line", "listen 127.0.0.1:1\n\n\n",
+                 "t.conf:3: ", "no 'backend'");
+    t_conf_fails("no listen", "backend 127.0.0.1:2\n", "t.conf:1: ", "no 'listen'");
+    t_conf_fails("empty file", "", "t.conf:", "no 'listen'");
+    t_conf_fails("bad backend option", T_MIN_CONF "backend 127.0.0.1:3 color=red\n",
+                 "t.conf:3: ", "color=red");
+    t_conf_fails("weight 0", T_MIN_CONF "backend 127.0.0.1:3 weight=0\n", "t.conf:3: ",
+                 "weight");
+    t_conf_fails("weight too large", T_MIN_CONF "backend 127.0.0.1:3 weight=1000001\n",
+                 "t.conf:3: ", "weight");
+    t_conf_fails("db negative", T_MIN_CONF "backend 127.0.0.1:3 db=-1\n", "t.conf:3: ", "db");
+    t_conf_fails("empty name", T_MIN_CONF "backend 127.0.0.1:3 name=\n", "t.conf:3: ", "name");
+    t_conf_fails("bad backend address", T_MIN_CONF "backend 127.0.0.1\n", "t.conf:3: ",
+                 "bad address");
+    t_conf_fails("bad port", T_MIN_CONF "backend 127.0.0.1:65536\n", "t.conf:3: ",
+                 "bad address");
+    t_conf_fails("bad listen address", "listen nohost\nbackend 127.0.0.1:2\n", "t.conf:1: ",
+                 "bad address");
+    t_conf_fails("hash_tags maybe", T_MIN_CONF "hash_tags maybe\n", "t.conf:3: ", "on or off");
+    t_conf_fails("log_level loud", T_MIN_CONF "log_level loud\n", "t.conf:3: ", "log_level");
+    t_conf_fails("admin_mode 0800", T_MIN_CONF "admin_mode 0800\n", "t.conf:3: ", "octal");
+    t_conf_fails("admin_mode 01000", T_MIN_CONF "admin_mode 01000\n", "t.conf:3: ", "octal");
+    t_conf_fails("admin_mode 068", T_MIN_CONF "admin_mode 068\n", "t.conf:3: ", "octal");
+    t_conf_fails("admin_mode 9", T_MIN_CONF "admin_mode 9\n", "t.conf:3: ", "octal");
+    t_conf_fails("admin_mode 0x1ff", T_MIN_CONF "admin_mode 0x1ff\n", "t.conf:3: ", "octal");
+    t_conf_fails("admin_mode -1", T_MIN_CONF "admin_mode -1\n", "t.conf:3: ", "octal");
+    t_conf_fails("password without a value", T_MIN_CONF "password\n", "t.conf:3: ", "password");
+    {
+        char err[1024];
+        static const char text[] = "listen 127.0.0.1:1\nback\0end 127.0.0.1:2\n";
+        struct config *c = config_parse("t.conf", text, sizeof text - 1, 0, err, sizeof err);
+        T_CHECK(!c && !strncmp(err, "t.conf:2: ", 10) && strstr(err, "NUL"),
+                "NUL byte on line 2: '%s'", err);
+        config_free(c);
+    }
+}
+
+static void test_config_syntax(void)
+{
+    char err[1024];
+    struct config *c;
+
+    /* Comments, blank lines, whitespace, CRLF and a last line without a newline. */
+    c = t_conf("# a comment\n"
+               "\n"
+               "   \t \n"
+               "   # an indented comment\n"
+               "listen\t127.0.0.1:1   # trailing comment\r\n"
+               "backend   127.0.0.1:2 weight=2#3\n",
+               err, sizeof err);
+    T_CHECK(c == NULL && !strncmp(err, "t.conf:6: ", 10), "'#' inside a word is not a comment: %s",
+            c ? "accepted" : err);
+    config_free(c);
+    c = t_conf("# a comment\n"
+               "\n"
+               "   \t \n"
+               "   # an indented comment\n"
+               "listen\t127.0.0.1:1   # trailing comment\r\n"
+               "backend   127.0.0.1:2 # weight=0 is commented out\n"
+               "timeout 250",
+               err, sizeof err);
+    T_CHECK(c != NULL, "comments and blanks: %s", err);
+    if (c) {
+        T_CHECK(c->nlistens == 1 && !strcmp(c->listens[0].addr, "127.0.0.1:1"), "listen '%s'",
+                c->nlistens ? c->listens[0].addr : "");
+        T_CHECK(c->nbackends == 1 && c->backends[0].weight == 1 && c->backends[0].line == 6,
+                "backend weight %u line %ld", c->nbackends ? (unsigned)c->backends[0].weight : 0,
+                c->nbackends ? c->backends[0].line : 0);
+        T_CHECK(c->timeout_ms == 250, "timeout on the unterminated last line: %" PRIu64,
+                c->timeout_ms);
+        T_CHECK(c->nrestart_lines == 1 && !strcmp(c->restart_lines[0], "listen 127.0.0.1:1"),
+                "restart line normalised: '%s'", c->nrestart_lines ? c->restart_lines[0] : "");
+    }
+    config_free(c);
+
+    /* Other directives, a later line overriding an earlier one. */
+    c = t_conf(T_MIN_CONF "hash_tags off\ntimeout 5\ntimeout 0\nlog_level debug\n"
+               "client_timeout 30\nmax_clients 7\nconnect_timeout 3\nbackend_connections 4\n"
+               "table_size 7\nclient_max_pending 9\nclient_output_limit 2mb\n",
+               err, sizeof err);
+    T_CHECK(c != NULL, "directives: %s", err);
+    if (c) {
+        T_CHECK(c->hash_tags == 0 && c->timeout_ms == 0 && c->log_level == LOG_DEBUG &&
+                    c->client_timeout == 30 && c->max_clients == 7 &&
+                    c->connect_timeout_ms == 3 && c->backend_connections == 4 &&
+                    c->table_size == 7 && c->client_max_pending == 9 &&
+                    c->client_output_limit == 2ULL << 20,
+                "directive values");
+        T_CHECK(c->table_size_line == 11, "table_size_line %ld, want 11", c->table_size_line);
+    }
+    config_free(c);
+    c = t_conf(T_MIN_CONF "hash_tags yes\nlog_level error\n", err, sizeof err);
+    T_CHECK(c && c->hash_tags == 1 && c->log_level == LOG_ERROR, "hash_tags yes, log_level error");
+    config_free(c);
+    c = t_conf(T_MIN_CONF "admin_mode 777\n", err, sizeof err);
+    T_CHECK(c && c->admin_mode == 0777, "admin_mode 777: %s", c ? "wrong value" : err);
+    config_free(c);
+    c = t_conf(T_MIN_CONF "admin_mode 0\n", err, sizeof err);
+    T_CHECK(c && c->admin_mode == 0, "admin_mode 0: %s", c ? "wrong value" : err);
+    config_free(c);
+    c = t_conf(T_MIN_CONF "hash_tags no\nlog_level warn\n", err, sizeof err);
+    T_CHECK(c && c->hash_tags == 0 && c->log_level == LOG_WARN, "hash_tags no, log_level warn");
+    config_free(c);
+}
+
+static void test_config_passwords_backends(void)
+{
+    char err[1024];
+    struct config *c;
+
+    c = t_conf(T_MIN_CONF "password first\npassword second\npassword first\n", err, sizeof err);
+    T_CHECK(c && c->npasswords == 3 && !strcmp(c->passwords[0], "first") &&
+                !strcmp(c->passwords[1], "second") && !strcmp(c->passwords[2], "first"),
+            "repeated password: %s", c ? "wrong list" : err);
+    config_free(c);
+
+    c = t_conf("listen 127.0.0.1:1\n"
+               "backend_password dflt\n"
+               "backend_db 3\n"
+               "backend 127.0.0.1:2 weight=3 name=alpha db=5 user=u password=p\n"
+               "backend 127.0.0.1:3\n"
+               "backend [::1]:4 db=0 weight=1000000\n"
+               "backend /tmp/redis.sock user=v\n"
+               "backend 127.0.0.1:5 password=a password=b name=x name=y\n",
+               err, sizeof err);
+    T_CHECK(c != NULL, "backend options: %s", err);
+    if (c && c->nbackends == 5) {
+        struct config_backend *b = c->backends;
+        T_CHECK(!strcmp(b[0].addr, "127.0.0.1:2") && b[0].name && !strcmp(b[0].name, "alpha") &&
+                    !strcmp(b[0].id, "alpha") && b[0].weight == 3 && b[0].db == 5 &&
+                    b[0].user && !strcmp(b[0].user, "u") && b[0].password &&
+                    !strcmp(b[0].password, "p") && b[0].line == 4,
+                "backend with every option");
+        T_CHECK(!strcmp(b[1].id, "127.0.0.1:3") && b[1].name == NULL && b[1].weight == 1 &&
+                    b[1].db == 3 && b[1].user == NULL && b[1].password &&
+                    !strcmp(b[1].password, "dflt") && b[1].line == 5,
+                "backend with the backend_* defaults: db %lld", (long long)b[1].db);
+        T_CHECK(!strcmp(b[2].id, "[::1]:4") && b[2].db == 0 && b[2].weight == 1000000 &&
+                    b[2].password && !strcmp(b[2].password, "dflt"),
+                "IPv6 backend, db=0 kept over backend_db 3: db %lld", (long long)b[2].db);
+        T_CHECK(!strcmp(b[3].id, "/tmp/redis.sock") && b[3].user && !strcmp(b[3].user, "v") &&
+                    b[3].password && !strcmp(b[3].password, "dflt"),
+                "UNIX backend: user= with backend_password");
+        T_CHECK(b[4].password && !strcmp(b[4].password, "b") && b[4].name &&
+                    !strcmp(b[4].name, "y") && !strcmp(b[4].id, "y"),
+                "repeated options: the last wins");
+    } else if (c) {
+        T_CHECK(0, "%d backends, want 5", c->nbackends);
+    }
+    config_free(c);
+
+    /* backend_user applies to every backend without user=; backend_password too. */
+    c = t_conf("listen 127.0.0.1:1\nbackend_user dfltu\nbackend_password pw\n"
+               "backend 127.0.0.1:2\nbackend 127.0.0.1:3 user=own password=ownpw\n",
+               err, sizeof err);
+    T_CHECK(c && c->nbackends == 2 && c->backends[0].user &&
+                !strcmp(c->backends[0].user, "dfltu") && c->backends[0].password &&
+                !strcmp(c->backends[0].password, "pw") && c->backends[1].user &&
+                !strcmp(c->backends[1].user, "own") && c->backends[1].password &&
+                !strcmp(c->backends[1].password, "ownpw") &&
+                c->backend_user && !strcmp(c->backend_user, "dfltu") && c->backend_password &&
+                !strcmp(c->backend_password, "pw"),
+            "backend_user/backend_password defaults: %s", c ? "wrong values" : err);
+    config_free(c);
+}
+
+static void test_config_restart_lines(void)
+{
+    char err[1024];
+    struct config *c;
+
+    c = t_conf("listen   127.0.0.1:1\n"
+               "backend 127.0.0.1:2\n"
+               "admin /tmp/shardproxy-test.sock\n"
+               "timeout 10\n"
+               "listen /tmp/shardproxy-test-listen.sock   # comment\n"
+               "admin_mode 660\n"
+               "password x\n",
+               err, sizeof err);
+    T_CHECK(c != NULL, "restart lines config: %s", err);
+    if (c) {
+        static const char *const want[] = {
+            "listen 127.0.0.1:1", "admin /tmp/shardproxy-test.sock",
+            "listen /tmp/shardproxy-test-listen.sock", "admin_mode 660"};
+        int i;
+        T_CHECK(c->nrestart_lines == 4, "%d restart lines, want 4", c->nrestart_lines);
+        for (i = 0; i < c->nrestart_lines && i < 4; i++)
+            T_CHECK(!strcmp(c->restart_lines[i], want[i]), "restart line %d '%s', want '%s'", i,
+                    c->restart_lines[i], want[i]);
+        T_CHECK(c->admin && !strcmp(c->admin, "/tmp/shardproxy-test.sock"), "admin '%s'",
+                c->admin ? c->admin : "(null)");
+        T_CHECK(c->admin_mode == 0660, "admin_mode %" PRIo64 ", want 660", c->admin_mode);
+        T_CHECK(c->nlistens == 2 && !strcmp(c->listens[1].addr,
+                                            "/tmp/shardproxy-test-listen.sock"),
+                "second listen");
+    }
+    config_free(c);
+}
+
 /* ------------------------------------------------------------------ main */
 
 int main(void)
@@ -1169,6 +2169,19 @@ int main(void)
     test_maglev_is_prime();
     test_req_parser();
     test_reply_parser();
+    test_hist_constants();
+    test_hist_buckets();
+    test_hist_counts();
+    test_hist_quantile();
+    test_merge_mget();
+    test_merge_ok_sum();
+    test_config_defaults();
+    test_config_ranges();
+    test_config_sizes();
+    test_config_errors();
+    test_config_syntax();
+    test_config_passwords_backends();
+    test_config_restart_lines();
     printf("%d passed, %d failed\n", t_passed, t_failed);
     return t_failed ? 1 : 0;
 }
