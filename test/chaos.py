@@ -46,15 +46,9 @@ import time
 # ---------------------------------------------------------------- RESP
 
 
-# enc (a command as a RESP array) and Reader (reply framing) are shared
-# with the other robustness driver.
-from robust import Reader, enc  # noqa: E402  (test/ is on sys.path: the script's dir)
-
-
-def connect(port, timeout):
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return s
+# enc (a command as a RESP array), Reader (reply framing) and connect come
+# from test/resp.py, the suites' one RESP client.
+from resp import Reader, connect, enc  # noqa: E402  (test/ is on sys.path: the script's dir)
 
 
 def err_kind(line):

@@ -14,43 +14,10 @@ conf() {
 }
 
 # slot KEY [M] [on|off]: the slot of KEY computed here, independently of the
-# program: MurmurHash64A (seed 0xc70f6907) of the hash tag, mod M.
+# program: MurmurHash64A (seed 0xc70f6907) of the hash tag, mod M (65537), by
+# test/resp.py.
 slot() {
-    python3 - "$@" <<'EOF'
-import sys
-MASK, MUL = (1 << 64) - 1, 0xc6a4a7935bd1e995
-
-def murmur(b, seed=0xc70f6907):
-    h = (seed ^ (len(b) * MUL)) & MASK
-    n = len(b) // 8 * 8
-    for i in range(0, n, 8):
-        k = (int.from_bytes(b[i:i + 8], "little") * MUL) & MASK
-        k ^= k >> 47
-        h = ((h ^ ((k * MUL) & MASK)) * MUL) & MASK
-    if len(b) & 7:
-        h = ((h ^ int.from_bytes(b[n:], "little")) * MUL) & MASK
-    h ^= h >> 47
-    h = (h * MUL) & MASK
-    return h ^ (h >> 47)
-
-def tag(k):
-    i = k.find(b"{")
-    j = k.find(b"}", i + 1) if i >= 0 else -1
-    return k[i + 1:j] if j > i + 1 else k
-
-key = sys.argv[1].encode()
-m = int(sys.argv[2]) if len(sys.argv) > 2 else 65537
-tags = (sys.argv[3] if len(sys.argv) > 3 else "on") == "on"
-if key == b"--selftest":  # DESIGN.md's vectors
-    assert murmur(b"foo") == 9631199822919835226
-    assert murmur(b"bar") == 11474628671133349555
-    assert murmur(b"foo\nbar") == 16306510975912980159
-    assert murmur(b"lyft") == 12847078931730529320
-    assert murmur(b"") == 6142509188972423790
-    print("ok")
-else:
-    print(murmur(tag(key) if tags else key) % m)
-EOF
+    python3 "$BATS_TEST_DIRNAME/resp.py" slot "$@"
 }
 
 # Expect `-t` to fail with "$CONF:LINE: ..." and exit status 1.
@@ -70,24 +37,60 @@ expect_error_at() {
     [[ "$output" == *"configuration OK"* ]]
 }
 
+# The directive names of the config_directives[] table in shardproxy.c, one a
+# line: the leading {"name", of each row between the table's first line and
+# its closing }; (read at test time, so a new directive is covered at once).
+config_directive_names() {
+    sed -n '/^static const struct config_directive config_directives\[\] = {/,/^};/p' \
+        "$SP_ROOT/shardproxy.c" | sed -n 's/^[[:space:]]*{[[:space:]]*"\([a-z_0-9]*\)",.*/\1/p'
+}
+
 @test "-t accepts every directive, comments and blank lines" {
-    conf "# full example" \
-        "" \
-        "listen 127.0.0.1:6380        # repeatable" \
-        "listen $(sp_tmpdir)/sp.sock" \
-        "backend 127.0.0.1:7001       # in order" \
-        "backend 127.0.0.1:7002 weight=2 name=cache-b" \
-        "backend 127.0.0.1:7003 name=cache-c weight=3" \
-        "   hash_tags off" \
-        "table_size 65537" \
-        "timeout 1000" \
-        "connect_timeout 1000" \
-        "backend_connections 1" \
-        "max_clients 10000" \
-        "client_max_pending 1000" \
-        "client_output_limit 64mb" \
-        "max_request_size 512mb" \
-        "log_level info"
+    # one sample line (or more) per directive; a directive of the table
+    # without a sample here fails the test until one is added
+    local -A sample=(
+        [listen]="listen 127.0.0.1:6380        # repeatable|listen $(sp_tmpdir)/sp.sock"
+        [backend]="backend 127.0.0.1:7001       # in order|backend 127.0.0.1:7002 weight=2 name=cache-b|backend 127.0.0.1:7003 name=cache-c weight=3 password=pw3 user=u3 db=2"
+        [hash_tags]="   hash_tags off"
+        [table_size]="table_size 65537"
+        [timeout]="timeout 1000"
+        [connect_timeout]="connect_timeout 1000"
+        [backend_connections]="backend_connections 1"
+        [max_clients]="max_clients 10000"
+        [client_max_pending]="client_max_pending 1000"
+        [client_timeout]="client_timeout 30"
+        [client_output_limit]="client_output_limit 64mb"
+        [max_request_size]="max_request_size 512mb"
+        [log_level]="log_level info"
+        [admin]="admin $(sp_tmpdir)/admin.sock"
+        [admin_mode]="admin_mode 0660"
+        [password]="password s3cret-A|password s3cret-B # repeatable: rotation"
+        [backend_password]="backend_password backend-s3cret"
+        [backend_user]="backend_user proxyuser"
+        [backend_db]="backend_db 1"
+    )
+    local names=() name lines=("# full example" "") missing=() more=()
+    mapfile -t names < <(config_directive_names)
+    echo "config_directives[]: ${#names[@]} directives: ${names[*]}"
+    [ "${#names[@]}" -ge 19 ] # the table was found and read
+    for name in "${names[@]}"; do
+        if [[ -z "${sample[$name]:-}" ]]; then
+            missing+=("$name")
+            continue
+        fi
+        IFS='|' read -ra more <<<"${sample[$name]}"
+        lines+=("${more[@]}")
+    done
+    if ((${#missing[@]})); then
+        echo "no sample line in this test for directive(s): ${missing[*]}"
+        return 1
+    fi
+    conf "${lines[@]}"
+    cat "$CONF"
+    # every directive of the table really is in the file
+    for name in "${names[@]}"; do
+        grep -Eq "^[[:space:]]*$name[[:space:]]" "$CONF" || { echo "$name not written"; return 1; }
+    done
     run "$SP_BIN" -c "$CONF" -t
     echo "$output"
     [ "$status" -eq 0 ]
@@ -272,8 +275,10 @@ expect_error_at() {
     [ $((65537 - a * 4)) -lt 2621 ]
 }
 
-@test "the test's own MurmurHash64A matches DESIGN.md" {
-    run slot --selftest
+@test "the test's own MurmurHash64A matches the known test vectors" {
+    run python3 "$BATS_TEST_DIRNAME/resp.py" selftest
+    echo "$output"
+    [ "$status" -eq 0 ]
     [ "$output" = ok ]
 }
 

@@ -7,10 +7,15 @@
 # `COMMAND` reply (every command and subcommand, with arity, flags and key
 # specs) as JSON, stops it, and builds test/cmddump.c, which includes
 # shardproxy.c and prints the table.  The tests then run test/cmdcheck.py on
-# the two; each disagreement is printed on its own line.
+# the two; each disagreement is printed on its own line.  The last test asks
+# a live redis-server `COMMAND GETKEYS` for a corpus of commands of every
+# keyed family and compares the keys with those the proxy's own code routes
+# on (test/keycheck.py, with cmddump --keys).
 #
 # Needs redis-server and redis-cli 7.x (for --json), a C compiler (cc, or $CC)
 # and python3.
+
+load helper
 
 REPO="$(cd "$BATS_TEST_DIRNAME/.." && pwd)"
 
@@ -129,4 +134,20 @@ cmdtest_check() {
 
 @test "commands: kinds follow the routing policy (keys, one-key, containers, blocking, pub/sub)" {
     cmdtest_check kinds
+}
+
+@test "commands: the keys the proxy routes on are COMMAND GETKEYS's, for a corpus of every keyed family" {
+    if [ ! -f "$BATS_FILE_TMPDIR/dump.ok" ]; then
+        echo "test/cmddump.c did not build or run; see the first test"
+        return 1
+    fi
+    start_redis 1
+    run "$PYTHON" "$REPO/test/keycheck.py" "${REDIS_PORTS[0]}" "$BATS_FILE_TMPDIR/cmddump"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    local summary n
+    summary=${lines[${#lines[@]} - 1]}
+    [[ "$summary" == *": 0 disagreement(s),"* ]]
+    n=${summary%% commands*}
+    ((n >= 150))
 }

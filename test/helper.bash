@@ -16,6 +16,21 @@
 #   wait_until CMD...    polls CMD until it succeeds (~10 s)
 #   free_port            prints a free TCP port on 127.0.0.1
 #   sp_tmpdir            prints the test's temp dir
+#   redis_on PORT        one more redis-server on PORT (PID in STARTED_PID)
+#   key_on I [PREFIX [CONF]]  a key (PREFIX0, PREFIX1, ...) that CONF ($SP_CONF)
+#                        places on backend I
+#   set_ok KEY VALUE / clients_are N   SET through the proxy answers OK / the
+#                        proxy's INFO says connected_clients:N
+#   cpu_ticks PID        utime + stime of PID, in clock ticks
+#   resp ARG...          one command as a RESP array of bulk strings
+#   resp_lines LINE...   each LINE (words split on blanks) as one command
+#   raw N [--eof] [--timeout S]   test/resp_raw.py: stdin to the proxy, N
+#                        replies printed escaped, one per line
+#
+# Every test has a time limit: BATS_TEST_TIMEOUT (seconds, default 300; bats
+# 1.7+) fails a hung test instead of hanging the run (test/valgrind.sh raises
+# it).  The Python helpers share one RESP client and the key hash:
+# test/resp.py.
 #
 # Start processes with these functions directly, not through `run` (which is a
 # subshell: the PIDs would be lost).  SP_BIN may be set from outside, e.g. to a
@@ -23,6 +38,11 @@
 # SP_WRAP may be set from outside too (test/valgrind.sh sets a valgrind
 # command line): the proxy then runs under it, with the same PID (valgrind
 # execs the program in place), and readiness and shutdown waits are longer.
+
+# Loaded at file level, so it is set before any test starts (bats reads it
+# when it starts a test); exported for bats versions that read it elsewhere.
+: "${BATS_TEST_TIMEOUT:=300}"
+export BATS_TEST_TIMEOUT
 
 SP_ROOT="$(cd "$BATS_TEST_DIRNAME/.." && pwd)"
 SP_BIN="${SP_BIN:-$SP_ROOT/shardproxy}"
@@ -141,6 +161,19 @@ start_redis() {
     done
 }
 
+# Start one more redis-server on PORT (e.g. a port a killed one had); its
+# PID goes to STARTED_PID.  Not added to REDIS_PIDS: the caller decides.
+redis_on() {
+    local port=$1 dir
+    dir="$(sp_tmpdir)/redis-$port"
+    mkdir -p "$dir"
+    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+        --daemonize no --dir "$dir" --logfile "$dir/redis.log" \
+        --pidfile "$dir/redis.pid" </dev/null >/dev/null 2>&1 3>&- &
+    STARTED_PID=$!
+    wait_until _sp_redis_up "$port" "$STARTED_PID" && _sp_alive "$STARTED_PID"
+}
+
 # Up, or dead (then wait_until stops early and the caller sees it dead).
 _sp_redis_up() {
     _sp_pong "$1" || ! _sp_alive "$2"
@@ -159,6 +192,56 @@ write_config() {
             echo "$line"
         done
     } >"$SP_CONF"
+}
+
+# key_on I [PREFIX [CONF]]: the first of PREFIX0 ... PREFIX299 (PREFIX
+# defaults to "key") that CONF (default $SP_CONF) places on backend I.
+key_on() {
+    local want="127.0.0.1:${REDIS_PORTS[$1]}" prefix=${2:-key} conf=${3:-$SP_CONF} args=() i k
+    for ((i = 0; i < 300; i++)); do args+=(--route "$prefix$i"); done
+    k="$("$SP_BIN" -c "$conf" "${args[@]}" |
+        awk -v w="$want" -v p="$prefix" '$2 == w { print p (NR - 1); exit }')"
+    [[ -n "$k" ]] || { echo "key_on: no key for $want under $conf" >&2; return 1; }
+    echo "$k"
+}
+
+set_ok() {
+    [[ "$(rcli set "$1" "$2" 2>&1)" == OK ]]
+}
+
+clients_are() {
+    [[ "$(rcli info clients | tr -d '\r' | grep connected_clients)" == "connected_clients:$1" ]]
+}
+
+# utime + stime of PID, in clock ticks.
+cpu_ticks() {
+    local stat f
+    stat="$(cat "/proc/$1/stat")"
+    read -ra f <<<"${stat##*) }"
+    echo $((f[11] + f[12]))
+}
+
+# resp ARG...: the RESP array of bulk strings for one command.
+resp() {
+    local LC_ALL=C a
+    printf '*%d\r\n' "$#"
+    for a in "$@"; do
+        printf '$%d\r\n%s\r\n' "${#a}" "$a"
+    done
+}
+
+# resp_lines LINE...: each LINE, its words split on blanks, as one command.
+resp_lines() {
+    local cmd words
+    for cmd in "$@"; do
+        read -r -a words <<<"$cmd"
+        resp "${words[@]}"
+    done
+}
+
+# raw N [--eof] [--timeout S] < bytes: send stdin to the proxy, print N replies.
+raw() {
+    timeout 60 python3 "$BATS_TEST_DIRNAME/resp_raw.py" "$SP_PORT" "$@"
 }
 
 _sp_proxy_up() {
@@ -237,12 +320,17 @@ stop_proxy() {
     return "$_SP_RC"
 }
 
-# Teardown: stop everything this test started, whatever state it is in.
+# Teardown: stop everything this test started, whatever state it is in
+# (stopped processes are continued first).
 # Fails (showing the log) when the proxy log holds a sanitizer report, or
 # when SP_WRAP_LOG (a valgrind --log-file pattern with %p) names a log of
 # the proxy that reports errors or definite leaks.
 stop_all() {
     local pid status=0 proxy_pid=$SP_PID vglog
+    # a test may leave processes SIGSTOPped: they could not act on SIGTERM
+    for pid in "${REDIS_PIDS[@]}" "${SP_EXTRA_PIDS[@]}" $SP_PID; do
+        kill -CONT "$pid" 2>/dev/null || true
+    done
     stop_proxy >/dev/null 2>&1 || true
     if [[ -n "${SP_WRAP_LOG:-}" && -n "$proxy_pid" ]]; then
         vglog=${SP_WRAP_LOG//%p/$proxy_pid}

@@ -12,161 +12,6 @@ load helper
 
 # ------------------------------------------------------------------ helpers
 
-setup_file() {
-    # The load generator: NCONN connections, each pipelining batches of
-    # GET k / SET k v / GET k on keys it alone owns, checking every reply.
-    cat >"$BATS_FILE_TMPDIR/loadgen.py" <<'EOF'
-import json, os, random, socket, sys, threading, time
-
-port, keyfile, stopfile, outfile, readyfile = sys.argv[1:6]
-port = int(port)
-NCONN, BATCH, MAX_SECONDS = 8, 10, 150
-UNKNOWN = object()
-
-def enc(*args):
-    out = b"*%d\r\n" % len(args)
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out += b"$%d\r\n%s\r\n" % (len(a), a)
-    return out
-
-class Err(bytes):
-    pass
-
-class Reader:
-    def __init__(self, s):
-        self.s, self.buf = s, b""
-    def fill(self):
-        d = self.s.recv(1 << 16)
-        if not d:
-            raise EOFError("connection closed")
-        self.buf += d
-    def line(self):
-        while True:
-            i = self.buf.find(b"\r\n")
-            if i >= 0:
-                l, self.buf = self.buf[:i], self.buf[i + 2:]
-                return l
-            self.fill()
-    def reply(self):
-        l = self.line()
-        t = l[:1]
-        if t == b"-":
-            return Err(l[1:])
-        if t in (b"+", b":"):
-            return l
-        if t == b"$":
-            n = int(l[1:])
-            if n < 0:
-                return None
-            while len(self.buf) < n + 2:
-                self.fill()
-            v, self.buf = self.buf[:n], self.buf[n + 2:]
-            return v
-        if t == b"*":
-            n = int(l[1:])
-            return None if n < 0 else [self.reply() for _ in range(n)]
-        raise ValueError("bad reply line %r" % l)
-
-# keyfile: "KEY STABLE" per line; STABLE=1 when both configs place KEY on the
-# same backend, so its value must survive every reload.
-keys = [l.split() for l in open(keyfile) if l.strip()]
-own = [[] for _ in range(NCONN)]
-for i, (k, st) in enumerate(keys):
-    own[i % NCONN].append((k, st == "1"))
-
-lock = threading.Lock()
-total = dict(requests=0, errors=0, wrong=0, stale=0, dropped=0, timeouts=0)
-samples = []
-ready = [0]
-deadline = time.time() + MAX_SECONDS
-
-def note(kind, msg):
-    with lock:
-        total[kind] += 1
-        if len(samples) < 20:
-            samples.append("%s: %s" % (kind, msg))
-
-def worker(c):
-    mine, last, seq, s, r, first = own[c], {}, 0, None, None, True
-    while not os.path.exists(stopfile) and time.time() < deadline:
-        if s is None:
-            try:
-                s = socket.create_connection(("127.0.0.1", port), timeout=10)
-                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                r = Reader(s)
-            except OSError as e:
-                note("dropped", "connect: %s" % e)
-                s = None
-                time.sleep(0.1)
-                continue
-        batch = random.sample(mine, BATCH)
-        out, exp = [], []
-        for k, stable in batch:
-            seq += 1
-            v = ("%d:%d" % (c, seq)).encode()
-            out += [enc("GET", k), enc("SET", k, v), enc("GET", k)]
-            exp += [("get0", k, stable, last.get(k)), ("set", k, stable, b"OK"),
-                    ("get1", k, stable, v)]
-        try:
-            s.sendall(b"".join(out))
-            replies = [r.reply() for _ in exp]
-        except socket.timeout:
-            note("timeouts", "no reply within 10 s")
-        except (EOFError, OSError) as e:
-            note("dropped", repr(e))
-        else:
-            n = len(replies)
-            with lock:
-                total["requests"] += n
-            for (kind, k, stable, want), got in zip(exp, replies):
-                if isinstance(got, Err):
-                    note("errors", "%s %s -> -%s" % (kind, k, got.decode(errors="replace")))
-                elif kind == "set":
-                    if got != b"+OK":
-                        note("wrong", "SET %s -> %r" % (k, got))
-                elif kind == "get0":
-                    if stable and want is not UNKNOWN and got != want:
-                        note("wrong", "GET %s before SET: want %r got %r" % (k, want, got))
-                elif got != want:
-                    # a key that changes backend may see its batch split by a
-                    # reload (SET on the old backend, GET on the new one)
-                    if stable:
-                        note("wrong", "GET %s after SET: want %r got %r" % (k, want, got))
-                    else:
-                        note("stale", "GET %s after SET: want %r got %r" % (k, want, got))
-            for (kind, k, stable, want), got in zip(exp, replies):
-                if kind == "get1":
-                    last[k] = want if got == want else UNKNOWN
-            if first:
-                first = False
-                with lock:
-                    ready[0] += 1
-                    if ready[0] == NCONN:
-                        open(readyfile, "w").close()
-            continue
-        for k, _ in batch:  # the batch's fate is unknown: do not check it later
-            last[k] = UNKNOWN
-        try:
-            s.close()
-        except OSError:
-            pass
-        s = None
-    if s is not None:
-        s.close()
-
-threads = [threading.Thread(target=worker, args=(c,)) for c in range(NCONN)]
-for t in threads:
-    t.start()
-for t in threads:
-    t.join()
-total["samples"] = samples
-with open(outfile + ".tmp", "w") as f:
-    json.dump(total, f)
-os.rename(outfile + ".tmp", outfile)
-EOF
-}
-
 # A short directory for UNIX sockets (sun_path holds 107 bytes).
 ops_sockdir() {
     if [[ -z "${OPS_SOCKDIR:-}" ]]; then
@@ -182,11 +27,9 @@ ops_sockdir() {
     echo "$OPS_SOCKDIR"
 }
 
+# stop_all also continues a backend a test left SIGSTOPped.
 teardown() {
-    local pid rc=0
-    for pid in "${REDIS_PIDS[@]}"; do # a test may have left one SIGSTOPped
-        kill -CONT "$pid" 2>/dev/null || true
-    done
+    local rc=0
     stop_all || rc=$?
     if [[ -n "${OPS_OWN_SOCKDIR:-}" ]]; then
         rm -rf "$OPS_SOCKDIR"
@@ -238,23 +81,6 @@ reloads_at_least() {
     (($(reload_count) >= $1))
 }
 
-# Encode each argument as one RESP array request (words split on blanks).
-resp() {
-    local cmd word words
-    for cmd in "$@"; do
-        read -r -a words <<<"$cmd"
-        printf '*%d\r\n' "${#words[@]}"
-        for word in "${words[@]}"; do
-            printf '$%d\r\n%s\r\n' "${#word}" "$word"
-        done
-    done
-}
-
-# resp_raw.py against the proxy: N replies printed escaped, one per line.
-raw() {
-    timeout 60 python3 "$BATS_TEST_DIRNAME/resp_raw.py" "$SP_PORT" "$@"
-}
-
 # The address --route gives for KEY under config file CONF.
 route_addr() {
     local id addr slot
@@ -281,23 +107,6 @@ check_route() {
         echo "route mismatch for $key: --route -c $conf says $want; found on: ${found[*]:-none}" >&2
         return 1
     fi
-}
-
-# A key that CONF places on backend I (tries PREFIX0, PREFIX1, ...).
-key_on() {
-    local conf=$1 i=$2 prefix=$3 n args=() k=0 id addr slot
-    for ((n = 0; n < 200; n++)); do
-        args+=(--route "$prefix$n")
-    done
-    while read -r id addr slot; do
-        if [[ "$addr" == "127.0.0.1:${REDIS_PORTS[$i]}" ]]; then
-            echo "$prefix$k"
-            return 0
-        fi
-        k=$((k + 1))
-    done < <("$SP_BIN" -c "$conf" "${args[@]}")
-    echo "key_on: no key for backend $i in 200 tries" >&2
-    return 1
 }
 
 # A field of one backend (by address) in `stats json`.
@@ -333,6 +142,7 @@ proxy_conn_ids() {
 
 # ------------------------------------------------------------------ tests
 
+# bats test_tags=valgrind
 @test "reload under load: 100 reloads (SIGHUP and admin) alternating two backend sets, no error, no drop" {
     start_redis 4
     ADMIN_SOCK="$(ops_sockdir)/admin.sock"
@@ -369,7 +179,7 @@ proxy_conn_ids() {
     nstable=$(awk '$2 == 1' "$dir/keys" | wc -l)
     ((nstable > 100 && nstable < ${#keys[@]}))
 
-    python3 "$BATS_FILE_TMPDIR/loadgen.py" "$SP_PORT" "$dir/keys" "$dir/stop" "$dir/load.json" \
+    python3 "$BATS_TEST_DIRNAME/loadgen.py" "$SP_PORT" "$dir/keys" "$dir/stop" "$dir/load.json" \
         "$dir/ready" </dev/null >"$dir/load.out" 2>&1 3>&- &
     local lpid=$!
     SP_EXTRA_PIDS+=("$lpid")
@@ -397,7 +207,7 @@ proxy_conn_ids() {
     local secs=$((SECONDS - t0))
     touch "$dir/stop"
     wait_until test -e "$dir/load.json"
-    wait "$lpid" || true
+    wait "$lpid" || { echo "the load generator failed:"; cat "$dir/load.out"; return 1; }
 
     local requests errors wrong stale dropped timeouts
     read -r requests errors wrong stale dropped timeouts < <(python3 -c '
@@ -492,6 +302,7 @@ for s in d["samples"]:
     check_route "$confA" after-listen
 }
 
+# bats test_tags=valgrind
 @test "a removed backend's in-flight request gets its real reply, then its connection closes" {
     start_redis 3
     ADMIN_SOCK="$(ops_sockdir)/admin.sock"
@@ -504,8 +315,8 @@ for s in d["samples"]:
     ops_config "$confB" "timeout 5000" "$(backend_line 1)" "$(backend_line 2)"
     install_config "$confA"
     start_proxy
-    key="$(key_on "$confA" 0 inflight:)"
-    key2="$(key_on "$confA" 0 later:)"
+    key="$(key_on 0 inflight: "$confA")"
+    key2="$(key_on 0 later: "$confA")"
     [[ "$(bcli 0 SET "$key" real-value-from-0)" == OK ]]
     [[ "$(rcli GET "$key")" == real-value-from-0 ]] # connects the proxy to backend 0
     wait_until connected_clients_is 0 2             # the proxy's connection + this redis-cli
@@ -536,6 +347,7 @@ for s in d["samples"]:
     [[ "$status" -eq 1 ]]
 }
 
+# bats test_tags=valgrind
 @test "client AUTH: NOAUTH, AUTH forms, HELLO, unauthenticated limits, rotation by reload" {
     start_redis 2
     ADMIN_SOCK="$(ops_sockdir)/admin.sock"
@@ -559,7 +371,7 @@ for s in d["samples"]:
     local WRONGPASS='-WRONGPASS invalid username-password pair or user is disabled.\r\n'
 
     # before AUTH: NOAUTH (the connection stays); AUTH, then everything works
-    run raw 6 < <(resp "PING" "GET k" "AUTH old-Pw1" "PING" "SET k v1" "GET k")
+    run raw 6 < <(resp_lines "PING" "GET k" "AUTH old-Pw1" "PING" "SET k v1" "GET k")
     echo "$output"
     [[ "$status" -eq 0 ]]
     [[ "${lines[0]}" == "$NOAUTH" && "${lines[1]}" == "$NOAUTH" ]]
@@ -569,38 +381,38 @@ for s in d["samples"]:
     run raw 2 < <(printf 'PING\r\nAUTH NEW-password-2\r\n')
     [[ "${lines[0]}" == "$NOAUTH" && "${lines[1]}" == '+OK\r\n' ]]
     # AUTH default PASS, with either password
-    run raw 3 < <(resp "AUTH default NEW-password-2" "AUTH default old-Pw1" "GET k")
+    run raw 3 < <(resp_lines "AUTH default NEW-password-2" "AUTH default old-Pw1" "GET k")
     [[ "${lines[0]}" == '+OK\r\n' && "${lines[1]}" == '+OK\r\n' && "${lines[2]}" == '$2\r\nv1\r\n' ]]
     # wrong passwords of several lengths, prefixes, extensions, other users
     local pw
     for pw in x old-Pw old-Pw2 old-pw1 old-Pw1x old-Pw1old-Pw1 NEW-password- NEW-password-22 \
         "$(head -c 300 /dev/zero | tr '\0' a)" O; do
-        run raw 2 < <(resp "AUTH $pw" "PING")
+        run raw 2 < <(resp_lines "AUTH $pw" "PING")
         [[ "${lines[0]}" == "$WRONGPASS" && "${lines[1]}" == "$NOAUTH" ]] ||
             { echo "AUTH '$pw': $output"; false; }
     done
-    run raw 2 < <(printf '*2\r\n$4\r\nAUTH\r\n$0\r\n\r\n'; resp PING)
+    run raw 2 < <(printf '*2\r\n$4\r\nAUTH\r\n$0\r\n\r\n'; resp_lines PING)
     [[ "${lines[0]}" == "$WRONGPASS" && "${lines[1]}" == "$NOAUTH" ]]
-    run raw 2 < <(resp "AUTH admin old-Pw1" "PING")
+    run raw 2 < <(resp_lines "AUTH admin old-Pw1" "PING")
     [[ "${lines[0]}" == "$WRONGPASS" && "${lines[1]}" == "$NOAUTH" ]]
-    run raw 2 < <(resp "AUTH default old-Pw" "PING")
+    run raw 2 < <(resp_lines "AUTH default old-Pw" "PING")
     [[ "${lines[0]}" == "$WRONGPASS" && "${lines[1]}" == "$NOAUTH" ]]
     # QUIT is allowed before AUTH
-    run raw 1 --eof --timeout 5 < <(resp QUIT)
+    run raw 1 --eof --timeout 5 < <(resp_lines QUIT)
     [[ "$status" -eq 0 && "${lines[0]}" == '+OK\r\n' && "${lines[1]}" == '<EOF>' ]]
 
     # HELLO
-    run raw 2 < <(resp "HELLO 2" "PING")
+    run raw 2 < <(resp_lines "HELLO 2" "PING")
     echo "$output"
     [[ "${lines[0]}" == '-NOAUTH HELLO must be called with the client already authenticated'* ]]
     [[ "${lines[1]}" == "$NOAUTH" ]]
-    run raw 1 < <(resp "HELLO")
+    run raw 1 < <(resp_lines "HELLO")
     [[ "${lines[0]}" == '-NOAUTH HELLO must be called'* ]]
-    run raw 2 < <(resp "HELLO 2 AUTH default wrong" "PING")
+    run raw 2 < <(resp_lines "HELLO 2 AUTH default wrong" "PING")
     [[ "${lines[0]}" == "$WRONGPASS" && "${lines[1]}" == "$NOAUTH" ]]
-    run raw 2 < <(resp "HELLO 2 AUTH bob old-Pw1" "PING")
+    run raw 2 < <(resp_lines "HELLO 2 AUTH bob old-Pw1" "PING")
     [[ "${lines[0]}" == "$WRONGPASS" && "${lines[1]}" == "$NOAUTH" ]]
-    run raw 2 < <(resp "HELLO 2 AUTH default old-Pw1 SETNAME me" "CLIENT GETNAME")
+    run raw 2 < <(resp_lines "HELLO 2 AUTH default old-Pw1 SETNAME me" "CLIENT GETNAME")
     echo "$output"
     [[ "${lines[0]}" == '*14\r\n$6\r\nserver\r\n'* && "${lines[0]}" == *'$5\r\nproto\r\n:2\r\n'* ]]
     [[ "${lines[1]}" == '$2\r\nme\r\n' ]]
@@ -613,22 +425,22 @@ for s in d["samples"]:
 
     # unauthenticated limits: 10 elements and 16384-byte bulks pass the parser
     # (then NOAUTH); 11 elements or a 16385-byte bulk end the connection
-    run raw 1 < <(resp "MSET a 1 b 2 c 3 d 4 e")
+    run raw 1 < <(resp_lines "MSET a 1 b 2 c 3 d 4 e")
     [[ "${lines[0]}" == "$NOAUTH" ]]
-    run raw 1 --eof --timeout 5 < <(resp "MSET a 1 b 2 c 3 d 4 e 5")
+    run raw 1 --eof --timeout 5 < <(resp_lines "MSET a 1 b 2 c 3 d 4 e 5")
     echo "$output"
     [[ "$status" -eq 0 ]]
     [[ "${lines[0]}" == '-ERR Protocol error: unauthenticated multibulk length\r\n' ]]
     big16k="$(head -c 16384 /dev/zero | tr '\0' z)"
     big16k1="${big16k}z"
-    run raw 1 < <(resp "SET big $big16k")
+    run raw 1 < <(resp_lines "SET big $big16k")
     [[ "${lines[0]}" == "$NOAUTH" ]]
-    run raw 1 --eof --timeout 5 < <(resp "SET big $big16k1")
+    run raw 1 --eof --timeout 5 < <(resp_lines "SET big $big16k1")
     echo "${output:0:300}"
     [[ "$status" -eq 0 ]]
     [[ "${lines[0]}" == '-ERR Protocol error: unauthenticated bulk length\r\n' ]]
     # ... and not after AUTH
-    run raw 3 < <(resp "AUTH old-Pw1" "MSET a 1 b 2 c 3 d 4 e 5" "SET big $big16k1")
+    run raw 3 < <(resp_lines "AUTH old-Pw1" "MSET a 1 b 2 c 3 d 4 e 5" "SET big $big16k1")
     [[ "${lines[1]}" == '+OK\r\n' && "${lines[2]}" == '+OK\r\n' ]]
     [[ "$(rcli --no-auth-warning -a old-Pw1 STRLEN big)" == 16385 ]]
 
@@ -641,9 +453,9 @@ for s in d["samples"]:
     [[ "$line" == $'+OK\r' ]]
     install_config "$conf1"
     [[ "$(admin_cmd reload)" == "OK reloaded" ]]
-    run raw 3 < <(resp "AUTH old-Pw1" "PING" "AUTH NEW-password-2")
+    run raw 3 < <(resp_lines "AUTH old-Pw1" "PING" "AUTH NEW-password-2")
     [[ "${lines[0]}" == "$WRONGPASS" && "${lines[1]}" == "$NOAUTH" && "${lines[2]}" == '+OK\r\n' ]]
-    run raw 1 < <(resp "HELLO 2 AUTH default old-Pw1")
+    run raw 1 < <(resp_lines "HELLO 2 AUTH default old-Pw1")
     [[ "${lines[0]}" == "$WRONGPASS" ]]
     printf 'SET rot still-authed\r\nGET rot\r\n' >&5
     read -r -t 10 line <&5
@@ -658,11 +470,11 @@ for s in d["samples"]:
     # nothing needs AUTH, no unauthenticated limits
     install_config "$conf0"
     [[ "$(admin_cmd reload)" == "OK reloaded" ]]
-    run raw 3 < <(resp "AUTH x" "AUTH default x" "PING")
+    run raw 3 < <(resp_lines "AUTH x" "AUTH default x" "PING")
     echo "$output"
     [[ "${lines[0]}" == '-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n' ]]
     [[ "${lines[1]}" == '+OK\r\n' && "${lines[2]}" == '+PONG\r\n' ]]
-    run raw 2 < <(resp "MSET a 1 b 2 c 3 d 4 e 5" "SET big $big16k1")
+    run raw 2 < <(resp_lines "MSET a 1 b 2 c 3 d 4 e 5" "SET big $big16k1")
     [[ "${lines[0]}" == '+OK\r\n' && "${lines[1]}" == '+OK\r\n' ]]
     [[ "$(rcli GET rot)" == still-authed ]]
 }
@@ -696,10 +508,10 @@ for s in d["samples"]:
         n=${c%%|*}
         req=${c#*|}
         # shellcheck disable=SC2086
-        want="$(resp "$req" | timeout 60 python3 "$BATS_TEST_DIRNAME/resp_raw.py" \
+        want="$(resp_lines "$req" | timeout 60 python3 "$BATS_TEST_DIRNAME/resp_raw.py" \
             "${REDIS_PORTS[2]}" $n --timeout 5 2>&1)" || true
         # shellcheck disable=SC2086
-        got="$(resp "$req" | raw $n --timeout 5 2>&1)" || true
+        got="$(resp_lines "$req" | raw $n --timeout 5 2>&1)" || true
         # closing with the request's tail unread may be a reset: same outcome
         want=${want//<RESET>/<EOF>}
         got=${got//<RESET>/<EOF>}
@@ -721,6 +533,7 @@ for s in d["samples"]:
     [[ "$mism" -eq 0 ]]
 }
 
+# bats test_tags=valgrind
 @test "backend password, user and db; a rejected handshake marks the backend down until fixed" {
     start_redis 3
     ADMIN_SOCK="$(ops_sockdir)/admin.sock"
@@ -736,9 +549,9 @@ for s in d["samples"]:
         "$(backend_line 1 user=proxy password=pw)" "$(backend_line 2 password=wrong)"
     install_config "$conf1"
     start_proxy
-    k0="$(key_on "$SP_CONF" 0 k0:)"
-    k1="$(key_on "$SP_CONF" 1 k1:)"
-    k2="$(key_on "$SP_CONF" 2 k2:)"
+    k0="$(key_on 0 k0: "$SP_CONF")"
+    k1="$(key_on 1 k1: "$SP_CONF")"
+    k2="$(key_on 2 k2: "$SP_CONF")"
 
     # backend 0: AUTH + SELECT 2
     [[ "$(rcli SET "$k0" in-db-2)" == OK ]]

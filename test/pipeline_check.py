@@ -27,14 +27,7 @@ import struct
 import sys
 import threading
 
-
-def enc(*args):
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        if isinstance(a, str):
-            a = a.encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(out)
+from resp import enc, reply_end  # test/resp.py, the suites' one RESP client
 
 
 def bulk(v):
@@ -94,22 +87,11 @@ def plan(cid, ncmd, prefix):
 
 def reply_at(buf, pos):
     """The RESP reply starting at buf[pos] (best effort, for messages)."""
-    def end(p):
-        nl = buf.find(b"\r\n", p)
-        if nl < 0:
-            return len(buf)
-        t, e = buf[p:p + 1], nl + 2
-        if t == b"$":
-            n = int(buf[p + 1:nl] or b"-1")
-            return e if n < 0 else min(len(buf), e + n + 2)
-        if t == b"*":
-            for _ in range(max(int(buf[p + 1:nl] or b"0"), 0)):
-                e = end(e)
-        return e
     try:
-        return bytes(buf[pos:end(pos)])
+        end = reply_end(buf, pos)
     except ValueError:
-        return bytes(buf[pos:pos + 80])
+        end = None
+    return bytes(buf[pos:end if end is not None else pos + 200])
 
 
 def short(b, n=120):

@@ -22,20 +22,6 @@ setup() {
 
 # ------------------------------------------------------------- local helpers
 
-# raw N [--eof] [--timeout S] < bytes: send stdin to the proxy, print N replies.
-raw() {
-    timeout 60 python3 "$BATS_TEST_DIRNAME/resp_raw.py" "$SP_PORT" "$@"
-}
-
-# resp ARG...: the RESP array of bulk strings for one command.
-resp() {
-    local LC_ALL=C a
-    printf '*%d\r\n' "$#"
-    for a in "$@"; do
-        printf '$%d\r\n%s\r\n' "${#a}" "$a"
-    done
-}
-
 # bulk STRING: the escaped RESP bulk reply holding STRING (ASCII only).
 bulk() {
     local LC_ALL=C
@@ -254,6 +240,7 @@ check_placement() {
 
 # ---------------------------------------------------------- 2. split commands
 
+# bats test_tags=valgrind
 @test "split: MGET across all backends returns values in request order, nil for missing" {
     pick_keys mg
     local a0=${ON0[0]} a1=${ON0[1]} b0=${ON1[0]} b1=${ON1[1]} c0=${ON2[0]} c1=${ON2[1]}
@@ -280,6 +267,7 @@ check_placement() {
     [ "$output" = '*2\r\n$-1\r\n$3\r\nvc0\r\n' ]
 }
 
+# bats test_tags=valgrind
 @test "split: MSET writes each pair to its own backend; the last of a repeated key wins" {
     pick_keys ms
     local args=() k i
@@ -308,6 +296,7 @@ check_placement() {
     [ "$(bcli 0 get "${ON0[0]}")" = "val-${ON0[0]}" ]
 }
 
+# bats test_tags=valgrind
 @test "split: DEL, UNLINK, EXISTS, TOUCH sum their backends' counts" {
     pick_keys dl
     local k
@@ -415,6 +404,7 @@ check_placement() {
     [ "$(on_backends '{set}dst')" = "$t" ]
 }
 
+# bats test_tags=valgrind
 @test "CROSSSLOT: EVAL with keys on two backends is refused; on one backend it runs; with no keys it is refused" {
     pick_keys ev
     local a=${ON0[0]} b=${ON1[0]} c=${ON0[1]}
@@ -446,6 +436,7 @@ check_placement() {
 
 # -------------------------------------------------------- 4. local commands
 
+# bats test_tags=valgrind
 @test "local: PING, ECHO, SELECT, HELLO, CLIENT, AUTH, COMMAND COUNT, TIME, INFO on one connection" {
     local ver count now
     ver=$("$SP_BIN" -V | awk '{print $2}')
@@ -510,6 +501,7 @@ check_placement() {
     [ "${BASH_REMATCH[1]}" != "$id" ]
 }
 
+# bats test_tags=valgrind
 @test "local: QUIT answers +OK after the earlier pipelined replies, then the proxy closes" {
     pick_keys q
     bcli 1 set "${ON1[0]}" one >/dev/null
@@ -539,6 +531,7 @@ check_placement() {
 
 # ------------------------------------------ 5. refused and unknown commands
 
+# bats test_tags=valgrind
 @test "refused: each unsupported command gets one -ERR naming it, and the connection stays usable" {
     pick_keys rf
     bcli 0 set "${ON0[0]}" keep >/dev/null
@@ -605,6 +598,7 @@ check_placement() {
 
 # --------------------------------------------------------- 6. inline commands
 
+# bats test_tags=valgrind
 @test "inline: telnet-style commands, with quoting, are served and routed by key" {
     pick_keys il
     local a=${ON0[0]} b=${ON1[0]} c=${ON2[0]} ab
@@ -645,81 +639,10 @@ check_placement() {
 
 # --------------------------------------------------------- 7. protocol errors
 
+# bats test_tags=valgrind
 @test "protocol errors: one -ERR Protocol error reply, then close; another client is not disturbed" {
     bcli "$(route pk)" set pk pv >/dev/null
-    run timeout 60 python3 - "$SP_PORT" <<'EOF'
-import socket, sys
-port = int(sys.argv[1])
-PE = b"-ERR Protocol error: "
-cases = [
-    (b"*1\r\n$abc\r\n", PE + b"invalid bulk length\r\n"),
-    (b"*-5\r\n", PE + b"invalid multibulk length\r\n"),
-    (b"*1\r\n:1\r\n", PE + b"expected '$' before a request argument\r\n"),
-    (b"*2\r\n$3\r\nGET\r\n+pk\r\n", PE + b"expected '$' before a request argument\r\n"),
-    (b"*1\r\n$1000000000000\r\n", PE + b"invalid bulk length\r\n"),
-    (b"*99999999999999\r\n", PE + b"invalid multibulk length\r\n"),
-    (b"*1\r\n$4\r\nPINGxx\r\n", PE + b"bulk string not terminated by CRLF\r\n"),
-    (b'SET "a b\r\n', PE + b"unbalanced quotes in request\r\n"),
-    # earlier requests on the connection are answered first, in order
-    (b"*1\r\n$4\r\nPING\r\n*2\r\n$3\r\nGET\r\n$2\r\npk\r\n*1\r\n$abc\r\n*1\r\n$4\r\nPING\r\n",
-     b"+PONG\r\n$2\r\npv\r\n" + PE + b"invalid bulk length\r\n"),
-]
-
-def enc(*a):
-    return b"*%d\r\n" % len(a) + b"".join(b"$%d\r\n%s\r\n" % (len(x), x) for x in a)
-
-def read_n(s, n):
-    got = b""
-    while len(got) < n:
-        c = s.recv(65536)
-        if not c:
-            break
-        got += c
-    return got
-
-fails = []
-by = socket.create_connection(("127.0.0.1", port), timeout=10)
-for i, (bad, want) in enumerate(cases):
-    # the bystander has requests in flight while the bad client is cut off
-    key = b"by:%d" % i
-    by.sendall(enc(b"SET", key, b"v%d" % i))
-    s = socket.create_connection(("127.0.0.1", port), timeout=5)
-    s.sendall(bad)
-    got, end = b"", "timeout (still open)"
-    try:
-        while True:
-            c = s.recv(65536)
-            if not c:
-                end = "EOF"
-                break
-            got += c
-    except socket.timeout:
-        pass
-    except ConnectionResetError:
-        end = "RESET"
-    s.close()
-    by.sendall(enc(b"GET", key) + enc(b"PING"))
-    bwant = b"+OK\r\n$%d\r\nv%d\r\n+PONG\r\n" % (len(b"v%d" % i), i)
-    bgot = read_n(by, len(bwant))
-    ok = got == want and end in ("EOF", "RESET")
-    print("%s case %d: sent %r -> got %r then %s" % ("ok  " if ok else "FAIL", i, bad, got, end))
-    if not ok:
-        fails.append(i)
-        print("     expected %r then EOF" % want)
-    if bgot != bwant:
-        print("FAIL bystander after case %d: expected %r, got %r" % (i, bwant, bgot))
-        fails.append("by%d" % i)
-# "$3\r\nfoo\r\n" is not an array: two inline commands "$3" and "foo", as in Redis
-s = socket.create_connection(("127.0.0.1", port), timeout=5)
-s.sendall(b"$3\r\nfoo\r\n" + enc(b"PING"))
-want = (b"-ERR unknown command '$3', with args beginning with: \r\n"
-        b"-ERR unknown command 'foo', with args beginning with: \r\n+PONG\r\n")
-got = read_n(s, len(want))
-print("%s inline '$3' 'foo': got %r" % ("ok  " if got == want else "FAIL", got))
-if got != want:
-    fails.append("inline")
-sys.exit(1 if fails else 0)
-EOF
+    run timeout 60 python3 "$BATS_TEST_DIRNAME/proxy_tool.py" protocol_errors "$SP_PORT"
     echo "$output"
     [ "$status" -eq 0 ]
     [ "$(rcli ping)" = PONG ]
@@ -728,108 +651,11 @@ EOF
 
 # ------------------------------------------------------------ 8. binary data
 
+# bats test_tags=valgrind
 @test "binary: keys and values with CR LF, NUL and 0xff round-trip; a 32 MiB value round-trips" {
     "$SP_BIN" -c "$SP_CONF" --table >"$(sp_tmpdir)/table"
-    run timeout 60 python3 - "$SP_PORT" "${REDIS_PORTS[@]}" "$(sp_tmpdir)/table" <<'EOF'
-import hashlib, os, socket, sys
-port, backends, table = int(sys.argv[1]), [int(p) for p in sys.argv[2:5]], sys.argv[5]
-idents = ["127.0.0.1:%d" % p for p in backends]
-slots = open(table).read().split("\n")[:-1]
-MASK, MUL = (1 << 64) - 1, 0xc6a4a7935bd1e995
-
-def murmur(b, seed=0xc70f6907):  # placement computed here, independently
-    h = (seed ^ (len(b) * MUL)) & MASK
-    n = len(b) // 8 * 8
-    for i in range(0, n, 8):
-        k = (int.from_bytes(b[i:i + 8], "little") * MUL) & MASK
-        k ^= k >> 47
-        h = ((h ^ ((k * MUL) & MASK)) * MUL) & MASK
-    if len(b) & 7:
-        h = ((h ^ int.from_bytes(b[n:], "little")) * MUL) & MASK
-    h ^= h >> 47
-    h = (h * MUL) & MASK
-    return h ^ (h >> 47)
-
-def owner(key):
-    i = key.find(b"{")
-    j = key.find(b"}", i + 1) if i >= 0 else -1
-    tag = key[i + 1:j] if j > i + 1 else key
-    return idents.index(slots[murmur(tag) % len(slots)])
-
-def enc(*a):
-    return b"*%d\r\n" % len(a) + b"".join(b"$%d\r\n%s\r\n" % (len(x), x) for x in a)
-
-class Conn:
-    def __init__(self, p):
-        self.s = socket.create_connection(("127.0.0.1", p), timeout=30)
-        self.buf = b""
-    def fill(self, n):
-        while len(self.buf) < n:
-            c = self.s.recv(1 << 20)
-            if not c:
-                raise EOFError("connection closed")
-            self.buf += c
-    def line(self):
-        while b"\r\n" not in self.buf:
-            self.fill(len(self.buf) + 1)
-        l, self.buf = self.buf.split(b"\r\n", 1)
-        return l
-    def reply(self):
-        l = self.line()
-        if l[:1] == b"$":
-            n = int(l[1:])
-            if n < 0:
-                return None
-            self.fill(n + 2)
-            v, self.buf = self.buf[:n], self.buf[n + 2:]
-            return v
-        if l[:1] == b"*":
-            return [self.reply() for _ in range(int(l[1:]))]
-        return l
-    def cmd(self, *a):
-        self.s.sendall(enc(*a))
-        return self.reply()
-
-fails = 0
-def check(what, got, want):
-    global fails
-    ok = got == want
-    fails += not ok
-    g, w = repr(got), repr(want)
-    print("%s %s: got %s%s" % ("ok  " if ok else "FAIL", what, g[:100], "" if ok else ", want " + w[:100]))
-
-pairs = [
-    (b"bin\r\nkey", b"val\r\nue"),
-    (b"nul\x00key\x00", b"\x00\x00\x00"),
-    (b"\xff\xfe\xff", b"\xff" * 10 + b"\r\n$-1\r\n"),
-    (b"\x00", b""),
-    (b"*1\r\n$4\r\nPING\r\n", b"+OK\r\n"),
-    (b"mix\r\n\x00\xff{t\x00g}", bytes(range(256))),
-    (b"{t\x00g}other", b"same tag"),
-]
-p = Conn(port)
-be = [Conn(b) for b in backends]
-for k, v in pairs:
-    check("SET %r" % k, p.cmd(b"SET", k, v), b"+OK")
-for k, v in pairs:
-    check("GET %r" % k, p.cmd(b"GET", k), v)
-    want = owner(k)
-    on = [i for i, c in enumerate(be) if c.cmd(b"EXISTS", k) == b":1"]
-    check("%r only on backend %d" % (k, want), on, [want])
-    check("%r value on the backend" % k, be[want].cmd(b"GET", k), v)
-check("MGET binary", p.cmd(b"MGET", *[k for k, _ in pairs]), [v for _, v in pairs])
-check("binary tags co-locate", owner(pairs[5][0]), owner(pairs[6][0]))
-
-big = os.urandom(32 << 20) + b"\r\n\x00end"
-key = b"big\x00value"
-check("SET 32 MiB", p.cmd(b"SET", key, big), b"+OK")
-got = p.cmd(b"GET", key)
-check("GET 32 MiB: length", len(got), len(big))
-check("GET 32 MiB: sha256", hashlib.sha256(got).hexdigest(), hashlib.sha256(big).hexdigest())
-check("STRLEN on its backend", be[owner(key)].cmd(b"STRLEN", key), b":%d" % len(big))
-check("PING after", p.cmd(b"PING"), b"+PONG")
-sys.exit(1 if fails else 0)
-EOF
+    run timeout 60 python3 "$BATS_TEST_DIRNAME/proxy_tool.py" binary "$SP_PORT" "${REDIS_PORTS[@]}" \
+        "$(sp_tmpdir)/table"
     echo "$output"
     [ "$status" -eq 0 ]
     [[ "$output" != *FAIL* ]]
@@ -851,6 +677,7 @@ EOF
 
 # ------------------------------------------------------- 10. vanishing client
 
+# bats test_tags=valgrind
 @test "vanishing: clients that send 10,000 requests and leave without reading disturb nobody" {
     run timeout 120 python3 "$BATS_TEST_DIRNAME/pipeline_check.py" "$SP_PORT" \
         --clients 2 --commands 20000 --vanish 4 --vanish-requests 10000 --prefix van

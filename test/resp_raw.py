@@ -19,45 +19,7 @@ Exit status 0 when NREPLIES replies were read (and, with --eof, <EOF> seen).
 import socket
 import sys
 
-
-def escape(data):
-    out = []
-    for b in data:
-        if b == 0x5C:
-            out.append("\\\\")
-        elif b == 0x0D:
-            out.append("\\r")
-        elif b == 0x0A:
-            out.append("\\n")
-        elif 0x20 <= b <= 0x7E:
-            out.append(chr(b))
-        else:
-            out.append("\\x%02x" % b)
-    return "".join(out)
-
-
-def reply_end(buf, pos):
-    """End offset of the complete RESP2 reply starting at buf[pos], or None."""
-    nl = buf.find(b"\r\n", pos)
-    if nl < 0:
-        return None
-    kind, line = buf[pos:pos + 1], buf[pos + 1:nl]
-    end = nl + 2
-    if kind in (b"+", b"-", b":"):
-        return end
-    if kind == b"$":
-        n = int(line)
-        if n < 0:
-            return end
-        return end + n + 2 if len(buf) >= end + n + 2 else None
-    if kind == b"*":
-        n = int(line)
-        for _ in range(max(n, 0)):
-            end = reply_end(buf, end)
-            if end is None:
-                return None
-        return end
-    raise ValueError("not a RESP reply at offset %d: %r" % (pos, bytes(buf[pos:pos + 40])))
+from resp import escape, reply_end  # test/resp.py, the suites' one RESP client
 
 
 def main():

@@ -27,6 +27,9 @@ Subcommands (PORT is the proxy's):
                               CONNS_RELEASE: hold them until told)
   logsafety PORT              unknown command names with control bytes
   checklog LOG                the proxy log holds no raw control bytes
+  holdfds SOCK PORT READY RELEASE
+                              60 admin connections on SOCK and 100 PINGing
+                              clients on PORT, held until RELEASE appears
   killpipe PORT CONF SPBIN VICTIM READY
                               5,000 pipelined requests across backends while
                               the caller SIGKILLs VICTIM (after READY appears)
@@ -42,15 +45,9 @@ import sys
 import threading
 import time
 
+from resp import Reader, connect, enc, parse_all  # noqa: F401  (one RESP client: test/resp.py)
+
 FAILS = []
-
-
-def enc(*args):
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(out)
 
 
 def report(ok, what):
@@ -58,51 +55,6 @@ def report(ok, what):
     sys.stdout.flush()
     if not ok:
         FAILS.append(what)
-
-
-def connect(port, timeout=10):
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return s
-
-
-class Reader:
-    """RESP reply reader (framing only) over a blocking socket."""
-
-    def __init__(self, s):
-        self.s, self.buf = s, b""
-
-    def fill(self):
-        d = self.s.recv(1 << 20)
-        if not d:
-            raise EOFError("connection closed")
-        self.buf += d
-
-    def line(self):
-        while True:
-            i = self.buf.find(b"\r\n")
-            if i >= 0:
-                l, self.buf = self.buf[:i], self.buf[i + 2:]
-                return l
-            self.fill()
-
-    def reply(self):
-        l = self.line()
-        t = l[:1]
-        if t in (b"+", b"-", b":"):
-            return l
-        if t == b"$":
-            n = int(l[1:])
-            if n < 0:
-                return None
-            while len(self.buf) < n + 2:
-                self.fill()
-            v, self.buf = self.buf[:n], self.buf[n + 2:]
-            return v
-        if t == b"*":
-            n = int(l[1:])
-            return None if n < 0 else [self.reply() for _ in range(n)]
-        raise ValueError("bad reply line %r" % l[:80])
 
 
 def drain(s, limit):
@@ -227,22 +179,6 @@ def cmd_garbage(port, *seeds):
             report(ok, "%s: %d reply lines (all -ERR: %s), writer %s, then %s; first %r"
                    % (label, nerr, is_errors_only(got), res.get("w"), end, got[:60]))
             by.check("after " + label)
-
-
-def parse_all(data):
-    """Number of complete RESP replies in DATA, or None if DATA is not a
-    sequence of well-formed replies."""
-    r = Reader(None)
-    r.buf = data
-    r.fill = lambda: (_ for _ in ()).throw(EOFError("truncated"))
-    n = 0
-    try:
-        while r.buf:
-            r.reply()
-            n += 1
-    except (EOFError, ValueError):
-        return None
-    return n
 
 
 def cmd_mutate(port, *seeds):
@@ -839,10 +775,32 @@ def cmd_killpipe(port, conf, spbin, victim, ready):
     by.check("after")
 
 
+def hold_fds(path, port, ready, release):
+    """Fill the proxy's descriptors: 60 admin connections on the UNIX socket
+    PATH (the backlog takes what the proxy cannot accept), then 100 clients
+    on PORT each with a PING sent; create READY, hold everything until
+    RELEASE appears (80 s at most)."""
+    held = []
+    for _ in range(60):
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(path)
+        held.append(s)
+    for _ in range(100):
+        c = socket.create_connection(("127.0.0.1", int(port)))
+        c.sendall(enc("PING"))
+        held.append(c)
+    open(ready, "w").close()
+    deadline = time.time() + 80
+    while not os.path.exists(release) and time.time() < deadline:
+        time.sleep(0.05)
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "checklog":
         check_log(args[0])
+    elif cmd == "holdfds":
+        hold_fds(*args)
     else:
         port = int(args[0])
         globals()["cmd_" + cmd](port, *args[1:])

@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""proxy_tool.py -- the socket-level checks of test/proxy.bats.
+
+    proxy_tool.py protocol_errors PORT
+        each malformed request gets one -ERR Protocol error reply and the
+        connection is closed; earlier requests on it are answered first; a
+        bystander connection is not disturbed; "$3\\r\\nfoo" is two inline
+        commands, as in Redis
+    proxy_tool.py binary PORT BACKEND0 BACKEND1 BACKEND2 TABLE
+        keys and values with CR LF, NUL, 0xff round-trip and land on the
+        backend that TABLE (`shardproxy --table`) and the hash computed here
+        give; a 32 MiB value round-trips
+
+Prints "ok  ..." / "FAIL ..." per case; exit status 1 when any failed.
+RESP and the key hash come from test/resp.py, the suites' one RESP client.
+"""
+import hashlib
+import os
+import socket
+import sys
+
+from resp import Reader, connect, enc, slot
+
+
+def protocol_errors(port):
+    port = int(port)
+    PE = b"-ERR Protocol error: "
+    cases = [
+        (b"*1\r\n$abc\r\n", PE + b"invalid bulk length\r\n"),
+        (b"*-5\r\n", PE + b"invalid multibulk length\r\n"),
+        (b"*1\r\n:1\r\n", PE + b"expected '$' before a request argument\r\n"),
+        (b"*2\r\n$3\r\nGET\r\n+pk\r\n", PE + b"expected '$' before a request argument\r\n"),
+        (b"*1\r\n$1000000000000\r\n", PE + b"invalid bulk length\r\n"),
+        (b"*99999999999999\r\n", PE + b"invalid multibulk length\r\n"),
+        (b"*1\r\n$4\r\nPINGxx\r\n", PE + b"bulk string not terminated by CRLF\r\n"),
+        (b'SET "a b\r\n', PE + b"unbalanced quotes in request\r\n"),
+        # earlier requests on the connection are answered first, in order
+        (b"*1\r\n$4\r\nPING\r\n*2\r\n$3\r\nGET\r\n$2\r\npk\r\n*1\r\n$abc\r\n*1\r\n$4\r\nPING\r\n",
+         b"+PONG\r\n$2\r\npv\r\n" + PE + b"invalid bulk length\r\n"),
+    ]
+
+    def read_n(s, n):
+        got = b""
+        while len(got) < n:
+            c = s.recv(65536)
+            if not c:
+                break
+            got += c
+        return got
+
+    fails = []
+    by = socket.create_connection(("127.0.0.1", port), timeout=10)
+    for i, (bad, want) in enumerate(cases):
+        # the bystander has requests in flight while the bad client is cut off
+        key = b"by:%d" % i
+        by.sendall(enc(b"SET", key, b"v%d" % i))
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(bad)
+        got, end = b"", "timeout (still open)"
+        try:
+            while True:
+                c = s.recv(65536)
+                if not c:
+                    end = "EOF"
+                    break
+                got += c
+        except socket.timeout:
+            pass
+        except ConnectionResetError:
+            end = "RESET"
+        s.close()
+        by.sendall(enc(b"GET", key) + enc(b"PING"))
+        bwant = b"+OK\r\n$%d\r\nv%d\r\n+PONG\r\n" % (len(b"v%d" % i), i)
+        bgot = read_n(by, len(bwant))
+        ok = got == want and end in ("EOF", "RESET")
+        print("%s case %d: sent %r -> got %r then %s" % ("ok  " if ok else "FAIL", i, bad, got, end))
+        if not ok:
+            fails.append(i)
+            print("     expected %r then EOF" % want)
+        if bgot != bwant:
+            print("FAIL bystander after case %d: expected %r, got %r" % (i, bwant, bgot))
+            fails.append("by%d" % i)
+    # "$3\r\nfoo\r\n" is not an array: two inline commands "$3" and "foo", as in Redis
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(b"$3\r\nfoo\r\n" + enc(b"PING"))
+    want = (b"-ERR unknown command '$3', with args beginning with: \r\n"
+            b"-ERR unknown command 'foo', with args beginning with: \r\n+PONG\r\n")
+    got = read_n(s, len(want))
+    print("%s inline '$3' 'foo': got %r" % ("ok  " if got == want else "FAIL", got))
+    if got != want:
+        fails.append("inline")
+    return 1 if fails else 0
+
+
+def binary(port, b0, b1, b2, table):
+    port, backends = int(port), [int(b0), int(b1), int(b2)]
+    idents = ["127.0.0.1:%d" % p for p in backends]
+    slots = open(table).read().split("\n")[:-1]
+    def owner(key):  # placement computed here, independently
+        return idents.index(slots[slot(key, len(slots))])
+
+    class Conn:
+        def __init__(self, p):
+            self.s = connect(p, timeout=30)
+            self.r = Reader(self.s)
+        def cmd(self, *a):
+            self.s.sendall(enc(*a))
+            return self.r.reply()
+
+    fails = [0]
+    def check(what, got, want):
+        ok = got == want
+        fails[0] += not ok
+        g, w = repr(got), repr(want)
+        print("%s %s: got %s%s" % ("ok  " if ok else "FAIL", what, g[:100], "" if ok else ", want " + w[:100]))
+
+    pairs = [
+        (b"bin\r\nkey", b"val\r\nue"),
+        (b"nul\x00key\x00", b"\x00\x00\x00"),
+        (b"\xff\xfe\xff", b"\xff" * 10 + b"\r\n$-1\r\n"),
+        (b"\x00", b""),
+        (b"*1\r\n$4\r\nPING\r\n", b"+OK\r\n"),
+        (b"mix\r\n\x00\xff{t\x00g}", bytes(range(256))),
+        (b"{t\x00g}other", b"same tag"),
+    ]
+    p = Conn(port)
+    be = [Conn(b) for b in backends]
+    for k, v in pairs:
+        check("SET %r" % k, p.cmd(b"SET", k, v), b"+OK")
+    for k, v in pairs:
+        check("GET %r" % k, p.cmd(b"GET", k), v)
+        want = owner(k)
+        on = [i for i, c in enumerate(be) if c.cmd(b"EXISTS", k) == b":1"]
+        check("%r only on backend %d" % (k, want), on, [want])
+        check("%r value on the backend" % k, be[want].cmd(b"GET", k), v)
+    check("MGET binary", p.cmd(b"MGET", *[k for k, _ in pairs]), [v for _, v in pairs])
+    check("binary tags co-locate", owner(pairs[5][0]), owner(pairs[6][0]))
+
+    big = os.urandom(32 << 20) + b"\r\n\x00end"
+    key = b"big\x00value"
+    check("SET 32 MiB", p.cmd(b"SET", key, big), b"+OK")
+    got = p.cmd(b"GET", key)
+    check("GET 32 MiB: length", len(got), len(big))
+    check("GET 32 MiB: sha256", hashlib.sha256(got).hexdigest(), hashlib.sha256(big).hexdigest())
+    check("STRLEN on its backend", be[owner(key)].cmd(b"STRLEN", key), b":%d" % len(big))
+    check("PING after", p.cmd(b"PING"), b"+PONG")
+    return 1 if fails[0] else 0
+
+
+if __name__ == "__main__":
+    cmd, args = sys.argv[1], sys.argv[2:]
+    sys.exit({"protocol_errors": protocol_errors, "binary": binary}[cmd](*args))
