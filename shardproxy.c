@@ -2159,7 +2159,8 @@ struct bconn {
     C(bytes_in, NONE, NULL, "Bytes read from the backend")                              \
     C(bytes_out, NONE, NULL, "Bytes written to the backend")
 
-/* Expanders: a struct field per counter; nothing for a gauge. */
+/* Expanders: a struct field per counter, nothing for a gauge or a string;
+ * renderers that skip a kind of row pass these too. */
 #define STATS_FIELD(name, section, info, help) uint64_t name;
 #define STATS_NOFIELD(name, metric, section, info, help, value)
 #define STATS_NOSTRING(name, value)
@@ -2815,12 +2816,14 @@ static void complete_merge(struct req *p)
 {
     uint32_t i;
 
-    if (p->merge == MERGE_INFO) /* a backend that failed only misses from the sum */
+    if (p->merge == MERGE_INFO) { /* a backend that failed only misses from the sum */
         stats_info_merge(p);
-    else if (!complete_merge_error(p, &p->reply) && p->merge == MERGE_ARRAY)
-        complete_merge_array(p, &p->reply);
-    else if (!buf_len(&p->reply))
-        complete_merge_scalar(p, &p->reply);
+    } else if (!complete_merge_error(p, &p->reply)) {
+        if (p->merge == MERGE_ARRAY)
+            complete_merge_array(p, &p->reply);
+        else
+            complete_merge_scalar(p, &p->reply);
+    }
     for (i = 0; i < p->nchild; i++)
         req_free(p->child[i]);
     free(p->child);
@@ -5762,6 +5765,8 @@ static void loop_report_flush(void)
 {
     struct pollfd p;
 
+    if (!srv.report.data)
+        return; /* nothing queued: the common case, once per pass */
     while (buf_len(&srv.report)) {
         size_t n;
         enum net_result rc;

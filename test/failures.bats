@@ -27,17 +27,6 @@ kill_redis() {
     wait "${REDIS_PIDS[$1]}" 2>/dev/null || true
 }
 
-# key_for ID [PREFIX]: the first key PREFIX0, PREFIX1, ... that the proxy's
-# own --route puts on the backend with identity or address ID.
-key_for() {
-    local want=$1 prefix=${2:-key} args=() i k
-    for ((i = 0; i < 300; i++)); do args+=(--route "$prefix$i"); done
-    k="$("$SP_BIN" -c "$SP_CONF" "${args[@]}" |
-        awk -v w="$want" -v p="$prefix" '$1 == w || $2 == w { print p (NR - 1); exit }')"
-    [[ -n "$k" ]] || { echo "key_for: no key for $want" >&2; return 1; }
-    echo "$k"
-}
-
 # The backend identity of redis I as write_config writes it.
 rid() {
     echo "127.0.0.1:${REDIS_PORTS[$1]}"

@@ -194,15 +194,21 @@ write_config() {
     } >"$SP_CONF"
 }
 
-# key_on I [PREFIX [CONF]]: the first of PREFIX0 ... PREFIX299 (PREFIX
-# defaults to "key") that CONF (default $SP_CONF) places on backend I.
-key_on() {
-    local want="127.0.0.1:${REDIS_PORTS[$1]}" prefix=${2:-key} conf=${3:-$SP_CONF} args=() i k
+# key_for ID [PREFIX [CONF]]: the first of PREFIX0 ... PREFIX299 (PREFIX
+# defaults to "key") that the proxy's own --route, under CONF (default
+# $SP_CONF), puts on the backend with identity or address ID.
+key_for() {
+    local want=$1 prefix=${2:-key} conf=${3:-$SP_CONF} args=() i k
     for ((i = 0; i < 300; i++)); do args+=(--route "$prefix$i"); done
     k="$("$SP_BIN" -c "$conf" "${args[@]}" |
-        awk -v w="$want" -v p="$prefix" '$2 == w { print p (NR - 1); exit }')"
-    [[ -n "$k" ]] || { echo "key_on: no key for $want under $conf" >&2; return 1; }
+        awk -v w="$want" -v p="$prefix" '$1 == w || $2 == w { print p (NR - 1); exit }')"
+    [[ -n "$k" ]] || { echo "key_for: no key for $want under $conf" >&2; return 1; }
     echo "$k"
+}
+
+# key_on I [PREFIX [CONF]]: the same for redis I (backend 127.0.0.1:PORT).
+key_on() {
+    key_for "127.0.0.1:${REDIS_PORTS[$1]}" "${2:-key}" "${3:-$SP_CONF}"
 }
 
 set_ok() {
