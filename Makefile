@@ -2,6 +2,8 @@
 #
 #   make                 build ./shardproxy (libc only; CC=clang, CC=musl-gcc work)
 #   make SANITIZE=1      the same binary under ASan/UBSan
+#   make EVENTS=poll     force an event backend (epoll, kqueue, poll); default:
+#                        the platform's own (epoll on Linux, kqueue on BSD/macOS)
 #   make test            install missing test tools, build, unit tests, bats suites
 #   make static          a static binary (musl-gcc) for FROM scratch images
 #   make install         PREFIX=/usr/local DESTDIR= ; make uninstall
@@ -19,6 +21,9 @@ ifeq ($(SANITIZE),1)
 SP_CFLAGS = $(WARN) $(CFLAGS) $(SANFLAGS)
 else
 SP_CFLAGS = $(WARN) $(CFLAGS)
+endif
+ifneq ($(EVENTS),)
+SP_CFLAGS += -DEVENTS_$(shell echo $(EVENTS) | tr a-z A-Z)
 endif
 BUILD := $(CC) $(SP_CFLAGS) $(CPPFLAGS) $(LDFLAGS) $(LDLIBS)
 
@@ -50,23 +55,33 @@ test/unit: test/unit.c shardproxy.c shardproxy.h .build-flags
 	$(CC) $(WARN) $(CFLAGS) $(if $(san_ok),$(SANFLAGS)) $(CPPFLAGS) $(LDFLAGS) \
 		-o $@ test/unit.c $(LDLIBS)
 
-unit: test/unit
+# The same tests on the portable poll() backend (the event-backend tests differ).
+test/unit-poll: test/unit.c shardproxy.c shardproxy.h .build-flags
+	$(CC) $(WARN) $(CFLAGS) $(if $(san_ok),$(SANFLAGS)) -DEVENTS_POLL $(CPPFLAGS) $(LDFLAGS) \
+		-o $@ test/unit.c $(LDLIBS)
+
+unit: test/unit test/unit-poll
 	./test/unit
+	./test/unit-poll
 
 deps:
 	@test/deps.sh
 
-# The same proxy under ASan/UBSan: make test runs every bats suite a second
-# time against it (helper.bash fails a test whose proxy log holds a report).
+# The same proxy under ASan/UBSan, on the portable poll() backend unless
+# EVENTS says otherwise: make test runs every bats suite a second time
+# against it (helper.bash fails a test whose proxy log holds a report), so
+# the whole suite runs on both the platform's backend and poll().
+ASAN_EVENTS := -DEVENTS_$(shell echo $(or $(EVENTS),poll) | tr a-z A-Z)
 shardproxy-asan: shardproxy.c shardproxy.h .build-flags
-	$(CC) $(WARN) $(CFLAGS) $(SANFLAGS) $(CPPFLAGS) $(LDFLAGS) -o $@ shardproxy.c $(LDLIBS)
+	$(CC) $(WARN) $(CFLAGS) $(SANFLAGS) $(ASAN_EVENTS) $(CPPFLAGS) $(LDFLAGS) -o $@ \
+		shardproxy.c $(LDLIBS)
 
 # deps first: it may have to install bats and redis-server.
 test: deps all unit fuzz-replay
 	bats test/
 	@if [ -n "$(san_ok)" ]; then \
 		$(MAKE) --no-print-directory shardproxy-asan && \
-		echo "== bats again, against the ASan/UBSan build" && \
+		echo "== bats again, against the ASan/UBSan build ($$(./shardproxy-asan -V))" && \
 		SP_BIN=$(CURDIR)/shardproxy-asan bats test/; \
 	else \
 		echo "make test: $(CC) cannot build sanitizer binaries; no ASan/UBSan pass"; \
@@ -100,7 +115,7 @@ uninstall:
 	-rmdir $(DOCDIR)
 
 clean:
-	rm -f shardproxy shardproxy-asan shardproxy-static test/unit test/.san-check .build-flags *.o test/*.o
+	rm -f shardproxy shardproxy-asan shardproxy-static test/unit test/unit-poll test/.san-check .build-flags *.o test/*.o
 	rm -f $(FUZZ_BINS) test/fuzz/.fuzz-check
 	rm -rf $(FUZZ_WORK)
 	rm -rf *.dSYM test/*.dSYM

@@ -7,7 +7,7 @@
  * lb_policy MAGLEV, hash tags on), so a deployment can swap Envoy out without
  * moving a key.  Multi-key commands are split per backend and merged; every
  * client gets its replies in request order over shared, pipelined backend
- * connections.  One poll() loop, libc and POSIX only.
+ * connections.  One event loop (epoll, kqueue or poll()), libc and POSIX only.
  *
  * Copyright (c) 2026 the shardproxy authors.  MIT licence (see LICENSE).
  *
@@ -20,6 +20,7 @@
  *     logging          log_       timestamped lines on stderr, untrusted bytes escaped
  *     buffers          buf_       growable byte queues
  *     network I/O      net_       read/write/accept results, listening sockets
+ *     event backends   ev_        epoll, kqueue or poll() behind one interface
  *     hashing          hash_      MurmurHash64A, XXH64, hash tags
  *     Maglev           maglev_    Envoy-compatible lookup table
  *     RESP parsing     resp_      resumable request and reply framing, no I/O
@@ -46,10 +47,10 @@
  *     reload           reload_    SIGHUP and admin `reload`
  *     admin            admin_     the admin socket
  *     signals          sig_       handlers only set flags
- *     event loop       loop_      poll(), accepts, timers, one write per connection
+ *     event loop       loop_      the wait, accepts, timers, one write per connection
  *     main
  *
- * The life of a GET.  loop_run polls; loop_event finds the client in the fd
+ * The life of a GET.  loop_run waits (ev_wait); loop_event finds the client in the fd
  * table and calls input_read, which reads into the shared buffer (net_read)
  * and hands it to input_process.  resp_req_parse frames the request;
  * input_dispatch splits it into arguments (resp_req_args), finds its row
@@ -71,6 +72,21 @@
  */
 
 #define _POSIX_C_SOURCE 200809L
+
+/* The event backend (see ev_): the platform's own, unless one is forced. */
+#if !defined(EVENTS_POLL) && !defined(EVENTS_EPOLL) && !defined(EVENTS_KQUEUE)
+#if defined(__linux__)
+#define EVENTS_EPOLL
+#elif defined(__APPLE__) || defined(__FreeBSD__) || defined(__OpenBSD__) || \
+    defined(__NetBSD__) || defined(__DragonFly__)
+#define EVENTS_KQUEUE
+#else
+#define EVENTS_POLL
+#endif
+#endif
+#if defined(EVENTS_KQUEUE) && defined(__APPLE__)
+#define _DARWIN_C_SOURCE /* struct kevent's types are hidden by _POSIX_C_SOURCE alone */
+#endif
 
 #include <sys/types.h>
 #include <sys/socket.h>
@@ -96,6 +112,11 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
+#if defined(EVENTS_EPOLL)
+#include <sys/epoll.h>
+#elif defined(EVENTS_KQUEUE)
+#include <sys/event.h>
+#endif
 
 #include "shardproxy.h"
 
@@ -161,6 +182,9 @@
 #endif
 #ifndef ADMIN_BACKLOG
 #define ADMIN_BACKLOG 64 /* listen() backlog of the admin socket */
+#endif
+#ifndef EV_BATCH
+#define EV_BATCH 1024 /* events taken from epoll/kqueue per wait; the rest wait a pass */
 #endif
 #ifndef REPORT_CHUNK
 #define REPORT_CHUNK 512 /* SIGUSR1 report bytes written per write(), never more than PIPE_BUF */
@@ -256,7 +280,8 @@ static const char *log_escape(const char *p, size_t len, char *out, size_t outle
 }
 
 /* Fatal error: log and exit 1.  Used during startup, and once the loop
- * runs only when poll() itself fails, when nothing can go on. */
+ * runs only when the event wait itself fails (or a listener or backend
+ * connection cannot be registered with it), when nothing can go on. */
 static NORETURN void die(const char *fmt, ...) PRINTF_LIKE(1, 2);
 static NORETURN void die(const char *fmt, ...)
 {
@@ -288,6 +313,17 @@ static void *xrealloc(void *old, size_t n)
     void *p = realloc(old, n ? n : 1);
     if (!p) {
         log_at(LOG_ERROR, "out of memory allocating %zu bytes", n);
+        abort();
+    }
+    return p;
+}
+
+/* calloc, likewise: zeroed memory whose pages are touched only when used. */
+static void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p) {
+        log_at(LOG_ERROR, "out of memory allocating %zu x %zu bytes", n, size);
         abort();
     }
     return p;
@@ -520,6 +556,228 @@ static int net_listen(const struct sockaddr_storage *sa, socklen_t salen, int ba
         return -1;
     }
     return fd;
+}
+
+/* ======================================================= event backends */
+/* ev_: readiness for many descriptors, behind one interface with three
+ * implementations chosen at compile time (like Redis's ae): epoll on
+ * Linux, kqueue on the BSDs and macOS, poll() anywhere (-DEVENTS_POLL, or
+ * `make EVENTS=poll`).  Registration is incremental: the loop says what a
+ * descriptor's interest is now (ev_set) and a system call is made only
+ * when that differs from what is registered, so a pass costs what its
+ * active descriptors cost, not what every open one does.  Level-triggered
+ * everywhere: what is not handled in one pass is reported in the next. */
+
+#define EV_READ 1u  /* interest and event: readable (or EOF) */
+#define EV_WRITE 2u /* interest and event: writable (or a connect finished) */
+#define EV_ERR 4u   /* event only: hang-up or error, reported whatever the interest */
+
+/* One descriptor's events from the last ev_wait. */
+struct ev_fired {
+    int fd;        /* the descriptor */
+    unsigned mask; /* EV_READ | EV_WRITE | EV_ERR */
+};
+
+/* The backend's state, sized for descriptors 0 .. maxfds-1. */
+static struct ev_state {
+    int maxfds;              /* descriptors the arrays cover */
+    uint8_t *mask;           /* fd -> registered interest, EV_ERR set when registered at all */
+    struct ev_fired *fired;  /* what the last ev_wait returned */
+#if defined(EVENTS_EPOLL)
+    int epfd;                   /* the epoll instance */
+    struct epoll_event *events; /* epoll_wait's array, EV_BATCH entries */
+#elif defined(EVENTS_KQUEUE)
+    int kq;                  /* the kqueue */
+    struct kevent *events;   /* kevent's output array, EV_BATCH entries */
+#else
+    struct pollfd *pfds;     /* dense array of registered descriptors */
+    uint32_t *pidx;          /* fd -> its index in pfds */
+    size_t npfds;            /* entries in pfds */
+    size_t cap;              /* allocation of pfds and fired */
+#endif
+} ev;
+
+#if defined(EVENTS_EPOLL)
+#define EV_BACKEND "epoll"
+#elif defined(EVENTS_KQUEUE)
+#define EV_BACKEND "kqueue"
+#else
+#define EV_BACKEND "poll"
+#endif
+
+/* Set up for descriptors below MAXFDS.  Returns 0, or -1 with errno. */
+static int ev_init(int maxfds)
+{
+    ev.maxfds = maxfds;
+    ev.mask = xcalloc((size_t)maxfds, 1); /* pages of fds never opened stay untouched */
+#if defined(EVENTS_EPOLL)
+    ev.fired = xmalloc(sizeof *ev.fired * EV_BATCH);
+    ev.events = xmalloc(sizeof *ev.events * EV_BATCH);
+    ev.epfd = epoll_create1(EPOLL_CLOEXEC);
+    return ev.epfd < 0 ? -1 : 0;
+#elif defined(EVENTS_KQUEUE)
+    ev.fired = xmalloc(sizeof *ev.fired * EV_BATCH);
+    ev.events = xmalloc(sizeof *ev.events * EV_BATCH);
+    ev.kq = kqueue();
+    if (ev.kq >= 0)
+        fcntl(ev.kq, F_SETFD, FD_CLOEXEC);
+    return ev.kq < 0 ? -1 : 0;
+#else
+    ev.pidx = xmalloc(sizeof *ev.pidx * (size_t)maxfds);
+    return 0;
+#endif
+}
+
+/* Release what ev_init made. */
+static void ev_free(void)
+{
+#if defined(EVENTS_EPOLL)
+    close(ev.epfd);
+    free(ev.events);
+#elif defined(EVENTS_KQUEUE)
+    close(ev.kq);
+    free(ev.events);
+#else
+    free(ev.pfds);
+    free(ev.pidx);
+#endif
+    free(ev.fired);
+    free(ev.mask);
+    memset(&ev, 0, sizeof ev);
+}
+
+#if defined(EVENTS_KQUEUE)
+/* Add (ON) or delete FD's FILTER.  Returns kevent's result. */
+static int ev_kqueue_filter(int fd, short filter, int on)
+{
+    struct kevent ke;
+
+    EV_SET(&ke, (uintptr_t)fd, filter, on ? EV_ADD : EV_DELETE, 0, 0, NULL);
+    return kevent(ev.kq, &ke, 1, NULL, 0, NULL);
+}
+#endif
+
+/* Make FD's interest exactly WANT (EV_READ | EV_WRITE, or 0: hang-ups
+ * only), registering FD the first time.  Returns 0, or -1 with errno when
+ * the kernel refuses (out of memory, or epoll's max_user_watches). */
+static int ev_set(int fd, unsigned want)
+{
+    unsigned had = ev.mask[fd];
+    unsigned now = want | EV_ERR; /* EV_ERR marks "registered" */
+
+    if (had == now)
+        return 0;
+#if defined(EVENTS_EPOLL)
+    {
+        struct epoll_event ee;
+
+        memset(&ee, 0, sizeof ee);
+        ee.events = (want & EV_READ ? EPOLLIN : 0u) | (want & EV_WRITE ? EPOLLOUT : 0u);
+        ee.data.fd = fd;
+        if (epoll_ctl(ev.epfd, had ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ee) < 0)
+            return -1;
+    }
+#elif defined(EVENTS_KQUEUE)
+    if (((had ^ now) & EV_READ) && ev_kqueue_filter(fd, EVFILT_READ, (int)(now & EV_READ)) < 0)
+        return -1;
+    if (((had ^ now) & EV_WRITE) && ev_kqueue_filter(fd, EVFILT_WRITE, (int)(now & EV_WRITE)) < 0)
+        return -1;
+#else
+    if (!had) {
+        if (ev.npfds == ev.cap) {
+            ev.cap = ev.cap ? ev.cap * 2 : 256;
+            ev.pfds = xrealloc(ev.pfds, sizeof *ev.pfds * ev.cap);
+            ev.fired = xrealloc(ev.fired, sizeof *ev.fired * ev.cap);
+        }
+        ev.pidx[fd] = (uint32_t)ev.npfds;
+        ev.pfds[ev.npfds].fd = fd;
+        ev.pfds[ev.npfds].revents = 0;
+        ev.npfds++;
+    }
+    ev.pfds[ev.pidx[fd]].events =
+        (short)((want & EV_READ ? POLLIN : 0) | (want & EV_WRITE ? POLLOUT : 0));
+#endif
+    ev.mask[fd] = (uint8_t)now;
+    return 0;
+}
+
+/* Forget FD before it is closed.  epoll needs the explicit delete: it
+ * keys registrations on the open file, which a forked process may still
+ * hold after this one closes its descriptor. */
+static void ev_del(int fd)
+{
+    unsigned had = ev.mask[fd];
+
+    if (!had)
+        return;
+#if defined(EVENTS_EPOLL)
+    epoll_ctl(ev.epfd, EPOLL_CTL_DEL, fd, NULL);
+#elif defined(EVENTS_KQUEUE)
+    if (had & EV_READ)
+        (void)ev_kqueue_filter(fd, EVFILT_READ, 0);
+    if (had & EV_WRITE)
+        (void)ev_kqueue_filter(fd, EVFILT_WRITE, 0);
+#else
+    {
+        uint32_t i = ev.pidx[fd];
+        ev.pfds[i] = ev.pfds[--ev.npfds]; /* the last entry fills the hole */
+        ev.pidx[ev.pfds[i].fd] = i;
+    }
+#endif
+    ev.mask[fd] = 0;
+}
+
+/* Wait up to TIMEOUT_MS (-1: forever) for events; they are left in
+ * ev.fired.  Returns how many (0 on timeout or a signal). */
+static int ev_wait(int timeout_ms)
+{
+    int n = 0;
+#if defined(EVENTS_EPOLL)
+    int i, rc = epoll_wait(ev.epfd, ev.events, EV_BATCH, timeout_ms);
+
+    if (rc < 0 && errno != EINTR)
+        die("epoll_wait: %s", strerror(errno));
+    for (i = 0; i < rc; i++) {
+        uint32_t e = ev.events[i].events;
+        ev.fired[n].fd = ev.events[i].data.fd;
+        ev.fired[n++].mask = (e & EPOLLIN ? EV_READ : 0u) | (e & EPOLLOUT ? EV_WRITE : 0u) |
+                             (e & (EPOLLERR | EPOLLHUP) ? EV_ERR : 0u);
+    }
+#elif defined(EVENTS_KQUEUE)
+    struct timespec ts, *tp = NULL;
+    int i, rc;
+
+    if (timeout_ms >= 0) {
+        ts.tv_sec = timeout_ms / 1000;
+        ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
+        tp = &ts;
+    }
+    rc = kevent(ev.kq, NULL, 0, ev.events, EV_BATCH, tp);
+    if (rc < 0 && errno != EINTR)
+        die("kevent: %s", strerror(errno));
+    /* one kevent per filter: a descriptor both readable and writable comes
+     * twice, which the loop handles like two passes over it */
+    for (i = 0; i < rc; i++) {
+        const struct kevent *ke = &ev.events[i];
+        ev.fired[n].fd = (int)ke->ident;
+        ev.fired[n++].mask = (ke->filter == EVFILT_READ ? EV_READ : EV_WRITE) |
+                             (ke->flags & (EV_EOF | EV_ERROR) ? EV_ERR : 0u);
+    }
+#else
+    size_t i;
+    int rc = poll(ev.pfds, (nfds_t)ev.npfds, timeout_ms);
+    if (rc < 0 && errno != EINTR)
+        die("poll: %s", strerror(errno));
+    for (i = 0; rc > 0 && i < ev.npfds; i++) {
+        short e = ev.pfds[i].revents;
+        if (!e)
+            continue;
+        ev.fired[n].fd = ev.pfds[i].fd;
+        ev.fired[n++].mask = (e & POLLIN ? EV_READ : 0u) | (e & POLLOUT ? EV_WRITE : 0u) |
+                             (e & (POLLERR | POLLHUP | POLLNVAL) ? EV_ERR : 0u);
+    }
+#endif
+    return n;
 }
 
 /* ============================================================== hashing */
@@ -2269,6 +2527,7 @@ enum fd_type { FD_NONE, FD_LISTENER, FD_CLIENT, FD_BACKEND, FD_ADMIN_LISTENER, F
 /* fd -> connection, indexed by descriptor number. */
 struct fdref {
     enum fd_type type; /* what ptr points to */
+    uint32_t pass;     /* srv.pass when registered: events of an earlier wait are not its own */
     void *ptr;         /* struct client, struct bconn or struct admin; NULL for listeners */
 };
 
@@ -2290,8 +2549,7 @@ static struct server {
     size_t ndirty, dirty_cap;      /* entries / allocation of dirty */
     struct client *dead;           /* closed clients to free, linked by next */
     struct req *free_reqs;         /* recycled request records */
-    struct pollfd *pfds;           /* poll set, rebuilt each pass */
-    size_t pfd_cap;                /* allocation of pfds */
+    uint32_t pass;                 /* loop passes so far: one more before each wait */
     char *rbuf;                    /* shared read buffer for clients */
     struct resp_arg *argv;         /* arguments of the request being routed */
     size_t argv_cap;               /* allocation of argv */
@@ -2329,13 +2587,15 @@ static int fd_register(int fd, enum fd_type type, void *ptr)
     if (fd < 0 || fd >= srv.maxfds)
         return -1;
     srv.fds[fd].type = type;
+    srv.fds[fd].pass = srv.pass;
     srv.fds[fd].ptr = ptr;
     return 0;
 }
 
-/* Forget FD and close it. */
+/* Forget FD, take it out of the event backend and close it. */
 static void fd_release(int fd)
 {
+    ev_del(fd);
     srv.fds[fd].type = FD_NONE;
     srv.fds[fd].ptr = NULL;
     close(fd);
@@ -2448,6 +2708,24 @@ static void client_free(struct client *c)
     free(c);
 }
 
+/* Register what C waits for now: input while it may send requests, output
+ * while replies wait.  Called whenever its state may have changed (accept,
+ * any event, any reply, the start of a drain); ev_set makes a system call
+ * only when the answer differs from what is registered. */
+static void client_interest(struct client *c)
+{
+    unsigned want = 0;
+
+    if (c->state == CLIENT_DEAD)
+        return;
+    if (c->state == CLIENT_OPEN && !c->throttled && !srv.stopping)
+        want |= EV_READ;
+    if (buf_len(&c->out))
+        want |= EV_WRITE;
+    if (ev_set(c->fd, want) < 0)
+        client_close(c, strerror(errno));
+}
+
 /* A client connected as FD (already in the fd table's range) from SS. */
 static void client_new(int fd, const struct sockaddr_storage *ss)
 {
@@ -2481,6 +2759,7 @@ static void client_new(int fd, const struct sockaddr_storage *ss)
     srv.st.connections_accepted++;
     fd_register(fd, FD_CLIENT, c);
     log_at(LOG_DEBUG, "client %llu %s connected", (unsigned long long)c->id, c->addr);
+    client_interest(c);
 }
 
 /* Clients served at once: max_clients, lowered when the descriptor limit
@@ -5599,7 +5878,7 @@ static void sig_install(void)
 
     memset(&sa, 0, sizeof sa);
     sigemptyset(&sa.sa_mask);
-    sa.sa_handler = sig_handler; /* no SA_RESTART: poll() returns EINTR */
+    sa.sa_handler = sig_handler; /* no SA_RESTART: the event wait returns EINTR */
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
@@ -5609,7 +5888,7 @@ static void sig_install(void)
 }
 
 /* =========================================================== event loop */
-/* loop_: poll(), timers, one write per connection per pass. */
+/* loop_: the event wait, timers, one write per connection per pass. */
 
 /* Bind every listen address; failures are fatal at startup. */
 static void loop_listen(void)
@@ -5647,61 +5926,53 @@ static void loop_close_listeners(void)
     }
 }
 
-/* Add one descriptor to the poll set. */
-static void loop_add(size_t *n, int fd, short events)
+/* Register FD's interest WANT, which cannot fail for the few descriptors
+ * this is used for without the machine being out of memory. */
+static void loop_set(int fd, unsigned want)
 {
-    if (*n == srv.pfd_cap) {
-        srv.pfd_cap = srv.pfd_cap ? srv.pfd_cap * 2 : 256;
-        srv.pfds = xrealloc(srv.pfds, sizeof *srv.pfds * srv.pfd_cap);
-    }
-    srv.pfds[*n].fd = fd;
-    srv.pfds[*n].events = events;
-    srv.pfds[*n].revents = 0;
-    (*n)++;
+    if (ev_set(fd, want) < 0)
+        die("event registration of descriptor %d: %s", fd, strerror(errno));
 }
 
-/* Build the poll set from the state of every connection: POLLIN where we
- * want input, POLLOUT only while bytes wait. */
-static size_t loop_pollset(void)
+/* Before each wait: the interest of listeners, backend connections and
+ * admin connections, derived from their state (there are few of them;
+ * ev_set ignores what did not change).  Clients, which can be many, are
+ * updated as they change (client_interest): at the end of each pass, and
+ * here for those something touched since (a reload failing their
+ * requests, the start of a drain). */
+static void loop_interest(void)
 {
-    size_t n = 0;
-    struct client *c;
+    unsigned accepting = !srv.stopping && srv.now_us >= srv.accept_paused_until ? EV_READ : 0;
     struct admin *a;
+    size_t k;
     int i, j;
 
-    if (!srv.stopping && srv.now_us >= srv.accept_paused_until)
-        for (i = 0; i < srv.cfg->nlistens; i++)
-            loop_add(&n, srv.listen_fds[i], POLLIN);
+    for (k = 0; k < srv.ndirty; k++)
+        client_interest(srv.dirty[k]);
+    for (i = 0; i < srv.cfg->nlistens; i++)
+        if (srv.listen_fds[i] >= 0)
+            loop_set(srv.listen_fds[i], accepting);
     for (i = 0; i < srv.nall; i++)
         for (j = 0; j < srv.all[i]->nconns; j++) {
             struct bconn *bc = &srv.all[i]->conns[j];
             if (bc->state == BCONN_CONNECTING)
-                loop_add(&n, bc->fd, POLLOUT);
+                loop_set(bc->fd, EV_WRITE);
             else if (bconn_connected(bc))
-                loop_add(&n, bc->fd, (short)(POLLIN | (buf_len(&bc->out) ? POLLOUT : 0)));
+                loop_set(bc->fd, EV_READ | (buf_len(&bc->out) ? EV_WRITE : 0u));
         }
-    if (srv.admin_fd >= 0 && srv.now_us >= srv.accept_paused_until)
-        loop_add(&n, srv.admin_fd, POLLIN);
+    if (srv.admin_fd >= 0)
+        loop_set(srv.admin_fd, srv.now_us >= srv.accept_paused_until ? EV_READ : 0);
     for (a = srv.admins; a; a = a->next) {
-        short ev = buf_len(&a->out) ? POLLOUT : 0;
+        unsigned want = buf_len(&a->out) ? EV_WRITE : 0;
         if (a->fd < 0)
             continue;
         if (!a->closing && buf_len(&a->out) <= ADMIN_OUT_MAX)
-            ev |= POLLIN; /* a reader that does not drain its replies is not read */
-        loop_add(&n, a->fd, ev);
+            want |= EV_READ; /* a reader that does not drain its replies is not read */
+        loop_set(a->fd, want);
     }
-    for (c = srv.clients; c; c = c->next) {
-        short ev = 0;
-        if (c->state == CLIENT_OPEN && !c->throttled && !srv.stopping)
-            ev |= POLLIN;
-        if (buf_len(&c->out))
-            ev |= POLLOUT;
-        loop_add(&n, c->fd, ev);
-    }
-    return n;
 }
 
-/* Milliseconds poll() may sleep: until the earliest timer, at most 1 s. */
+/* Milliseconds the wait may sleep: until the earliest timer, at most 1 s. */
 static int loop_timeout(void)
 {
     uint64_t t = srv.now_us + 1000000;
@@ -5789,45 +6060,51 @@ static void loop_report_flush(void)
     buf_free(&srv.report);
 }
 
-/* Handle the events of one descriptor. */
-static void loop_event(const struct pollfd *pfd)
+/* Handle events MASK (EV_READ | EV_WRITE | EV_ERR) of descriptor FD.  An
+ * event of a descriptor closed earlier in the pass, or closed and reused
+ * for a new connection since the wait, is not the current owner's: skip. */
+static void loop_event(int fd, unsigned mask)
 {
-    struct fdref *ref = &srv.fds[pfd->fd];
+    struct fdref *ref = &srv.fds[fd];
 
+    if (ref->type == FD_NONE || ref->pass == srv.pass)
+        return;
     if (ref->type == FD_LISTENER) {
-        if (pfd->revents & POLLIN)
-            loop_accept(pfd->fd, client_accept);
+        if (mask & EV_READ)
+            loop_accept(fd, client_accept);
     } else if (ref->type == FD_BACKEND) {
         struct bconn *bc = ref->ptr;
         if (bc->state == BCONN_CONNECTING) {
             bconn_connect_done(bc);
         } else if (bconn_connected(bc)) {
-            if (pfd->revents & (POLLIN | POLLHUP | POLLERR))
+            if (mask & (EV_READ | EV_ERR))
                 bconn_read(bc);
-            if (bconn_connected(bc) && (pfd->revents & POLLOUT))
+            if (bconn_connected(bc) && (mask & EV_WRITE))
                 bconn_flush(bc);
         }
     } else if (ref->type == FD_ADMIN_LISTENER) {
-        loop_accept(pfd->fd, admin_accept);
+        loop_accept(fd, admin_accept);
     } else if (ref->type == FD_ADMIN) {
         struct admin *a = ref->ptr;
-        if (pfd->revents & (POLLIN | POLLHUP | POLLERR))
+        if (mask & (EV_READ | EV_ERR))
             admin_read(a);
         if (a->fd >= 0)
             admin_flush(a);
     } else if (ref->type == FD_CLIENT) {
         struct client *c = ref->ptr;
-        if ((pfd->revents & (POLLIN | POLLHUP | POLLERR)) && c->state == CLIENT_OPEN)
+        reply_dirty(c); /* whatever happens, its interest is looked at again */
+        if ((mask & (EV_READ | EV_ERR)) && c->state == CLIENT_OPEN)
             input_read(c);
-        else if ((pfd->revents & (POLLHUP | POLLERR)) && buf_len(&c->out) == 0)
+        else if ((mask & EV_ERR) && buf_len(&c->out) == 0)
             client_close(c, "connection lost"); /* nothing to read or write: gone */
-        if (c->state != CLIENT_DEAD && (pfd->revents & POLLOUT))
+        if (c->state != CLIENT_DEAD && (mask & EV_WRITE))
             reply_flush(c);
     }
 }
 
 /* End of a pass: resume throttled clients, then one write per backend
- * connection and per client with output, then free closed clients. */
+ * connection and per client with output, registering what each client
+ * waits for now; then free closed clients. */
 static void loop_flush(void)
 {
     struct client *c;
@@ -5848,6 +6125,7 @@ static void loop_flush(void)
         c->dirty = 0;
         if (c->state != CLIENT_DEAD)
             reply_flush(c);
+        client_interest(c);
     }
     srv.ndirty = 0;
     while ((c = srv.dead) != NULL) {
@@ -5861,7 +6139,11 @@ static void loop_flush(void)
 /* SIGTERM: stop accepting and reading; finish what is in flight. */
 static void loop_begin_stop(void)
 {
+    struct client *c;
+
     log_at(LOG_INFO, "shutting down: draining %llu client(s)", (unsigned long long)srv.nclients);
+    for (c = srv.clients; c; c = c->next)
+        reply_dirty(c); /* no more reading: every client's interest changes */
     srv.stopping = 1;
     srv.stop_deadline_us = srv.now_us + (srv.cfg->timeout_ms ? srv.cfg->timeout_ms * 1000 + 100000
                                                              : SHUTDOWN_GRACE_MS * 1000ULL);
@@ -5885,8 +6167,7 @@ static void loop_run(void)
 {
     srv.now_us = clock_now_us();
     for (;;) {
-        size_t n, i;
-        int rc;
+        int n, i;
 
         srv.now_us = clock_now_us();
         if (sig_stop && !srv.stopping)
@@ -5903,15 +6184,13 @@ static void loop_run(void)
         }
         if (srv.stopping && (loop_drained() || srv.now_us >= srv.stop_deadline_us))
             break;
-        n = loop_pollset();
-        rc = poll(srv.pfds, (nfds_t)n, loop_timeout());
-        if (rc < 0 && errno != EINTR)
-            die("poll: %s", strerror(errno));
+        loop_interest();
+        srv.pass++;
+        n = ev_wait(loop_timeout());
         srv.now_us = clock_now_us();
-        for (i = 0; rc > 0 && i < n; i++)
-            if (srv.pfds[i].revents)
-                loop_event(&srv.pfds[i]);
-        for (i = 0; i < (size_t)srv.nall; i++) {
+        for (i = 0; i < n; i++)
+            loop_event(ev.fired[i].fd, ev.fired[i].mask);
+        for (i = 0; i < srv.nall; i++) {
             int j;
             for (j = 0; j < srv.all[i]->nconns; j++)
                 bconn_timers(&srv.all[i]->conns[j]);
@@ -5946,8 +6225,8 @@ static void loop_cleanup(void)
     free(srv.split_child);
     free(srv.listen_fds);
     free(srv.fds);
+    ev_free();
     free(srv.dirty);
-    free(srv.pfds);
     free(srv.rbuf);
     free(srv.argv);
     free(srv.keypos);
@@ -5991,8 +6270,10 @@ static void main_fd_limit(void)
     } else {
         srv.maxfds = 1024;
     }
-    srv.fds = xmalloc(sizeof *srv.fds * (size_t)srv.maxfds);
-    memset(srv.fds, 0, sizeof *srv.fds * (size_t)srv.maxfds);
+    /* zeroed (FD_NONE) pages are touched only as descriptors are used */
+    srv.fds = xcalloc((size_t)srv.maxfds, sizeof *srv.fds);
+    if (ev_init(srv.maxfds) < 0)
+        die("event backend %s: %s", EV_BACKEND, strerror(errno));
 }
 
 /* --route and --table: placement only, no network. */
@@ -6039,7 +6320,7 @@ static int main_args(int argc, char **argv, struct main_opts *o)
         } else if (!strcmp(argv[i], "--table")) {
             o->table = 1;
         } else if (!strcmp(argv[i], "-V") || !strcmp(argv[i], "--version")) {
-            printf("shardproxy %s\n", SHARDPROXY_VERSION);
+            printf("shardproxy %s (events: %s)\n", SHARDPROXY_VERSION, EV_BACKEND);
             return 0;
         } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             usage(stdout);

@@ -22,7 +22,10 @@
  *   - the split merge (MGET, MSET, the integer sums) on hand-built parents,
  *     errors of backends and of the proxy, short and unexpected replies;
  *   - the config parser: defaults against the directive table, every
- *     numeric directive's range, sizes, error lines, comments, backends.
+ *     numeric directive's range, sizes, error lines, comments, backends;
+ *   - the event backend compiled in (`make unit` builds and runs this file
+ *     twice: the platform's backend, then -DEVENTS_POLL): interest changes,
+ *     level-triggered readiness, hang-ups, deletes that leave holes.
  *
  * The last line printed is "N passed, M failed"; the exit status is 1 when
  * anything failed.
@@ -2158,6 +2161,84 @@ static void test_config_restart_lines(void)
 
 /* ------------------------------------------------------------------ main */
 
+/* ----------------------------------------------------------- event backend */
+
+/* The backend compiled in (EV_BACKEND): interest changes, readiness,
+ * hang-ups, deletion, and many descriptors at once (the poll backend's
+ * dense array fills its holes on delete). */
+static int t_ev_find(int n, int fd, unsigned *mask)
+{
+    int i;
+
+    *mask = 0;
+    for (i = 0; i < n; i++)
+        if (ev.fired[i].fd == fd)
+            *mask |= ev.fired[i].mask; /* kqueue reports each filter apart */
+    return *mask != 0;
+}
+
+static void test_ev(void)
+{
+    int sp[2], pipes[40][2], i, n, live = 0;
+    unsigned m = 0;
+
+    T_CHECK(ev_init(1024) == 0, "ev_init (%s): %s", EV_BACKEND, strerror(errno));
+    T_CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sp) == 0, "socketpair");
+    /* registered for reading, nothing to read: no event */
+    T_CHECK(ev_set(sp[0], EV_READ) == 0, "ev_set read");
+    n = ev_wait(0);
+    T_CHECK(!t_ev_find(n, sp[0], &m), "idle socket reported (%u)", m);
+    /* writable interest: a socket with room is writable at once */
+    T_CHECK(ev_set(sp[0], EV_READ | EV_WRITE) == 0, "ev_set read|write");
+    n = ev_wait(100);
+    T_CHECK(t_ev_find(n, sp[0], &m) && (m & EV_WRITE) && !(m & EV_READ),
+            "want writable only, got %u", m);
+    /* data arrives: readable; write interest dropped: not writable */
+    T_CHECK(write(sp[1], "x", 1) == 1, "write");
+    T_CHECK(ev_set(sp[0], EV_READ) == 0, "ev_set read again");
+    n = ev_wait(100);
+    T_CHECK(t_ev_find(n, sp[0], &m) && m == EV_READ, "want readable only, got %u", m);
+    /* level-triggered: still readable while unread */
+    n = ev_wait(100);
+    T_CHECK(t_ev_find(n, sp[0], &m) && (m & EV_READ), "not reported again (%u)", m);
+    /* no interest: the unread byte is not reported */
+    T_CHECK(ev_set(sp[0], 0) == 0, "ev_set 0");
+    n = ev_wait(0);
+    T_CHECK(!t_ev_find(n, sp[0], &m), "reported without interest (%u)", m);
+    /* the peer goes: a hang-up (or EOF) with read interest */
+    T_CHECK(ev_set(sp[0], EV_READ) == 0, "ev_set read after 0");
+    close(sp[1]);
+    n = ev_wait(100);
+    T_CHECK(t_ev_find(n, sp[0], &m) && (m & (EV_READ | EV_ERR)), "hang-up not seen (%u)", m);
+    /* many descriptors, deleted in an order that punches holes */
+    for (i = 0; i < 40; i++) {
+        T_CHECK(pipe(pipes[i]) == 0, "pipe %d", i);
+        T_CHECK(ev_set(pipes[i][0], EV_READ) == 0, "ev_set pipe %d", i);
+    }
+    for (i = 0; i < 40; i += 3) {
+        ev_del(pipes[i][0]);
+        T_CHECK(ev.mask[pipes[i][0]] == 0, "mask of deleted fd %d", pipes[i][0]);
+    }
+    for (i = 0; i < 40; i++)
+        T_CHECK(write(pipes[i][1], "y", 1) == 1, "write pipe %d", i);
+    n = ev_wait(100);
+    for (i = 0; i < 40; i++) {
+        int seen = t_ev_find(n, pipes[i][0], &m);
+        T_CHECK(seen == (i % 3 != 0), "pipe %d: seen %d after %s", i, seen,
+                i % 3 ? "registering" : "deleting");
+        live += seen;
+    }
+    T_CHECK(live == 40 - 14, "events for 26 live pipes, got %d", live);
+    for (i = 0; i < 40; i++) {
+        ev_del(pipes[i][0]);
+        close(pipes[i][0]);
+        close(pipes[i][1]);
+    }
+    ev_del(sp[0]);
+    close(sp[0]);
+    ev_free();
+}
+
 int main(void)
 {
     test_hash_vectors();
@@ -2182,6 +2263,7 @@ int main(void)
     test_config_syntax();
     test_config_passwords_backends();
     test_config_restart_lines();
+    test_ev();
     printf("%d passed, %d failed\n", t_passed, t_failed);
     return t_failed ? 1 : 0;
 }
