@@ -580,7 +580,6 @@ struct ev_fired {
 
 /* The backend's state, sized for descriptors 0 .. maxfds-1. */
 static struct ev_state {
-    int maxfds;              /* descriptors the arrays cover */
     uint8_t *mask;           /* fd -> registered interest, EV_ERR set when registered at all */
     struct ev_fired *fired;  /* what the last ev_wait returned */
 #if defined(EVENTS_EPOLL)
@@ -608,7 +607,6 @@ static struct ev_state {
 /* Set up for descriptors below MAXFDS.  Returns 0, or -1 with errno. */
 static int ev_init(int maxfds)
 {
-    ev.maxfds = maxfds;
     ev.mask = xcalloc((size_t)maxfds, 1); /* pages of fds never opened stay untouched */
 #if defined(EVENTS_EPOLL)
     ev.fired = xmalloc(sizeof *ev.fired * EV_BATCH);
@@ -6272,8 +6270,6 @@ static void main_fd_limit(void)
     }
     /* zeroed (FD_NONE) pages are touched only as descriptors are used */
     srv.fds = xcalloc((size_t)srv.maxfds, sizeof *srv.fds);
-    if (ev_init(srv.maxfds) < 0)
-        die("event backend %s: %s", EV_BACKEND, strerror(errno));
 }
 
 /* --route and --table: placement only, no network. */
@@ -6343,6 +6339,8 @@ static void main_serve(struct config *c)
     srv.now_us = clock_now_us();
     srv.rbuf = xmalloc(READ_CHUNK);
     main_fd_limit();
+    if (ev_init(srv.maxfds) < 0)
+        die("event backend %s: %s", EV_BACKEND, strerror(errno));
     sig_install();
     loop_listen();
     admin_listen();
