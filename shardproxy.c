@@ -1574,7 +1574,7 @@ struct command {
  *
  * Kind, by the product's routing policy:
  *   SPLIT      mget mset del unlink exists touch
- *   LOCAL      ping echo quit select hello auth info
+ *   LOCAL      ping echo quit select hello auth info multi exec discard
  *              client|setname client|getname client|setinfo client|id
  *   ANY        time and every command|* subcommand
  *   ALL        dbsize
@@ -1590,7 +1590,7 @@ struct command {
  *   ONE        a keyed command whose only spec is a fixed index with range
  *              lastkey 0 (exactly one key)
  *   SAME       every other keyed command: all keys must hash to one backend
- * Counts: ONE 130, SPLIT 6, SAME 41, LOCAL 11, ANY 8, ALL 1, REFUSE 155, CONTAINER 15.
+ * Counts: ONE 130, SPLIT 6, SAME 41, LOCAL 14, ANY 8, ALL 1, REFUSE 152, CONTAINER 15.
  */
 static const struct command cmd_table[] = {
     {"acl", -2, CMD_CONTAINER, 0, {KS_NONE}},
@@ -1691,14 +1691,14 @@ static const struct command cmd_table[] = {
     {"decr", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
     {"decrby", 3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
     {"del", -2, CMD_SPLIT, 1, {KS_RANGE(1, -1, 1, 0)}},
-    {"discard", 1, CMD_REFUSE, 0, {KS_NONE}},
+    {"discard", 1, CMD_LOCAL, 0, {KS_NONE}},
     {"dump", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
     {"echo", 2, CMD_LOCAL, 0, {KS_NONE}},
     {"eval", -3, CMD_SAME, 1, {KS_KEYNUM(2, 0, 1, 1)}},
     {"eval_ro", -3, CMD_SAME, 1, {KS_KEYNUM(2, 0, 1, 1)}},
     {"evalsha", -3, CMD_SAME, 1, {KS_KEYNUM(2, 0, 1, 1)}},
     {"evalsha_ro", -3, CMD_SAME, 1, {KS_KEYNUM(2, 0, 1, 1)}},
-    {"exec", 1, CMD_REFUSE, 0, {KS_NONE}},
+    {"exec", 1, CMD_LOCAL, 0, {KS_NONE}},
     {"exists", -2, CMD_SPLIT, 1, {KS_RANGE(1, -1, 1, 0)}},
     {"expire", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
     {"expireat", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
@@ -1805,7 +1805,7 @@ static const struct command cmd_table[] = {
     {"move", 3, CMD_REFUSE, 1, {KS_RANGE(1, 0, 1, 0)}},
     {"mset", -3, CMD_SPLIT, 1, {KS_RANGE(1, -1, 2, 0)}},
     {"msetnx", -3, CMD_SAME, 1, {KS_RANGE(1, -1, 2, 0)}},
-    {"multi", 1, CMD_REFUSE, 0, {KS_NONE}},
+    {"multi", 1, CMD_LOCAL, 0, {KS_NONE}},
     {"object", -2, CMD_CONTAINER, 0, {KS_NONE}},
     {"object|encoding", 3, CMD_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
     {"object|freq", 3, CMD_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
@@ -2489,6 +2489,8 @@ struct client {
     uint8_t dirty;                    /* on the loop's list of clients to flush */
     uint8_t throttled;                /* input left unparsed at client_max_pending */
     uint8_t auth;                     /* enum client_auth */
+    uint8_t txn_refused;              /* sent a MULTI the proxy refused: nothing runs
+                                         until EXEC or DISCARD (see input_txn_refused) */
     char *name;                       /* CLIENT SETNAME, or NULL */
     char addr[64];                    /* peer address for logs */
     uint64_t created_us;              /* accept time */
@@ -4601,6 +4603,12 @@ static void local_call(const struct call *k)
             buf_append_str(&b, "+OK\r\n");
     } else if (!strcmp(name, "hello")) {
         local_hello(k);
+    } else if (!strcmp(name, "multi")) {
+        reply_error(k, "ERR 'multi' is not supported by the proxy; "
+                       "nothing runs until EXEC or DISCARD");
+        c->txn_refused = 1;
+    } else if (!strcmp(name, "exec") || !strcmp(name, "discard")) {
+        reply_error(k, "ERR %s without MULTI", !strcmp(name, "exec") ? "EXEC" : "DISCARD");
     } else if (!strcmp(name, "auth")) {
         if (argc > 3)
             reply_error(k, "ERR syntax error");
@@ -4703,6 +4711,31 @@ static void input_route(const struct call *k)
     }
 }
 
+/* Serve a request of a client whose MULTI was refused.  Its application
+ * believes a transaction is open, so nothing may run until it ends one:
+ * running the commands at once would apply a transaction the application is
+ * then told failed, and its retry would apply it twice.  EXEC answers as
+ * Redis does for a transaction discarded at queue time; DISCARD ends it
+ * with +OK; QUIT still closes. */
+static void input_txn_refused(const struct call *k)
+{
+    const char *name = k->cmd->name;
+
+    if (!strcmp(name, "exec") || !strcmp(name, "discard")) {
+        k->c->txn_refused = 0;
+        reply_local_str(k, !strcmp(name, "exec")
+                               ? "-EXECABORT Transaction discarded because of previous errors.\r\n"
+                               : "+OK\r\n");
+    } else if (!strcmp(name, "quit")) {
+        local_call(k);
+    } else if (!strcmp(name, "multi")) {
+        reply_error(k, "ERR MULTI calls can not be nested");
+    } else {
+        reply_error(k, "ERR '%s' not run: MULTI was refused, nothing runs until EXEC or DISCARD",
+                    name);
+    }
+}
+
 /* Commands a client that has not passed AUTH may still send. */
 static int input_preauth_ok(const struct command *cmd)
 {
@@ -4749,6 +4782,8 @@ static void input_dispatch(struct client *c, const char *raw, size_t rawlen)
         reply_error(&k, "ERR wrong number of arguments for '%s' command", k.cmd->name);
     else if (srv.cfg->npasswords && c->auth == AUTH_NONE && !input_preauth_ok(k.cmd))
         reply_local_str(&k, "-NOAUTH Authentication required.\r\n");
+    else if (c->txn_refused)
+        input_txn_refused(&k);
     else
         input_route(&k);
 }

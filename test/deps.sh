@@ -100,6 +100,19 @@ ensure_clang() {
          "make test will not replay the fuzz regressions" >&2
 }
 
+# redis-py, the client library tests use Debian's python3-redis through the
+# system interpreter (/usr/bin/python3: a python3 earlier in PATH, e.g.
+# pyenv's, does not see Debian's modules).  Installed when it can be; a
+# suite that needs it skips, saying so, where it cannot.
+redis_py_ok() { /usr/bin/python3 -c 'import redis' >/dev/null 2>&1; }
+if [ $# -eq 0 ] && ! redis_py_ok; then
+    if can_install; then
+        apt_install python3 python3-redis || true
+    fi
+    redis_py_ok || echo "deps.sh: note: no redis-py for /usr/bin/python3 (python3-redis);" \
+        "its client-library tests will skip" >&2
+fi
+
 # clang is handled apart: it needs its runtime checked too.
 wanted=()
 for cmd in "${cmds[@]}"; do

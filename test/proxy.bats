@@ -542,7 +542,7 @@ check_placement() {
         resp SCAN 0
         resp FLUSHALL
         resp FLUSHDB
-        resp MULTI
+        resp WATCH "${ON0[0]}"
         resp PING
         resp SUBSCRIBE chan
         resp PING
@@ -567,8 +567,8 @@ check_placement() {
     [ "${lines[2]}" = "-ERR 'scan' is not supported by the proxy\\r\\n" ]
     [ "${lines[3]}" = "-ERR 'flushall' is not supported by the proxy\\r\\n" ]
     [ "${lines[4]}" = "-ERR 'flushdb' is not supported by the proxy\\r\\n" ]
-    [ "${lines[5]}" = "-ERR 'multi' is not supported by the proxy\\r\\n" ]
-    [ "${lines[6]}" = '+PONG\r\n' ] # not +QUEUED
+    [ "${lines[5]}" = "-ERR 'watch' is not supported by the proxy\\r\\n" ]
+    [ "${lines[6]}" = '+PONG\r\n' ]
     [ "${lines[7]}" = "-ERR 'subscribe' is not supported by the proxy\\r\\n" ]
     [ "${lines[8]}" = '+PONG\r\n' ] # not a pub/sub pong
     [ "${lines[9]}" = "-ERR 'blpop' is not supported by the proxy\\r\\n" ]
@@ -578,7 +578,7 @@ check_placement() {
     [ "${lines[13]}" = "-ERR unknown command 'FOO', with args beginning with: 'a' 'b' \\r\\n" ]
     [ "${lines[14]}" = "-ERR wrong number of arguments for 'get' command\\r\\n" ]
     [ "${lines[15]}" = "-ERR wrong number of arguments for 'get' command\\r\\n" ]
-    [ "${lines[16]}" = "-ERR 'exec' is not supported by the proxy\\r\\n" ]
+    [ "${lines[16]}" = '-ERR EXEC without MULTI\r\n' ] # Redis's reply
     [ "${lines[17]}" = "-ERR 'client|list' is not supported by the proxy\\r\\n" ]
     [ "${lines[18]}" = '*-1\r\n' ] # XREAD without BLOCK is served
     [ "${lines[19]}" = '+PONG\r\n' ]
@@ -594,6 +594,78 @@ check_placement() {
     [ "${lines[1]}" = PONG ]
     [ "${lines[2]}" = "ERR unknown command 'foo', with args beginning with: 'a' 'b' " ]
     [ "${lines[3]}" = PONG ]
+}
+
+# bats test_tags=valgrind
+@test "transactions: after a refused MULTI nothing runs until EXEC (EXECABORT) or DISCARD" {
+    pick_keys tx
+    na() { echo "-ERR '$1' not run: MULTI was refused, nothing runs until EXEC or DISCARD\\r\\n"; }
+    # what a client library's multi() pipelines: none of its writes may apply
+    run raw 16 < <(
+        resp MULTI
+        resp SET "${ON0[0]}" v
+        resp INCR "${ON1[0]}"
+        resp PING
+        resp MULTI
+        resp GET
+        resp EXEC
+        resp GET "${ON0[0]}"
+        resp MULTI
+        resp SET "${ON2[0]}" v2
+        resp DISCARD
+        resp GET "${ON2[0]}"
+        resp SET "${ON2[0]}" after
+        resp GET "${ON2[0]}"
+        resp DISCARD
+        resp EXEC
+    )
+    printf '%s\n' "${lines[@]}"
+    [ "$status" -eq 0 ]
+    [ "${lines[0]}" = "-ERR 'multi' is not supported by the proxy; nothing runs until EXEC or DISCARD\\r\\n" ]
+    [ "${lines[1]}" = "$(na set)" ]
+    [ "${lines[2]}" = "$(na incr)" ]
+    [ "${lines[3]}" = "$(na ping)" ]
+    [ "${lines[5]}" = "-ERR wrong number of arguments for 'get' command\\r\\n" ]
+    [ "${lines[7]}" = '$-1\r\n' ]
+    [ "${lines[8]}" = "${lines[0]}" ]
+    [ "${lines[9]}" = "$(na set)" ]
+    [ "${lines[10]}" = '+OK\r\n' ]
+    [ "${lines[11]}" = '$-1\r\n' ]
+    [ "${lines[12]}" = '+OK\r\n' ] # DISCARD ended it: commands run again
+    [ "${lines[13]}" = '$5\r\nafter\r\n' ]
+    [ "$(bcli 0 exists "${ON0[0]}")" = 0 ]
+    [ "$(bcli 1 exists "${ON1[0]}")" = 0 ]
+    [ "$(dbsize_sum)" -eq 1 ]
+    # the replies the proxy makes up are Redis's own, byte for byte
+    local proxy=("${lines[4]}" "${lines[6]}" "${lines[14]}" "${lines[15]}")
+    run timeout 60 python3 "$BATS_TEST_DIRNAME/resp_raw.py" "${REDIS_PORTS[0]}" 6 < <(
+        resp MULTI
+        resp MULTI
+        resp FOO
+        resp EXEC
+        resp DISCARD
+        resp EXEC
+    )
+    printf '%s\n' "${lines[@]}"
+    [ "$status" -eq 0 ]
+    [ "${lines[1]}" = '-ERR MULTI calls can not be nested\r\n' ]
+    [ "${proxy[0]}" = "${lines[1]}" ]
+    [ "${proxy[1]}" = "${lines[3]}" ]
+    [ "${proxy[1]}" = '-EXECABORT Transaction discarded because of previous errors.\r\n' ]
+    [ "${proxy[2]}" = "${lines[4]}" ]
+    [ "${proxy[3]}" = "${lines[5]}" ]
+}
+
+@test "transactions: redis-py's transactional pipeline fails whole and applies nothing" {
+    /usr/bin/python3 -c 'import redis' 2>/dev/null ||
+        skip "no redis-py for /usr/bin/python3 (apt-get install python3-redis)"
+    pick_keys rp
+    run timeout 60 /usr/bin/python3 "$BATS_TEST_DIRNAME/proxy_tool.py" transaction "$SP_PORT" \
+        "${ON0[0]}" "${ON1[0]}"
+    printf '%s\n' "${lines[@]}"
+    [ "$status" -eq 0 ]
+    [ "$(bcli 0 exists "${ON0[0]}")" = 1 ] # the SET after the transaction landed
+    [ "$(bcli 1 exists "${ON1[0]}")" = 0 ]
 }
 
 # --------------------------------------------------------- 6. inline commands

@@ -10,6 +10,11 @@
         keys and values with CR LF, NUL, 0xff round-trip and land on the
         backend that TABLE (`shardproxy --table`) and the hash computed here
         give; a 32 MiB value round-trips
+    proxy_tool.py transaction PORT KEY1 KEY2
+        (needs redis-py: run it with /usr/bin/python3 and python3-redis)
+        redis-py's default pipeline, a MULTI/EXEC transaction, of SET KEY1 and
+        INCR KEY2 raises (the refused MULTI's error) as a whole, neither key is written, and
+        plain commands on the same connection work after it
 
 Prints "ok  ..." / "FAIL ..." per case; exit status 1 when any failed.
 RESP and the key hash come from test/resp.py, the suites' one RESP client.
@@ -147,6 +152,32 @@ def binary(port, b0, b1, b2, table):
     return 1 if fails[0] else 0
 
 
+def transaction(port, key1, key2):
+    import redis  # only this check needs redis-py
+
+    fails = [0]
+    def check(what, got, want):
+        ok = got == want
+        fails[0] += not ok
+        print("%s %s: got %r%s" % ("ok  " if ok else "FAIL", what, got, "" if ok else ", want %r" % (want,)))
+
+    r = redis.Redis(port=int(port), socket_timeout=30)
+    pipe = r.pipeline(transaction=True)
+    pipe.set(key1, "v").incr(key2)
+    try:
+        got = "executed: %r" % (pipe.execute(),)
+    except redis.exceptions.ResponseError as e:  # redis-py raises the first error
+        got = "%s: %s" % (type(e).__name__, e)
+    check("pipeline(transaction=True).execute()", got,
+          "ResponseError: 'multi' is not supported by the proxy; nothing runs until EXEC or DISCARD")
+    check("SET inside it not applied", r.exists(key1), 0)
+    check("INCR inside it not applied", r.exists(key2), 0)
+    check("SET after", r.set(key1, "after"), True)
+    check("GET after", r.get(key1), b"after")
+    return 1 if fails[0] else 0
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    sys.exit({"protocol_errors": protocol_errors, "binary": binary}[cmd](*args))
+    sys.exit({"protocol_errors": protocol_errors, "binary": binary,
+              "transaction": transaction}[cmd](*args))
