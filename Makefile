@@ -67,18 +67,26 @@ unit: test/unit test/unit-poll
 deps:
 	@test/deps.sh
 
-# The same proxy under ASan/UBSan, on the portable poll() backend unless
-# EVENTS says otherwise: make test runs every bats suite a second time
-# against it (helper.bash fails a test whose proxy log holds a report), so
-# the whole suite runs on both the platform's backend and poll().
-ASAN_EVENTS := -DEVENTS_$(shell echo $(or $(EVENTS),poll) | tr a-z A-Z)
+# The same proxy under ASan/UBSan, built the portable way: the poll()
+# backend unless EVENTS says otherwise, and workers sharing one listening
+# socket instead of SO_REUSEPORT.  make test runs every bats suite a second
+# time against it (helper.bash fails a test whose proxy log holds a
+# report), so the whole suite runs on both the platform's choices and the
+# portable ones.
+ASAN_EVENTS := -DEVENTS_$(shell echo $(or $(EVENTS),poll) | tr a-z A-Z) -DNET_NO_REUSEPORT
 shardproxy-asan: shardproxy.c shardproxy.h .build-flags
 	$(CC) $(WARN) $(CFLAGS) $(SANFLAGS) $(ASAN_EVENTS) $(CPPFLAGS) $(LDFLAGS) -o $@ \
 		shardproxy.c $(LDLIBS)
 
+# Suites run once more with `workers 2` (helper.bash adds the directive):
+# routing and splitting, failures, reload and operations, the command line.
+WORKERS_SUITES := test/proxy.bats test/failures.bats test/ops.bats test/cli.bats
+
 # deps first: it may have to install bats and redis-server.
 test: deps all unit fuzz-replay
 	bats test/
+	@echo "== bats again with workers 2: $(WORKERS_SUITES)"
+	SP_WORKERS=2 bats $(WORKERS_SUITES)
 	@if [ -n "$(san_ok)" ]; then \
 		$(MAKE) --no-print-directory shardproxy-asan && \
 		echo "== bats again, against the ASan/UBSan build ($$(./shardproxy-asan -V))" && \

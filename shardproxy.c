@@ -93,6 +93,8 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/resource.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 #include <sys/un.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -112,6 +114,9 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
+#if defined(__linux__) && defined(__GLIBC__) && !defined(SO_REUSEPORT)
+#include <asm/socket.h> /* glibc hides SO_REUSEPORT under strict POSIX */
+#endif
 #if defined(EVENTS_EPOLL)
 #include <sys/epoll.h>
 #elif defined(EVENTS_KQUEUE)
@@ -140,6 +145,15 @@
 #endif
 #ifndef ACCEPT_BATCH
 #define ACCEPT_BATCH 256 /* connections accepted per loop pass at most */
+#endif
+#ifndef WORKERS_MAX
+#define WORKERS_MAX 256 /* largest `workers` */
+#endif
+#ifndef WORKER_RESTART_MS
+#define WORKER_RESTART_MS 1000 /* a worker that died within this of its start waits this long */
+#endif
+#ifndef CTL_TIMEOUT_MS
+#define CTL_TIMEOUT_MS 10000 /* a worker's answer to the master (a reload may build a big table) */
 #endif
 #ifndef LISTEN_BACKLOG
 #define LISTEN_BACKLOG 511 /* listen() backlog of the data listeners (Redis: 511) */
@@ -227,6 +241,7 @@ static uint64_t clock_now_us(void)
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 static enum log_level log_threshold = LOG_INFO; /* set from the config */
+static char log_tag[24];                        /* "worker N: " in a worker, else "" */
 
 /* Write one line "2026-11-24T15:40:00.123Z [level] message" to stderr. */
 static void log_at(enum log_level level, const char *fmt, ...) PRINTF_LIKE(2, 3);
@@ -243,9 +258,9 @@ static void log_at(enum log_level level, const char *fmt, ...)
         return;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ [%s] ",
+    n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ [%s] %s",
                  tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                 tm.tm_sec, ts.tv_nsec / 1000000L, names[level]);
+                 tm.tm_sec, ts.tv_nsec / 1000000L, names[level], log_tag);
     va_start(ap, fmt);
     vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
     va_end(ap);
@@ -508,13 +523,34 @@ static int net_unix_in_use(const struct sockaddr_un *un)
     return live;
 }
 
+/* The socket option that lets several sockets listen on one TCP address
+ * with the kernel spreading connections over them: Linux's SO_REUSEPORT,
+ * FreeBSD's SO_REUSEPORT_LB.  Elsewhere (where SO_REUSEPORT only lets the
+ * last socket win) and with -DNET_NO_REUSEPORT, workers share one
+ * inherited listening socket instead. */
+#if defined(NET_NO_REUSEPORT)
+#undef NET_REUSEPORT
+#elif defined(SO_REUSEPORT_LB)
+#define NET_REUSEPORT SO_REUSEPORT_LB
+#elif defined(SO_REUSEPORT) && defined(__linux__)
+#define NET_REUSEPORT SO_REUSEPORT
+#endif
+
+#if defined(NET_REUSEPORT)
+#define NET_SHARING "reuseport" /* -V: how workers share a TCP listen address */
+#else
+#define NET_SHARING "shared"
+#endif
+
 /* A non-blocking listening socket on SA.  For a UNIX path: a stale socket
  * file is replaced, a live one (another proxy serving it) or a file that is
  * not a socket is an error; with MODE non-zero the socket is created
  * owner-only and then given MODE, so it is never reachable with a looser
- * mode, even briefly.  Returns the descriptor, or -1 with the reason in ERR. */
+ * mode, even briefly.  With REUSEPORT (TCP, where NET_REUSEPORT exists)
+ * more sockets may listen on the same address.  Returns the descriptor, or
+ * -1 with the reason in ERR. */
 static int net_listen(const struct sockaddr_storage *sa, socklen_t salen, int backlog,
-                      unsigned mode, char *err, size_t errlen)
+                      unsigned mode, int reuseport, char *err, size_t errlen)
 {
     const struct sockaddr_un *un = (const struct sockaddr_un *)sa;
     int fd, one = 1, rc;
@@ -539,6 +575,16 @@ static int net_listen(const struct sockaddr_storage *sa, socklen_t salen, int ba
     }
     if (sa->ss_family != AF_UNIX)
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+#if defined(NET_REUSEPORT)
+    if (reuseport && sa->ss_family != AF_UNIX &&
+        setsockopt(fd, SOL_SOCKET, NET_REUSEPORT, &one, sizeof one) < 0) {
+        snprintf(err, errlen, "SO_REUSEPORT: %s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+#else
+    UNUSED(reuseport);
+#endif
     if (mode)
         old = umask(0177);
     rc = bind(fd, (const struct sockaddr *)sa, salen);
@@ -1484,6 +1530,18 @@ static uint64_t hist_quantile(const struct hist *h, double q)
     return MIN(low + width / 2, h->max);
 }
 
+/* Add the samples of S to D. */
+static void hist_merge(struct hist *d, const struct hist *s)
+{
+    unsigned i;
+
+    d->count += s->count;
+    d->sum += s->sum;
+    d->max = MAX(d->max, s->max);
+    for (i = 0; i < HIST_BUCKETS; i++)
+        d->b[i] += s->b[i];
+}
+
 /* Samples below 2^K us (exact: powers of two are bucket boundaries). */
 static uint64_t hist_below_pow2(const struct hist *h, unsigned k)
 {
@@ -2218,6 +2276,7 @@ struct config {
     char *backend_password;            /* default password= for backends */
     char *backend_user;                /* default user= for backends */
     uint64_t backend_db;               /* default db= for backends (0) */
+    uint64_t workers;                  /* worker processes (1: no master, one process) */
     long line;                         /* line being parsed (for messages naming it) */
     long table_size_line;              /* line of table_size, 0 if defaulted */
     char *admin;                       /* admin socket path, or NULL */
@@ -2378,9 +2437,11 @@ struct bconn {
  */
 #define STATS_PROXY(C, G)                                                               \
     G(clients, "clients", CLIENTS, "connected_clients", "Client connections open now",   \
-      srv.nclients)                                                                     \
+      v->t->clients)                                                                    \
     G(inflight, "inflight_requests", STATS, "inflight_requests",                        \
-      "Requests sent to backends, not answered yet", backend_inflight_total())          \
+      "Requests sent to backends, not answered yet", v->t->inflight)                    \
+    G(workers, "workers", NONE, NULL, "Worker processes running", v->workers)           \
+    C(worker_restarts, NONE, NULL, "Worker processes restarted after dying")            \
     C(connections_accepted, STATS, "total_connections_received",                        \
       "Client connections accepted")                                                    \
     C(connections_rejected, STATS, "rejected_connections",                              \
@@ -2400,12 +2461,12 @@ struct bconn {
  * the counters follow in the text report, JSON and Prometheus. */
 #define STATS_BACKEND(C, G, S)                                                          \
     G(weight, "backend_weight", BACKENDS, "weight", "Configured weight", b->cfg.weight) \
-    S(state, backend_state(b))                                                          \
+    S(state, stats_state_name(s->state))                                                \
     G(slots, "backend_slots", BACKENDS, "slots", "Maglev table slots owned", b->slots) \
     G(connections, "backend_connections", BACKENDS, "connections", "Connections up now", \
-      backend_conns_up(b))                                                              \
+      s->conns)                                                                         \
     G(inflight, "backend_inflight_requests", BACKENDS, "inflight",                      \
-      "Requests not answered yet", backend_inflight(b))                                 \
+      "Requests not answered yet", s->inflight)                                         \
     C(requests, NONE, NULL, "Requests sent to the backend")                             \
     C(responses, NONE, NULL, "Replies received from the backend")                       \
     C(errors, NONE, NULL, "Error replies received from the backend")                    \
@@ -2432,25 +2493,71 @@ struct proxy_stats {
     STATS_PROXY(STATS_FIELD, STATS_NOFIELD)
 };
 
-/* Runtime state of one configured backend. */
-struct backend {
-    struct config_backend cfg;        /* a copy of its config line (owned strings) */
-    int index;                        /* position in config order */
-    int retired;                      /* removed by a reload: drains, then is freed */
-    uint64_t refs;                    /* request records pointing here */
-    struct bconn *conns;              /* backend_connections connections */
-    int nconns;                       /* entries in conns */
-    uint32_t slots;                   /* Maglev slots it owns */
-    struct backend_stats st;          /* counters */
-    struct hist latency;              /* request queued to reply read, us */
-    char last_error[200];             /* why it was last marked down, "" if never */
+/* Counters of one command. */
+struct cmd_stats {
+    uint64_t calls;      /* requests for it */
+    uint64_t errors;     /* error replies to them */
+    struct hist latency; /* dispatch to complete reply, us */
 };
 
-/* Counters of one command, allocated when it is first seen. */
-struct cmd_stats {
-    uint64_t calls;     /* requests for it */
-    uint64_t errors;    /* error replies to them */
-    struct hist latency; /* dispatch to complete reply, us */
+/*
+ * Stats live in blocks of one shared mapping made before any fork
+ * (stats_init): one block per process that serves clients, plus one the
+ * master folds dead workers into.  Every process can so sum every other's
+ * figures without messages or locks: each block has one writer, and a
+ * reader sees each 64-bit counter whole (a report may be a few samples
+ * behind the writers, never wrong by more than that).
+ */
+
+/* Gauge `state` of a backend, ordered so that over workers it is the max. */
+enum stats_state { STATS_DOWN, STATS_CONNECTING, STATS_UP };
+
+/* What one process knows about one backend: counters, latency, last error,
+ * and the gauges it publishes (stats_publish). */
+struct stats_slot {
+    uint64_t key;            /* stats_key of the backend; 0: the slot is free */
+    uint8_t retired;         /* its backend was removed by a reload: not reported */
+    uint8_t state;           /* enum stats_state */
+    uint64_t conns;          /* connections up */
+    uint64_t inflight;       /* requests not answered yet */
+    char last_error[200];    /* why it was last marked down, "" if never */
+    struct backend_stats st; /* counters */
+    struct hist latency;     /* request queued to reply read, us */
+};
+
+/* One process's proxy-wide figures: what a report sums over processes. */
+struct stats_totals {
+    uint64_t clients;                           /* gauge: client connections open */
+    uint64_t inflight;                          /* gauge: requests sent, not answered */
+    struct proxy_stats st;                      /* counters */
+    struct cmd_stats cmd[ARRAY_LEN(cmd_table)]; /* per command row; calls 0: never seen */
+};
+
+/* Backend slots per block: every backend a config may hold, plus room for
+ * removed ones still draining; past that a backend's slot is private
+ * (counted, but not seen by the other processes). */
+#define STATS_SLOTS (MAGLEV_MAX_BACKENDS + 64)
+
+/* One process's block in the shared mapping. */
+struct stats_block {
+    long pid;                            /* its process, 0 while none runs in it */
+    uint64_t next_client_id;             /* CLIENT IDs handed out, kept over restarts */
+    uint32_t nslots;                     /* slots in use or used once (scans stop here) */
+    struct stats_totals t;               /* proxy-wide figures */
+    struct stats_slot slot[STATS_SLOTS]; /* per backend, found by key */
+};
+
+/* Runtime state of one configured backend. */
+struct backend {
+    struct config_backend cfg; /* a copy of its config line (owned strings) */
+    int index;                 /* position in config order */
+    int retired;               /* removed by a reload: drains, then is freed */
+    uint64_t refs;             /* request records pointing here */
+    struct bconn *conns;       /* backend_connections connections */
+    int nconns;                /* entries in conns */
+    uint32_t slots;            /* Maglev slots it owns */
+    struct stats_slot *sh;     /* its stats: in this process's block, or private */
+    uint8_t sh_private;        /* sh was allocated: no block slot was free */
 };
 
 /* ============================ data model: clients and admin connections */
@@ -2522,13 +2629,30 @@ struct call {
 /* The one server struct, the fd table, signal flags. */
 
 /* What a file descriptor is, for the loop's dispatch. */
-enum fd_type { FD_NONE, FD_LISTENER, FD_CLIENT, FD_BACKEND, FD_ADMIN_LISTENER, FD_ADMIN };
+enum fd_type {
+    FD_NONE,
+    FD_LISTENER,
+    FD_CLIENT,
+    FD_BACKEND,
+    FD_ADMIN_LISTENER,
+    FD_ADMIN,
+    FD_CONTROL /* a worker's control socket to the master */
+};
 
 /* fd -> connection, indexed by descriptor number. */
 struct fdref {
     enum fd_type type; /* what ptr points to */
     uint32_t pass;     /* srv.pass when registered: events of an earlier wait are not its own */
     void *ptr;         /* struct client, struct bconn or struct admin; NULL for listeners */
+};
+
+/* One worker process, as the master sees it. */
+struct worker {
+    long pid;            /* its process, 0 while none runs */
+    int ctl;             /* the master's end of its control socket, -1 while none runs */
+    int *listen_fds;     /* its listening socket per listen directive (shared ones repeat) */
+    uint64_t started_us; /* when it was forked */
+    uint64_t restart_us; /* when to fork it again after it died, 0: not due */
 };
 
 /* The one server: everything the loop owns. */
@@ -2544,7 +2668,6 @@ static struct server {
     int maxfds;                    /* entries in fds (RLIMIT_NOFILE) */
     struct client *clients;        /* all open clients */
     uint64_t nclients;             /* open clients */
-    uint64_t next_client_id;       /* for CLIENT ID */
     struct client **dirty;         /* clients to flush (and reparse) this pass */
     size_t ndirty, dirty_cap;      /* entries / allocation of dirty */
     struct client *dead;           /* closed clients to free, linked by next */
@@ -2565,8 +2688,15 @@ static struct server {
     uint64_t accept_warned_us;     /* last "pausing accepts" warning (one a second) */
     uint64_t client_timers_us;     /* last run of client_timers */
     uint32_t any_next;             /* round-robin cursor for CMD_ANY */
-    struct proxy_stats st;         /* counters */
-    struct cmd_stats *cmd_stats[ARRAY_LEN(cmd_table)]; /* per command row, when seen */
+    struct proxy_stats *st;        /* counters: in this process's stats block */
+    struct stats_block *blocks;    /* the shared mapping: a block per worker, then the
+                                      master's (dead workers' counters) */
+    struct stats_block *blk;       /* this process's block (the master's, in the master) */
+    int nworkers;                  /* worker processes; 1: this process serves alone */
+    int self;                      /* worker index (0 when alone), -1 in the master */
+    int ctl_fd;                    /* worker: its control socket to the master, else -1 */
+    struct buf ctl_in;             /* worker: control bytes read, not acted on yet */
+    struct worker *workers;        /* master: nworkers entries */
     struct buf report;             /* SIGUSR1 report bytes not yet written to stderr */
     int admin_fd;                  /* admin socket listener, -1 if none */
     struct admin *admins;          /* admin connections */
@@ -2576,6 +2706,7 @@ static struct server {
 static volatile sig_atomic_t sig_stop;  /* SIGTERM/SIGINT seen */
 static volatile sig_atomic_t sig_stats; /* SIGUSR1 seen */
 static volatile sig_atomic_t sig_hup;   /* SIGHUP seen */
+static volatile sig_atomic_t sig_child; /* SIGCHLD seen (the master) */
 
 /* ========================================================== descriptors */
 /* fd_: the fd -> connection table, the one place that edits it. */
@@ -2639,16 +2770,10 @@ static void req_free(struct req *r)
     srv.free_reqs = r;
 }
 
-/* The counters of CMD, allocated the first time it is seen. */
+/* The counters of CMD, in this process's stats block. */
 static struct cmd_stats *req_cmd_stats(const struct command *cmd)
 {
-    struct cmd_stats **cs = &srv.cmd_stats[cmd - cmd_table];
-
-    if (!*cs) {
-        *cs = xmalloc(sizeof **cs);
-        memset(*cs, 0, sizeof **cs);
-    }
-    return *cs;
+    return &srv.blk->t.cmd[cmd - cmd_table];
 }
 
 /* A command's reply is complete: account its latency and outcome. */
@@ -2700,6 +2825,7 @@ static void client_close(struct client *c, const char *why)
     c->next = srv.dead;
     srv.dead = c;
     srv.nclients--;
+    srv.blk->t.clients = srv.nclients; /* at once: other workers check max_clients */
 }
 
 static void client_free(struct client *c)
@@ -2733,7 +2859,8 @@ static void client_new(int fd, const struct sockaddr_storage *ss)
 
     memset(c, 0, sizeof *c);
     c->fd = fd;
-    c->id = ++srv.next_client_id;
+    /* unique over every worker and its restarts: worker w hands out w+1, w+1+n, ... */
+    c->id = srv.blk->next_client_id++ * (uint64_t)srv.nworkers + (uint64_t)srv.self + 1;
     c->state = CLIENT_OPEN;
     c->created_us = c->last_us = srv.now_us;
     c->auth = srv.cfg->npasswords == 0 ? AUTH_OPEN : AUTH_NONE;
@@ -2756,7 +2883,8 @@ static void client_new(int fd, const struct sockaddr_storage *ss)
         srv.clients->prev = c;
     srv.clients = c;
     srv.nclients++;
-    srv.st.connections_accepted++;
+    srv.blk->t.clients = srv.nclients;
+    srv.st->connections_accepted++;
     fd_register(fd, FD_CLIENT, c);
     log_at(LOG_DEBUG, "client %llu %s connected", (unsigned long long)c->id, c->addr);
     client_interest(c);
@@ -2772,6 +2900,20 @@ static uint64_t client_limit(void)
     uint64_t fit = (uint64_t)srv.maxfds > reserve ? (uint64_t)srv.maxfds - reserve : 1;
 
     return MIN(c->max_clients, fit);
+}
+
+/* Clients open in the whole proxy: this process's, plus what the other
+ * workers published at their last pass (so max_clients may be passed by at
+ * most one client per other worker accepting in the same instant). */
+static uint64_t client_count(void)
+{
+    uint64_t n = srv.nclients;
+    int w;
+
+    for (w = 0; srv.nworkers > 1 && w < srv.nworkers; w++)
+        if (w != srv.self)
+            n += srv.blocks[w].t.clients;
+    return n;
 }
 
 /* Say so when the descriptor limit lowers max_clients (start, reload). */
@@ -2838,12 +2980,12 @@ static void client_require_auth(void)
  * the descriptor limit) is reached, in which case it is told so and closed. */
 static void client_accept(int fd, const struct sockaddr_storage *ss)
 {
-    if (fd >= srv.maxfds || srv.nclients >= client_limit()) {
+    if (fd >= srv.maxfds || client_count() >= client_limit()) {
         static const char msg[] = "-ERR max number of clients reached\r\n";
         size_t put;
         net_write(fd, msg, sizeof msg - 1, &put); /* best effort */
         close(fd);
-        srv.st.connections_rejected++;
+        srv.st->connections_rejected++;
         return;
     }
     if (net_nonblock(fd) < 0) {
@@ -2875,7 +3017,7 @@ static void reply_dirty(struct client *c)
 static void reply_emit(struct client *c, const char *p, size_t n)
 {
     if (n > 0 && p[0] == '-')
-        srv.st.errors++;
+        srv.st->errors++;
     buf_append(&c->out, p, n);
     reply_dirty(c);
 }
@@ -2889,7 +3031,7 @@ static void reply_check_limit(struct client *c)
     if (c->state != CLIENT_DEAD && owed > srv.cfg->client_output_limit) {
         log_at(LOG_WARN, "client %llu %s closed: %zu bytes of unread replies exceed "
                "client_output_limit", (unsigned long long)c->id, c->addr, owed);
-        srv.st.output_overflows++;
+        srv.st->output_overflows++;
         client_close(c, "output limit");
     }
 }
@@ -2989,7 +3131,7 @@ static void reply_flush(struct client *c)
     if (buf_len(&c->out) > 0) {
         enum net_result rc = net_write(c->fd, c->out.data + c->out.r, buf_len(&c->out), &n);
         if (rc == NET_OK) {
-            srv.st.bytes_out += n;
+            srv.st->bytes_out += n;
             buf_consume(&c->out, n);
         } else if (rc == NET_ERR) {
             client_close(c, strerror(errno));
@@ -3168,7 +3310,7 @@ static void complete_error(struct req *r, const char *fmt, ...)
     va_end(ap);
     enc_error(&b, "%s", msg);
     if (r->backend)
-        r->backend->st.failures++;
+        r->backend->sh->st.failures++;
     complete_reply(r, b.data, buf_len(&b), 1);
     buf_free(&b);
 }
@@ -3193,8 +3335,9 @@ static void bconn_fail(struct bconn *bc, int timed_out, const char *why)
 
     log_at(was_connected ? LOG_WARN : LOG_INFO, "backend %s (%s): %s%s", b->cfg.id,
            b->cfg.addr, why, bc->inflight ? ", failing requests in flight" : "");
-    if (bc->state == BCONN_HANDSHAKE && !b->last_error[0])
-        snprintf(b->last_error, sizeof b->last_error, "AUTH/SELECT not answered: %s", why);
+    if (bc->state == BCONN_HANDSHAKE && !b->sh->last_error[0])
+        snprintf(b->sh->last_error, sizeof b->sh->last_error, "AUTH/SELECT not answered: %s",
+                 why);
     if (bc->fd >= 0) {
         fd_release(bc->fd);
         bc->fd = -1;
@@ -3217,7 +3360,7 @@ static void bconn_fail(struct bconn *bc, int timed_out, const char *why)
         if (r->role == REQ_HANDSHAKE) {
             req_free(r);
         } else if (timed_out) {
-            b->st.timeouts++;
+            b->sh->st.timeouts++;
             complete_error(r, "ERR backend %s timed out", b->cfg.id);
         } else {
             complete_error(r, "ERR backend %s unavailable", b->cfg.id);
@@ -3292,7 +3435,7 @@ static void bconn_connect(struct bconn *bc)
     int fd;
 
     if (bc->retry_us != 0) /* set by an earlier failure */
-        bc->backend->st.reconnects++;
+        bc->backend->sh->st.reconnects++;
     bc->state = BCONN_CONNECTING; /* a failure from here on backs off */
     fd = socket(cb->sa.ss_family, SOCK_STREAM, 0);
     if (fd < 0) {
@@ -3352,7 +3495,7 @@ static void bconn_push(struct bconn *bc, struct req *r)
         bc->head = r;
     bc->tail = r;
     bc->inflight++;
-    bc->backend->st.requests++;
+    bc->backend->sh->st.requests++;
 }
 
 /* The reply P[0..N) answered handshake record R.  Returns 0, or -1 when the
@@ -3364,9 +3507,10 @@ static int bconn_handshake_reply(struct bconn *bc, struct req *r, const char *p,
 
     req_free(r);
     if (p[0] == '-') {
-        snprintf(b->last_error, sizeof b->last_error, "%.*s", (int)MIN(n - 3, 190), p + 1);
+        snprintf(b->sh->last_error, sizeof b->sh->last_error, "%.*s", (int)MIN(n - 3, 190),
+                 p + 1);
         log_at(LOG_ERROR, "backend %s (%s): rejected AUTH/SELECT: %s", b->cfg.id,
-               b->cfg.addr, b->last_error);
+               b->cfg.addr, b->sh->last_error);
         bconn_fail(bc, 0, "handshake rejected");
         return -1;
     }
@@ -3409,12 +3553,12 @@ static void bconn_replies(struct bconn *bc)
             if (!bc->proven) { /* the backoff resets only once a reply proves it works */
                 bc->proven = 1;
                 bc->backoff_ms = RECONNECT_MIN_MS;
-                bc->backend->last_error[0] = '\0';
+                bc->backend->sh->last_error[0] = '\0';
             }
-            bc->backend->st.responses++;
-            hist_add(&bc->backend->latency, srv.now_us - r->sent_us);
+            bc->backend->sh->st.responses++;
+            hist_add(&bc->backend->sh->latency, srv.now_us - r->sent_us);
             if (p[0] == '-')
-                bc->backend->st.errors++;
+                bc->backend->sh->st.errors++;
             complete_reply(r, p, n, 0);
         }
         buf_consume(&bc->in, n);
@@ -3446,7 +3590,7 @@ static void bconn_read(struct bconn *bc)
             return;
         }
         bc->in.w += n;
-        bc->backend->st.bytes_in += n;
+        bc->backend->sh->st.bytes_in += n;
         bconn_replies(bc);
         if (!bconn_connected(bc) || n < room)
             return;
@@ -3463,7 +3607,7 @@ static void bconn_flush(struct bconn *bc)
         return;
     rc = net_write(bc->fd, bc->out.data + bc->out.r, buf_len(&bc->out), &n);
     if (rc == NET_OK) {
-        bc->backend->st.bytes_out += n;
+        bc->backend->sh->st.bytes_out += n;
         buf_consume(&bc->out, n);
         if (buf_len(&bc->out) == 0 && bc->out.cap > 4 * READ_CHUNK)
             buf_free(&bc->out); /* give back what a burst grew */
@@ -3506,22 +3650,203 @@ static uint64_t bconn_next_timer(const struct bconn *bc)
     return t;
 }
 
+/* ========================================================= stats blocks */
+/* stats_: the shared mapping of per-process figures, backend slots, sums. */
+
+static const char *stats_state_name(uint8_t state)
+{
+    return state == STATS_UP ? "up" : state == STATS_CONNECTING ? "connecting" : "down";
+}
+
+/* The key a backend's slot is found by in every process's block: FNV-1a
+ * of its identity and address (what backend_same compares first), never 0. */
+static uint64_t stats_key(const struct config_backend *cb)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    const char *parts[2];
+    int i;
+
+    parts[0] = cb->id;
+    parts[1] = cb->addr;
+    for (i = 0; i < 2; i++) {
+        const unsigned char *p = (const unsigned char *)parts[i];
+        for (;; p++) {
+            h = (h ^ *p) * 0x100000001b3ULL; /* the NUL separates the parts */
+            if (!*p)
+                break;
+        }
+    }
+    return h ? h : 1;
+}
+
+/* Map NBLOCKS zeroed stats blocks shared with every process forked later.
+ * Pages never written cost no memory. */
+static struct stats_block *stats_map(int nblocks)
+{
+    size_t len = sizeof(struct stats_block) * (size_t)nblocks;
+    void *p;
+#if defined(MAP_ANONYMOUS) || defined(MAP_ANON)
+#ifndef MAP_ANONYMOUS
+#define MAP_ANONYMOUS MAP_ANON
+#endif
+    p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+#else
+    int fd = open("/dev/zero", O_RDWR); /* POSIX's anonymous shared memory */
+
+    if (fd < 0)
+        die("stats: /dev/zero: %s", strerror(errno));
+    p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+#endif
+    if (p == MAP_FAILED)
+        die("stats: cannot map %zu bytes: %s", len, strerror(errno));
+    return p;
+}
+
+/* Set up the stats of NWORKERS workers (1: this process alone, which then
+ * uses block 0): blocks 0..NWORKERS-1, then the master's. */
+static void stats_init(int nworkers)
+{
+    srv.blocks = stats_map(nworkers + 1);
+    srv.blk = &srv.blocks[nworkers > 1 ? nworkers : 0];
+    srv.st = &srv.blk->t.st;
+}
+
+/* Give backend B its stats slot: a free one in this process's block, else
+ * a private one (the master's view is only assembled, never published). */
+static void stats_slot_claim(struct backend *b)
+{
+    struct stats_block *k = srv.blk;
+    uint32_t i;
+
+    for (i = 0; k && srv.self >= 0 && i < STATS_SLOTS; i++)
+        if (k->slot[i].key == 0) {
+            b->sh = &k->slot[i];
+            memset(b->sh, 0, sizeof *b->sh);
+            b->sh->key = stats_key(&b->cfg);
+            if (i >= k->nslots)
+                k->nslots = i + 1;
+            return;
+        }
+    b->sh = xcalloc(1, sizeof *b->sh);
+    b->sh->key = stats_key(&b->cfg);
+    b->sh_private = 1;
+}
+
+/* Backend B is freed: its slot is free again. */
+static void stats_slot_release(struct backend *b)
+{
+    if (b->sh_private)
+        free(b->sh);
+    else
+        b->sh->key = 0;
+    b->sh = NULL;
+}
+
+/* Add counters S to D; with GAUGES, the gauges too. */
+static void stats_add_totals(struct stats_totals *d, const struct stats_totals *s, int gauges)
+{
+    size_t i;
+
+#define STATS_SUM(name, section, info, help) d->st.name += s->st.name;
+    STATS_PROXY(STATS_SUM, STATS_NOFIELD)
+    if (gauges) {
+        d->clients += s->clients;
+        d->inflight += s->inflight;
+    }
+    for (i = 0; i < ARRAY_LEN(cmd_table); i++)
+        if (s->cmd[i].calls) {
+            d->cmd[i].calls += s->cmd[i].calls;
+            d->cmd[i].errors += s->cmd[i].errors;
+            hist_merge(&d->cmd[i].latency, &s->cmd[i].latency);
+        }
+}
+
+/* Add backend slot S to D; with GAUGES, the gauges too (the state is the
+ * best over the two: "up" if any process has a connection up). */
+static void stats_add_slot(struct stats_slot *d, const struct stats_slot *s, int gauges)
+{
+    STATS_BACKEND(STATS_SUM, STATS_NOFIELD, STATS_NOSTRING)
+#undef STATS_SUM
+    hist_merge(&d->latency, &s->latency);
+    if (!d->last_error[0])
+        memcpy(d->last_error, s->last_error, sizeof d->last_error);
+    if (gauges) {
+        d->conns += s->conns;
+        d->inflight += s->inflight;
+        d->state = MAX(d->state, s->state);
+    }
+}
+
+/* K's live slot with KEY, or NULL. */
+static const struct stats_slot *stats_find(const struct stats_block *k, uint64_t key)
+{
+    uint32_t i;
+
+    for (i = 0; i < k->nslots && i < STATS_SLOTS; i++)
+        if (k->slot[i].key == key && !k->slot[i].retired)
+            return &k->slot[i];
+    return NULL;
+}
+
+/* The master: worker block K's process died.  Its counters move into the
+ * master's block, so totals never go down; the block is cleared for the
+ * worker that replaces it (which keeps counting CLIENT IDs from where the
+ * dead one stopped). */
+static void stats_fold(struct stats_block *k)
+{
+    struct stats_block *m = srv.blk;
+    uint64_t next_id = k->next_client_id;
+    uint32_t i, j;
+
+    stats_add_totals(&m->t, &k->t, 0);
+    for (i = 0; i < k->nslots && i < STATS_SLOTS; i++) {
+        const struct stats_slot *s = &k->slot[i];
+        struct stats_slot *d = NULL;
+        if (!s->key || s->retired)
+            continue;
+        for (j = 0; j < m->nslots && !d; j++)
+            if (m->slot[j].key == s->key)
+                d = &m->slot[j];
+        for (j = 0; !d && j < STATS_SLOTS; j++)
+            if (!m->slot[j].key) {
+                d = &m->slot[j];
+                d->key = s->key;
+                m->nslots = MAX(m->nslots, j + 1);
+            }
+        if (d)
+            stats_add_slot(d, s, 0);
+    }
+    memset(k, 0, sizeof *k);
+    k->next_client_id = next_id;
+}
+
+/* What a report shows: this process's own figures when it serves alone,
+ * else the sums over every block (stats_view_get). */
+struct stats_view {
+    const struct stats_totals *t;  /* proxy-wide figures */
+    const struct stats_slot **b;   /* per routed backend, in srv.backends order */
+    uint64_t workers;              /* worker processes running */
+    struct stats_totals *sum;      /* the allocation behind t when summed, else NULL */
+    struct stats_slot *bsum;       /* the allocation behind b[i] when summed, else NULL */
+};
+
 /* ============================================================= backends */
 /* backend_: the set of backends, its state, the reload swap. */
 
-/* "up" if any connection is up, "connecting" while a first attempt (or one
- * after a lost connection) is under way, else "down". */
-static const char *backend_state(const struct backend *b)
+/* Up if any connection is up, connecting while a first attempt (or one
+ * after a lost connection) is under way, else down. */
+static enum stats_state backend_state(const struct backend *b)
 {
     int i, connecting = 0;
 
     for (i = 0; i < b->nconns; i++) {
         if (b->conns[i].state == BCONN_UP)
-            return "up";
+            return STATS_UP;
         if (b->conns[i].state != BCONN_BACKOFF)
             connecting = 1;
     }
-    return connecting ? "connecting" : "down";
+    return connecting ? STATS_CONNECTING : STATS_DOWN;
 }
 
 /* Requests in flight on B's connections. */
@@ -3546,15 +3871,25 @@ static uint64_t backend_conns_up(const struct backend *b)
     return n;
 }
 
-/* Requests in flight on every routed backend. */
-static uint64_t backend_inflight_total(void)
+/* Publish the gauges of every backend and of the proxy in this process's
+ * stats block, where a report made here or in another process reads them:
+ * once a pass (as cheap as the pass's own walk over the connections) and
+ * before a report. */
+static void backend_publish(void)
 {
-    uint64_t n = 0;
+    uint64_t routed = 0;
     int i;
 
-    for (i = 0; i < srv.nbackends; i++)
-        n += backend_inflight(srv.backends[i]);
-    return n;
+    for (i = 0; i < srv.nall; i++) {
+        struct backend *b = srv.all[i];
+        b->sh->state = (uint8_t)backend_state(b);
+        b->sh->conns = backend_conns_up(b);
+        b->sh->inflight = backend_inflight(b);
+        if (!b->retired)
+            routed += b->sh->inflight;
+    }
+    srv.blk->t.inflight = routed;
+    srv.blk->t.clients = srv.nclients;
 }
 
 /* Deep copy of a backend's config line: a backend outlives the config it
@@ -3583,6 +3918,7 @@ static struct backend *backend_new(const struct config_backend *cb, int nconns)
 
     memset(b, 0, sizeof *b);
     backend_copy_cfg(&b->cfg, cb);
+    stats_slot_claim(b);
     b->nconns = nconns;
     b->conns = xmalloc(sizeof *b->conns * (size_t)nconns);
     memset(b->conns, 0, sizeof *b->conns * (size_t)nconns);
@@ -3628,6 +3964,7 @@ static void backend_free(struct backend *b)
         buf_free(&bc->out);
     }
     free(b->conns);
+    stats_slot_release(b);
     free(b->cfg.addr);
     free(b->cfg.name);
     free(b->cfg.password);
@@ -3652,7 +3989,8 @@ static int backend_same(const struct backend *b, const struct config_backend *cb
 static void backend_apply(const struct config *c)
 {
     struct backend **next = xmalloc(sizeof *next * (size_t)c->nbackends);
-    int nconns = (int)c->backend_connections, i, j;
+    /* the master routes nothing: its backends are names for the reports */
+    int nconns = srv.self < 0 ? 0 : (int)c->backend_connections, i, j;
     uint64_t s;
 
     for (i = 0; i < c->nbackends; i++) {
@@ -3677,6 +4015,7 @@ static void backend_apply(const struct config *c)
     for (j = 0; j < srv.nbackends; j++)
         if (srv.backends[j]) {
             srv.backends[j]->retired = 1;
+            srv.backends[j]->sh->retired = 1;
             log_at(LOG_INFO, "backend %s (%s): removed; closing once in-flight requests finish",
                    srv.backends[j]->cfg.id, srv.backends[j]->cfg.addr);
         }
@@ -3737,7 +4076,7 @@ static void route_forward(const struct call *k, int bi)
     struct req *r;
 
     if (bc->state == BCONN_BACKOFF) {
-        b->st.failures++;
+        b->sh->st.failures++;
         reply_error(k, "ERR backend %s unavailable", b->cfg.id);
         return;
     }
@@ -3957,10 +4296,53 @@ static const struct {
 
 static long long stats_uptime(void) { return (long long)(time(NULL) - srv.start_time); }
 
+/* Fill V for a report.  Serving alone: this process's own block.  With
+ * workers: every block summed (the master's holds dead workers' counters),
+ * each block's backend slots matched by key to this process's routed
+ * backends.  This process's gauges are published first. */
+static void stats_view_get(struct stats_view *v)
+{
+    int n, w;
+
+    backend_publish();
+    memset(v, 0, sizeof *v);
+    v->b = xmalloc(sizeof *v->b * (size_t)MAX(srv.nbackends, 1));
+    if (srv.nworkers <= 1) {
+        v->t = &srv.blk->t;
+        v->workers = 1;
+        for (n = 0; n < srv.nbackends; n++)
+            v->b[n] = srv.backends[n]->sh;
+        return;
+    }
+    v->sum = xcalloc(1, sizeof *v->sum);
+    v->bsum = xcalloc((size_t)MAX(srv.nbackends, 1), sizeof *v->bsum);
+    for (w = 0; w <= srv.nworkers; w++) {
+        const struct stats_block *k = &srv.blocks[w];
+        v->workers += w < srv.nworkers && k->pid != 0;
+        stats_add_totals(v->sum, &k->t, 1);
+        for (n = 0; n < srv.nbackends; n++) {
+            const struct stats_slot *sl = stats_find(k, srv.backends[n]->sh->key);
+            if (sl)
+                stats_add_slot(&v->bsum[n], sl, 1);
+        }
+    }
+    v->t = v->sum;
+    for (n = 0; n < srv.nbackends; n++)
+        v->b[n] = &v->bsum[n];
+}
+
+static void stats_view_put(struct stats_view *v)
+{
+    free(v->b);
+    free(v->sum);
+    free(v->bsum);
+}
+
 /* Backend B's one-line view: every S and G row of STATS_BACKEND, as
  * "name value" pairs joined by blanks, or with KV as "name=value" joined by
  * commas (INFO). */
-static void stats_backend_line(struct buf *out, const struct backend *b, int kv)
+static void stats_backend_line(struct buf *out, const struct backend *b,
+                               const struct stats_slot *s, int kv)
 {
     const char *sep = "";
 
@@ -3987,45 +4369,62 @@ static void stats_text_latency(struct buf *out, const struct hist *h)
 }
 
 
+/* The text report's line per worker process (with workers). */
+static void stats_text_workers(struct buf *out)
+{
+    int w;
+
+    for (w = 0; srv.nworkers > 1 && w < srv.nworkers; w++) {
+        const struct stats_block *k = &srv.blocks[w];
+        buf_printf(out, "worker %d pid %ld clients %llu commands %llu\n", w, k->pid,
+                   (unsigned long long)k->t.clients, (unsigned long long)k->t.st.commands);
+    }
+}
+
 /* The human-readable report: SIGUSR1 and the admin `stats` command. */
 static void stats_write_text(struct buf *out)
 {
+    struct stats_view view, *v = &view;
     size_t i;
     int n;
 
+    stats_view_get(v);
     buf_printf(out, "shardproxy %s pid %ld uptime %llds\n", SHARDPROXY_VERSION, (long)getpid(),
                stats_uptime());
 #define STATS_TEXT_C(name, section, info, help) \
-    buf_printf(out, "  %-20s %llu\n", #name, (unsigned long long)srv.st.name);
+    buf_printf(out, "  %-20s %llu\n", #name, (unsigned long long)v->t->st.name);
 #define STATS_TEXT_G(name, metric, section, info, help, value) \
     buf_printf(out, "  %-20s %llu\n", #name, (unsigned long long)(value));
     STATS_PROXY(STATS_TEXT_C, STATS_TEXT_G)
 #undef STATS_TEXT_C
+    stats_text_workers(out);
     for (n = 0; n < srv.nbackends; n++) {
         const struct backend *b = srv.backends[n];
+        const struct stats_slot *s = v->b[n];
         buf_printf(out, "backend %s address %s ", b->cfg.id, b->cfg.addr);
-        stats_backend_line(out, b, 0);
+        stats_backend_line(out, b, s, 0);
         buf_append(out, "\n", 1);
 #define STATS_TEXT_C(name, section, info, help) \
-    buf_printf(out, "  %-20s %llu\n", #name, (unsigned long long)b->st.name);
+    buf_printf(out, "  %-20s %llu\n", #name, (unsigned long long)s->st.name);
         STATS_BACKEND(STATS_TEXT_C, STATS_NOFIELD, STATS_NOSTRING)
 #undef STATS_TEXT_C
 #undef STATS_TEXT_G
-        stats_text_latency(out, &b->latency);
-        if (b->last_error[0]) {
-            char esc[sizeof b->last_error * 4 + 8];
-            buf_printf(out, "  last_error %s\n", log_escape(b->last_error,
-                       strlen(b->last_error), esc, sizeof esc));
+        stats_text_latency(out, &s->latency);
+        if (s->last_error[0]) {
+            char esc[sizeof s->last_error * 4 + 8];
+            buf_printf(out, "  last_error %s\n", log_escape(s->last_error,
+                       strnlen(s->last_error, sizeof s->last_error), esc, sizeof esc));
         }
     }
     for (i = 0; i < ARRAY_LEN(cmd_table); i++) {
-        const struct cmd_stats *cs = srv.cmd_stats[i];
-        if (!cs)
+        const struct cmd_stats *cs = &v->t->cmd[i];
+        if (!cs->calls)
             continue;
         buf_printf(out, "command %s calls %llu errors %llu\n", cmd_table[i].name,
                    (unsigned long long)cs->calls, (unsigned long long)cs->errors);
         stats_text_latency(out, &cs->latency);
     }
+    stats_view_put(v);
 }
 
 /* Append S as a JSON string: quotes, backslashes and control bytes escaped. */
@@ -4058,14 +4457,15 @@ static void stats_json_latency(struct buf *out, const struct hist *h)
 
 
 /* One backend as a JSON object: identity, every row, last_error, latency. */
-static void stats_json_backend(struct buf *out, const struct backend *b)
+static void stats_json_backend(struct buf *out, const struct backend *b,
+                               const struct stats_slot *s)
 {
     buf_printf(out, "{\"name\":");
     stats_json_str(out, b->cfg.id);
     buf_printf(out, ",\"address\":");
     stats_json_str(out, b->cfg.addr);
 #define STATS_JSON_C(name, section, info, help) \
-    buf_printf(out, ",\"%s\":%llu", #name, (unsigned long long)b->st.name);
+    buf_printf(out, ",\"%s\":%llu", #name, (unsigned long long)s->st.name);
 #define STATS_JSON_G(name, metric, section, info, help, value) \
     buf_printf(out, ",\"%s\":%llu", #name, (unsigned long long)(value));
 #define STATS_JSON_S(name, value)             \
@@ -4076,9 +4476,9 @@ static void stats_json_backend(struct buf *out, const struct backend *b)
 #undef STATS_JSON_G
 #undef STATS_JSON_S
     buf_append_str(out, ",\"last_error\":");
-    stats_json_str(out, b->last_error);
+    stats_json_str(out, s->last_error);
     buf_append(out, ",", 1);
-    stats_json_latency(out, &b->latency);
+    stats_json_latency(out, &s->latency);
     buf_append(out, "}", 1);
 }
 
@@ -4087,16 +4487,19 @@ static void stats_json_backend(struct buf *out, const struct backend *b)
  * figures; the other rows are flat members. */
 static void stats_write_json(struct buf *out)
 {
+    struct stats_view view, *v = &view;
     size_t i;
     int n, first = 1;
 
+    stats_view_get(v);
     buf_printf(out, "{\"version\":\"%s\",\"pid\":%ld,\"uptime_s\":%lld,"
                "\"clients\":{\"current\":%llu,\"total\":%llu,\"rejected\":%llu}",
                SHARDPROXY_VERSION, (long)getpid(), stats_uptime(),
-               (unsigned long long)srv.nclients, (unsigned long long)srv.st.connections_accepted,
-               (unsigned long long)srv.st.connections_rejected);
+               (unsigned long long)v->t->clients,
+               (unsigned long long)v->t->st.connections_accepted,
+               (unsigned long long)v->t->st.connections_rejected);
 #define STATS_JSON_C(name, section, info, help) \
-    buf_printf(out, ",\"%s\":%llu", #name, (unsigned long long)srv.st.name);
+    buf_printf(out, ",\"%s\":%llu", #name, (unsigned long long)v->t->st.name);
 #define STATS_JSON_PROXY_G(name, metric, section, info, help, value) \
     if (strcmp(#name, "clients"))                                  \
         buf_printf(out, ",\"%s\":%llu", #name, (unsigned long long)(value));
@@ -4107,12 +4510,17 @@ static void stats_write_json(struct buf *out)
     for (n = 0; n < srv.nbackends; n++) {
         if (n)
             buf_append(out, ",", 1);
-        stats_json_backend(out, srv.backends[n]);
+        stats_json_backend(out, srv.backends[n], v->b[n]);
     }
+    buf_printf(out, "],\"workers_by_index\":[");
+    for (n = 0; srv.nworkers > 1 && n < srv.nworkers; n++)
+        buf_printf(out, "%s{\"pid\":%ld,\"clients\":%llu,\"commands\":%llu}", n ? "," : "",
+                   srv.blocks[n].pid, (unsigned long long)srv.blocks[n].t.clients,
+                   (unsigned long long)srv.blocks[n].t.st.commands);
     buf_printf(out, "],\"commands_by_name\":{");
     for (i = 0; i < ARRAY_LEN(cmd_table); i++) {
-        const struct cmd_stats *cs = srv.cmd_stats[i];
-        if (!cs)
+        const struct cmd_stats *cs = &v->t->cmd[i];
+        if (!cs->calls)
             continue;
         buf_printf(out, "%s\"%s\":{\"calls\":%llu,\"errors\":%llu,", first ? "" : ",",
                    cmd_table[i].name, (unsigned long long)cs->calls,
@@ -4122,6 +4530,7 @@ static void stats_write_json(struct buf *out)
         first = 0;
     }
     buf_printf(out, "}}\n");
+    stats_view_put(v);
 }
 
 /* Append S as a Prometheus label value: backslash, quote and newline escaped. */
@@ -4190,13 +4599,13 @@ static void stats_prom_hist(struct buf *out, const char *name, const char *label
 
 /* The proxy-wide families, and one family per backend row with a sample
  * per backend (plus backend_up, the `state` string as a number). */
-static void stats_prom_rows(struct buf *out)
+static void stats_prom_rows(struct buf *out, const struct stats_view *v)
 {
     int n;
 
 #define STATS_PROM_C(name, section, info, help)                   \
     stats_prom_family(out, #name "_total", "counter", help ".");  \
-    stats_prom_sample(out, #name "_total", NULL, NULL, srv.st.name);
+    stats_prom_sample(out, #name "_total", NULL, NULL, v->t->st.name);
 #define STATS_PROM_G(name, metric, section, info, help, value) \
     stats_prom_family(out, metric, "gauge", help ".");         \
     stats_prom_sample(out, metric, NULL, NULL, (uint64_t)(value));
@@ -4206,15 +4615,17 @@ static void stats_prom_rows(struct buf *out)
     stats_prom_family(out, "backend_up", "gauge", "1 if a connection to the backend is up.");
     for (n = 0; n < srv.nbackends; n++)
         stats_prom_sample(out, "backend_up", "backend", srv.backends[n]->cfg.id,
-                          (uint64_t)(backend_conns_up(srv.backends[n]) > 0));
+                          (uint64_t)(v->b[n]->conns > 0));
 #define STATS_PROM_EACH(family, type, help, value)                       \
     stats_prom_family(out, family, type, help ".");                     \
     for (n = 0; n < srv.nbackends; n++) {                               \
         const struct backend *b = srv.backends[n];                      \
+        const struct stats_slot *s = v->b[n];                           \
+        UNUSED(s); /* the rows from struct backend do not read it */    \
         stats_prom_sample(out, family, "backend", b->cfg.id, (uint64_t)(value)); \
     }
 #define STATS_PROM_C(name, section, info, help) \
-    STATS_PROM_EACH("backend_" #name "_total", "counter", help, b->st.name)
+    STATS_PROM_EACH("backend_" #name "_total", "counter", help, s->st.name)
 #define STATS_PROM_G(name, metric, section, info, help, value) \
     STATS_PROM_EACH(metric, "gauge", help, value)
     STATS_BACKEND(STATS_PROM_C, STATS_PROM_G, STATS_NOSTRING)
@@ -4227,35 +4638,38 @@ static void stats_prom_rows(struct buf *out)
  * with HELP and TYPE, its samples together. */
 static void stats_write_metrics(struct buf *out)
 {
+    struct stats_view view, *v = &view;
     size_t i;
     int n;
 
+    stats_view_get(v);
     stats_prom_family(out, "info", "gauge", "Always 1; the version is a label.");
     stats_prom_sample(out, "info", "version", SHARDPROXY_VERSION, 1);
     stats_prom_family(out, "uptime_seconds", "gauge", "Seconds since the proxy started.");
     stats_prom_sample(out, "uptime_seconds", NULL, NULL, (uint64_t)stats_uptime());
-    stats_prom_rows(out);
+    stats_prom_rows(out, v);
     stats_prom_family(out, "backend_latency_seconds", "histogram",
                       "Time from queueing a request to reading its reply.");
     for (n = 0; n < srv.nbackends; n++)
         stats_prom_hist(out, "backend_latency_seconds", "backend", srv.backends[n]->cfg.id,
-                        &srv.backends[n]->latency);
+                        &v->b[n]->latency);
     stats_prom_family(out, "command_calls_total", "counter", "Requests per command.");
     for (i = 0; i < ARRAY_LEN(cmd_table); i++)
-        if (srv.cmd_stats[i])
+        if (v->t->cmd[i].calls)
             stats_prom_sample(out, "command_calls_total", "command", cmd_table[i].name,
-                              srv.cmd_stats[i]->calls);
+                              v->t->cmd[i].calls);
     stats_prom_family(out, "command_errors_total", "counter", "Error replies per command.");
     for (i = 0; i < ARRAY_LEN(cmd_table); i++)
-        if (srv.cmd_stats[i])
+        if (v->t->cmd[i].calls)
             stats_prom_sample(out, "command_errors_total", "command", cmd_table[i].name,
-                              srv.cmd_stats[i]->errors);
+                              v->t->cmd[i].errors);
     stats_prom_family(out, "command_latency_seconds", "histogram",
                       "Time from a request's arrival to its complete reply.");
     for (i = 0; i < ARRAY_LEN(cmd_table); i++)
-        if (srv.cmd_stats[i])
+        if (v->t->cmd[i].calls)
             stats_prom_hist(out, "command_latency_seconds", "command", cmd_table[i].name,
-                            &srv.cmd_stats[i]->latency);
+                            &v->t->cmd[i].latency);
+    stats_view_put(v);
 }
 
 /* Which INFO sections ARGV[1..] asks for (none: all). */
@@ -4299,14 +4713,15 @@ static unsigned stats_tcp_port(void)
 
 
 /* The INFO fields of every proxy row in SECTION. */
-static void stats_info_rows(struct buf *out, int section)
+static void stats_info_rows(struct buf *out, const struct stats_view *v, int section)
 {
 #define STATS_INFO_C(name, sect, info, help)                                      \
     if (INFO_##sect == section)                                                   \
-        buf_printf(out, "%s:%llu\r\n", info, (unsigned long long)srv.st.name);
+        buf_printf(out, "%s:%llu\r\n", (const char *)(info), /* NULL: never in INFO */ \
+                   (unsigned long long)v->t->st.name);
 #define STATS_INFO_G(name, metric, sect, info, help, value)                       \
     if (INFO_##sect == section)                                                   \
-        buf_printf(out, "%s:%llu\r\n", info, (unsigned long long)(value));
+        buf_printf(out, "%s:%llu\r\n", (const char *)(info), (unsigned long long)(value));
     STATS_PROXY(STATS_INFO_C, STATS_INFO_G)
 #undef STATS_INFO_C
 #undef STATS_INFO_G
@@ -4316,20 +4731,22 @@ static void stats_info_rows(struct buf *out, int section)
  * each backend on one line of `backends`. */
 static void stats_info_render(struct buf *out, uint8_t mask)
 {
+    struct stats_view view, *v = &view;
     int i;
 
+    stats_view_get(v);
     if (mask & INFO_SERVER)
         buf_printf(out, "# Server\r\nshardproxy_version:%s\r\nprocess_id:%ld\r\ntcp_port:%u\r\n"
                    "uptime_in_seconds:%lld\r\nuptime_in_days:%lld\r\n\r\n", SHARDPROXY_VERSION,
                    (long)getpid(), stats_tcp_port(), stats_uptime(), stats_uptime() / 86400);
     if (mask & INFO_CLIENTS) {
         buf_printf(out, "# Clients\r\n");
-        stats_info_rows(out, INFO_CLIENTS);
+        stats_info_rows(out, v, INFO_CLIENTS);
         buf_printf(out, "maxclients:%llu\r\n\r\n", (unsigned long long)client_limit());
     }
     if (mask & INFO_STATS) {
         buf_printf(out, "# Stats\r\n");
-        stats_info_rows(out, INFO_STATS);
+        stats_info_rows(out, v, INFO_STATS);
         buf_printf(out, "\r\n");
     }
     if (mask & INFO_BACKENDS) {
@@ -4337,11 +4754,12 @@ static void stats_info_render(struct buf *out, uint8_t mask)
         for (i = 0; i < srv.nbackends; i++) {
             const struct backend *b = srv.backends[i];
             buf_printf(out, "backend%d:id=%s,addr=%s,", i, b->cfg.id, b->cfg.addr);
-            stats_backend_line(out, b, 1);
+            stats_backend_line(out, b, v->b[i], 1);
             buf_printf(out, "\r\n");
         }
         buf_printf(out, "\r\n");
     }
+    stats_view_put(v);
 }
 
 /* Highest database number summed in INFO keyspace. */
@@ -4756,14 +5174,14 @@ static void input_dispatch(struct client *c, const char *raw, size_t rawlen)
     k.argc = resp_req_args(&c->parser, raw, srv.argv, srv.argv_cap, srv.scratch);
     k.argv = srv.argv;
     if (k.argc < 0) {
-        srv.st.protocol_errors++;
+        srv.st->protocol_errors++;
         reply_error(&k, "ERR Protocol error: unbalanced quotes in request");
         c->state = CLIENT_CLOSING;
         return;
     }
     if (k.argc == 0)
         return;
-    srv.st.commands++;
+    srv.st->commands++;
     k.cmd = cmd_find(k.argv[0].p, k.argv[0].len);
     if (k.cmd && k.cmd->kind == CMD_CONTAINER && k.argc > 1) {
         if (!(k.cmd = cmd_find_sub(k.cmd, &k.argv[1]))) {
@@ -4806,7 +5224,7 @@ static void input_protocol_error(struct client *c)
     struct call k = {NULL, NULL, NULL, 0, NULL, 0};
 
     k.c = c;
-    srv.st.protocol_errors++;
+    srv.st->protocol_errors++;
     log_at(LOG_INFO, "client %llu %s: protocol error: %s", (unsigned long long)c->id, c->addr,
            c->parser.err);
     reply_error(&k, "ERR Protocol error: %s", c->parser.err);
@@ -4870,7 +5288,7 @@ static void input_read(struct client *c)
         rc = net_read(c->fd, srv.rbuf, READ_CHUNK, &n);
     }
     if (rc == NET_OK) {
-        srv.st.bytes_in += n;
+        srv.st->bytes_in += n;
         if (own) {
             c->in.w += n;
             input_process(c, c->in.data + c->in.r, buf_len(&c->in), 1);
@@ -5037,6 +5455,20 @@ static int config_parse_number(struct config *c, const void *field, char **argv,
     }
     *(uint64_t *)((char *)c + d->offset) = (uint64_t)v;
     return 0;
+}
+
+/* workers N|auto: auto is the number of online CPUs (at most the maximum). */
+static int config_parse_workers(struct config *c, const void *field, char **argv, int argc,
+                                char *err, size_t errlen)
+{
+    const struct config_directive *d = field;
+
+    if (argc == 2 && !strcmp(argv[1], "auto")) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        c->workers = n < 1 ? 1 : (uint64_t)MIN(n, (long)d->max);
+        return 0;
+    }
+    return config_parse_number(c, field, argv, argc, err, errlen);
 }
 
 /* table_size: a number that must also be prime. */
@@ -5317,6 +5749,8 @@ static const struct config_directive config_directives[] = {
     {"backend_user", config_parse_backend_user, 0, 0, 0, NULL, CONFIG_RELOADS},
     {"backend_db", config_parse_number, CONFIG_FIELD(backend_db), 0, 1000000, "0",
      CONFIG_RELOADS},
+    {"workers", config_parse_workers, CONFIG_FIELD(workers), 1, WORKERS_MAX, "1",
+     CONFIG_RESTART},
 };
 
 static void config_free(struct config *c)
@@ -5540,32 +5974,50 @@ fail:
     return NULL;
 }
 
-/* Read and parse the file PATH.  Returns the config, or NULL with
- * "PATH:LINE: reason" (or "PATH: reason") in ERR. */
-static struct config *config_load(const char *path, int resolve, char *err, size_t errlen)
+/* Read the file PATH into TEXT.  Returns 0, or -1 with "PATH: reason" in ERR. */
+static int config_read(const char *path, struct buf *text, char *err, size_t errlen)
 {
-    struct config *c = NULL;
-    struct buf text = {0, 0, 0, 0};
     FILE *f = fopen(path, "r");
     size_t n;
+    int rc = -1;
 
     if (!f) {
         snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
+        return -1;
     }
     do {
-        buf_reserve(&text, 65536);
-        n = fread(text.data + text.w, 1, text.cap - text.w, f);
-        text.w += n;
-    } while (n > 0 && buf_len(&text) <= CONFIG_MAX_FILE);
+        buf_reserve(text, 65536);
+        n = fread(text->data + text->w, 1, text->cap - text->w, f);
+        text->w += n;
+    } while (n > 0 && buf_len(text) <= CONFIG_MAX_FILE);
     if (ferror(f))
         snprintf(err, errlen, "%s: read error: %s", path, strerror(errno));
-    else if (buf_len(&text) > CONFIG_MAX_FILE)
+    else if (buf_len(text) > CONFIG_MAX_FILE)
         snprintf(err, errlen, "%s: larger than %d bytes", path, CONFIG_MAX_FILE);
     else
-        c = config_parse(path, text.data ? text.data : "", buf_len(&text), resolve, err,
-                         errlen);
+        rc = 0;
     fclose(f);
+    return rc;
+}
+
+/* Read and parse the file PATH; its bytes are left in TEXT (the master
+ * hands them to its workers).  Returns the config, or NULL with
+ * "PATH:LINE: reason" (or "PATH: reason") in ERR. */
+static struct config *config_load_text(const char *path, int resolve, struct buf *text,
+                                       char *err, size_t errlen)
+{
+    if (config_read(path, text, err, errlen) < 0)
+        return NULL;
+    return config_parse(path, text->data ? text->data : "", buf_len(text), resolve, err, errlen);
+}
+
+/* Read and parse the file PATH.  Returns the config, or NULL with the
+ * reason in ERR. */
+static struct config *config_load(const char *path, int resolve, char *err, size_t errlen)
+{
+    struct buf text = {0, 0, 0, 0};
+    struct config *c = config_load_text(path, resolve, &text, err, errlen);
+
     buf_free(&text);
     return c;
 }
@@ -5621,20 +6073,15 @@ static void reload_keep_restart_only(struct config *old, struct config *next)
     old->restart_lines = lines, old->nrestart_lines = n;
 }
 
-/* SIGHUP and admin `reload`: re-read the config file and apply it without
- * dropping a client.  Backends, the Maglev table, timeouts, limits,
- * log_level and passwords take effect for new requests (a reload that
- * turns AUTH on makes clients that never authenticated AUTH first);
- * restart-only directives keep their running values.  A config that does
- * not load changes nothing.  Returns 0, or -1 with the reason in ERR. */
-static int reload_config(char *err, size_t errlen)
+/* Make NEXT, a config that loaded, the one in force.  Backends, the Maglev
+ * table, timeouts, limits, log_level and passwords take effect for new
+ * requests (a reload that turns AUTH on makes clients that never
+ * authenticated AUTH first); restart-only directives keep their running
+ * values. */
+static void reload_apply(struct config *next)
 {
-    struct config *next = config_load(srv.cfg->path, 1, err, errlen), *old = srv.cfg;
+    struct config *old = srv.cfg;
 
-    if (!next) {
-        log_at(LOG_ERROR, "reload rejected, configuration unchanged: %s", err);
-        return -1;
-    }
     reload_keep_restart_only(old, next);
     backend_apply(next);
     srv.cfg = next;
@@ -5645,7 +6092,224 @@ static int reload_config(char *err, size_t errlen)
     client_limit_check();
     log_at(LOG_INFO, "configuration reloaded from %s: %d backend(s), table_size %llu",
            next->path, next->nbackends, (unsigned long long)next->table_size);
+}
+
+/* =============================================================== control */
+/* ctl_: the master's control socket to each worker.  The master asks, the
+ * worker answers; both ends are in this file, so the format is private:
+ *   reload LEN\n<LEN bytes of config text>   ->  LEN\nOK  or  LEN\nERR reason
+ *   clients\n                                ->  LEN\n<admin `clients` lines>
+ * The master waits for each answer with a deadline (it serves only the
+ * admin socket and supervision, so a short wait costs no client anything);
+ * a worker answers from its loop, between two passes. */
+
+/* Largest control message: a config file and its header. */
+#define CTL_MAX (CONFIG_MAX_FILE + 64)
+
+static void admin_clients(struct buf *out);
+
+/* A worker: answer the master with PAYLOAD.  The socket blocks: the master
+ * is reading, and if it is gone the write fails at once. */
+static void ctl_answer(const char *payload, size_t len)
+{
+    char head[32];
+    size_t put;
+    int n = snprintf(head, sizeof head, "%zu\n", len);
+
+    if (net_write(srv.ctl_fd, head, (size_t)n, &put) != NET_OK || put != (size_t)n ||
+        net_write(srv.ctl_fd, payload, len, &put) != NET_OK || put != len)
+        log_at(LOG_WARN, "control: cannot answer the master");
+}
+
+/* A worker: act on the master's message at the head of srv.ctl_in, if it
+ * is complete.  Returns 1 when one was consumed. */
+static int ctl_serve_one(void)
+{
+    struct buf *in = &srv.ctl_in;
+    char *p = in->data + in->r, *nl = memchr(p, '\n', buf_len(in));
+    size_t head, len;
+
+    if (!nl)
+        return 0;
+    head = (size_t)(nl - p) + 1;
+    if (head == 8 && !memcmp(p, "clients\n", 8)) {
+        struct buf out = {0, 0, 0, 0};
+        admin_clients(&out);
+        ctl_answer(out.data ? out.data : "", buf_len(&out));
+        buf_free(&out);
+        buf_consume(in, head);
+        return 1;
+    }
+    if (head > 7 && !memcmp(p, "reload ", 7) && sscanf(p + 7, "%zu", &len) == 1) {
+        char err[1024] = "ERR ";
+        struct config *next;
+        if (buf_len(in) - head < len)
+            return 0;
+        next = config_parse(srv.cfg->path, p + head, len, 1, err + 4, sizeof err - 4);
+        if (next) {
+            reload_apply(next);
+            ctl_answer("OK", 2);
+        } else {
+            ctl_answer(err, strlen(err));
+        }
+        buf_consume(in, head + len);
+        return 1;
+    }
+    log_at(LOG_ERROR, "control: unknown message from the master; closing");
+    buf_consume(in, buf_len(in));
     return 0;
+}
+
+/* A worker: its control socket is readable.  The master's end closing means
+ * the master is gone: the worker drains its clients and exits, so no
+ * orphan keeps serving with nobody supervising it. */
+static void ctl_read(void)
+{
+    enum net_result rc;
+    size_t n;
+
+    buf_reserve(&srv.ctl_in, 65536);
+    rc = net_read(srv.ctl_fd, srv.ctl_in.data + srv.ctl_in.w, srv.ctl_in.cap - srv.ctl_in.w, &n);
+    if (rc == NET_OK) {
+        srv.ctl_in.w += n;
+        while (buf_len(&srv.ctl_in) > 0 && ctl_serve_one())
+            ;
+        if (buf_len(&srv.ctl_in) > CTL_MAX)
+            rc = NET_ERR;
+    }
+    if (rc == NET_EOF || rc == NET_ERR) {
+        log_at(LOG_WARN, "control: the master is gone; draining and exiting");
+        fd_release(srv.ctl_fd);
+        srv.ctl_fd = -1;
+        buf_free(&srv.ctl_in);
+        sig_stop = 1;
+    }
+}
+
+/* The master: wait until FD is ready for EVENTS or DEADLINE_US passes.
+ * Returns 1 when ready. */
+static int ctl_wait(int fd, short events, uint64_t deadline_us)
+{
+    struct pollfd p;
+    uint64_t now;
+
+    while ((now = clock_now_us()) < deadline_us) {
+        p.fd = fd;
+        p.events = events;
+        p.revents = 0;
+        if (poll(&p, 1, (int)((deadline_us - now + 999) / 1000)) > 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* The master: send REQ to worker W and read its answer into OUT.
+ * Returns 0, or -1 when the worker did not answer in time (or is gone). */
+static int ctl_call(struct worker *w, const char *req, size_t len, struct buf *out)
+{
+    uint64_t deadline = clock_now_us() + CTL_TIMEOUT_MS * 1000ULL;
+    size_t done = 0, n, want = SIZE_MAX, head = 0;
+    enum net_result rc;
+
+    while (done < len) {
+        if (!ctl_wait(w->ctl, POLLOUT, deadline))
+            return -1;
+        rc = net_write(w->ctl, req + done, len - done, &n);
+        if (rc == NET_ERR)
+            return -1;
+        if (rc == NET_OK)
+            done += n;
+    }
+    while (want == SIZE_MAX || buf_len(out) < head + want) {
+        char *nl;
+        if (!ctl_wait(w->ctl, POLLIN, deadline))
+            return -1;
+        buf_reserve(out, 65536);
+        rc = net_read(w->ctl, out->data + out->w, out->cap - out->w, &n);
+        if (rc == NET_EOF || rc == NET_ERR)
+            return -1;
+        if (rc == NET_OK)
+            out->w += n;
+        if (want == SIZE_MAX && (nl = memchr(out->data + out->r, '\n', buf_len(out))) != NULL) {
+            if (sscanf(out->data + out->r, "%zu", &want) != 1 || want > CTL_MAX)
+                return -1;
+            head = (size_t)(nl - (out->data + out->r)) + 1;
+        }
+    }
+    buf_consume(out, head);
+    return 0;
+}
+
+/* The master: have every running worker apply the config TEXT, already
+ * validated here.  A worker that fails or does not answer is killed: it is
+ * restarted with the master's config, which is TEXT, so every worker ends
+ * up with it.  Returns 0, or -1 with which workers failed in ERR. */
+static int ctl_reload(const struct buf *text, char *err, size_t errlen)
+{
+    struct buf msg = {0, 0, 0, 0}, ans = {0, 0, 0, 0};
+    size_t used = 0;
+    int i, failed = 0;
+
+    buf_printf(&msg, "reload %zu\n", buf_len(text));
+    buf_append(&msg, text->data ? text->data + text->r : "", buf_len(text));
+    err[0] = '\0';
+    for (i = 0; i < srv.nworkers; i++) {
+        struct worker *w = &srv.workers[i];
+        if (!w->pid)
+            continue; /* it starts with the master's config */
+        ans.r = ans.w = 0;
+        if (ctl_call(w, msg.data, buf_len(&msg), &ans) == 0 && buf_len(&ans) == 2 &&
+            !memcmp(ans.data + ans.r, "OK", 2))
+            continue;
+        failed = 1;
+        log_at(LOG_ERROR, "reload: worker %d did not apply it (%.*s); restarting it", i,
+               (int)MIN(buf_len(&ans), 200), buf_len(&ans) ? ans.data + ans.r : "no answer");
+        if (used < errlen)
+            used += (size_t)snprintf(err + used, errlen - used,
+                                     "%sworker %d did not apply it and is restarted",
+                                     used ? ", " : "reloaded, but ", i);
+        kill((pid_t)w->pid, SIGKILL);
+    }
+    buf_free(&msg);
+    buf_free(&ans);
+    return failed ? -1 : 0;
+}
+
+/* The master: every running worker's `clients` lines, appended to OUT. */
+static void ctl_clients(struct buf *out)
+{
+    struct buf ans = {0, 0, 0, 0};
+    int i;
+
+    for (i = 0; i < srv.nworkers; i++) {
+        ans.r = ans.w = 0;
+        if (srv.workers[i].pid && ctl_call(&srv.workers[i], "clients\n", 8, &ans) == 0)
+            buf_append(out, ans.data ? ans.data + ans.r : "", buf_len(&ans));
+    }
+    buf_free(&ans);
+}
+
+/* SIGHUP and admin `reload`: re-read the config file and apply it without
+ * dropping a client (see reload_apply); with workers, the master validates
+ * it once and then every worker applies the same bytes.  A config that
+ * does not load changes nothing anywhere.  Returns 0, or -1 with the reason
+ * in ERR. */
+static int reload_config(char *err, size_t errlen)
+{
+    struct buf text = {0, 0, 0, 0};
+    struct config *next = config_load_text(srv.cfg->path, 1, &text, err, errlen);
+    int rc = 0;
+
+    if (!next) {
+        log_at(LOG_ERROR, "reload rejected, configuration unchanged: %s", err);
+        buf_free(&text);
+        return -1;
+    }
+    reload_apply(next);
+    if (srv.self < 0 && ctl_reload(&text, err, errlen) < 0)
+        rc = -1;
+    buf_free(&text);
+    return rc;
 }
 
 /* ================================================================ admin */
@@ -5689,7 +6353,7 @@ static void admin_listen(void)
     memset(&ss, 0, sizeof ss);
     un->sun_family = AF_UNIX;
     memcpy(un->sun_path, path, strlen(path) + 1); /* length checked by the config */
-    fd = net_listen(&ss, (socklen_t)sizeof *un, ADMIN_BACKLOG, (unsigned)srv.cfg->admin_mode,
+    fd = net_listen(&ss, (socklen_t)sizeof *un, ADMIN_BACKLOG, (unsigned)srv.cfg->admin_mode, 0,
                     err, sizeof err);
     if (fd < 0)
         die("admin %s: %s", path, err);
@@ -5715,20 +6379,28 @@ static void admin_close(struct admin *a)
  * shows it, with blanks. */
 static void admin_backends(struct buf *out)
 {
+    struct stats_view view;
     int i;
 
+    stats_view_get(&view);
     for (i = 0; i < srv.nbackends; i++) {
         const struct backend *b = srv.backends[i];
         buf_printf(out, "%s %s ", b->cfg.id, b->cfg.addr);
-        stats_backend_line(out, b, 0);
+        stats_backend_line(out, b, view.b[i], 0);
         buf_append(out, "\n", 1);
     }
+    stats_view_put(&view);
 }
 
+/* `clients`: a line per client (the master asks its workers). */
 static void admin_clients(struct buf *out)
 {
     const struct client *c;
 
+    if (srv.self < 0) {
+        ctl_clients(out);
+        return;
+    }
     for (c = srv.clients; c; c = c->next)
         buf_printf(out, "id %llu addr %s age %llus idle %llus pending %u out %zu name %s\n",
                    (unsigned long long)c->id, c->addr,
@@ -5903,6 +6575,8 @@ static void sig_handler(int sig)
         sig_stats = 1;
     else if (sig == SIGHUP)
         sig_hup = 1;
+    else if (sig == SIGCHLD)
+        sig_child = 1;
 }
 
 static void sig_install(void)
@@ -5916,6 +6590,7 @@ static void sig_install(void)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGCHLD, &sa, NULL);
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
 }
@@ -5933,7 +6608,7 @@ static void loop_listen(void)
     srv.listen_fds = xmalloc(sizeof *srv.listen_fds * (size_t)c->nlistens);
     for (i = 0; i < c->nlistens; i++) {
         const struct config_listen *l = &c->listens[i];
-        int fd = net_listen(&l->sa, l->salen, LISTEN_BACKLOG, 0, err, sizeof err);
+        int fd = net_listen(&l->sa, l->salen, LISTEN_BACKLOG, 0, 0, err, sizeof err);
 
         if (fd < 0)
             die("listen %s: %s", l->addr, err);
@@ -5954,7 +6629,7 @@ static void loop_close_listeners(void)
             continue;
         fd_release(srv.listen_fds[i]);
         srv.listen_fds[i] = -1;
-        if (srv.cfg->listens[i].addr[0] == '/')
+        if (srv.cfg->listens[i].addr[0] == '/' && srv.nworkers <= 1) /* else the master's */
             unlink(srv.cfg->listens[i].addr);
     }
 }
@@ -5995,6 +6670,8 @@ static void loop_interest(void)
         }
     if (srv.admin_fd >= 0)
         loop_set(srv.admin_fd, srv.now_us >= srv.accept_paused_until ? EV_READ : 0);
+    if (srv.ctl_fd >= 0)
+        loop_set(srv.ctl_fd, EV_READ);
     for (a = srv.admins; a; a = a->next) {
         unsigned want = buf_len(&a->out) ? EV_WRITE : 0;
         if (a->fd < 0)
@@ -6117,6 +6794,8 @@ static void loop_event(int fd, unsigned mask)
         }
     } else if (ref->type == FD_ADMIN_LISTENER) {
         loop_accept(fd, admin_accept);
+    } else if (ref->type == FD_CONTROL) {
+        ctl_read();
     } else if (ref->type == FD_ADMIN) {
         struct admin *a = ref->ptr;
         if (mask & (EV_READ | EV_ERR))
@@ -6167,6 +6846,7 @@ static void loop_flush(void)
     }
     admin_reap();
     backend_reap();
+    backend_publish();
 }
 
 /* SIGTERM: stop accepting and reading; finish what is in flight. */
@@ -6196,33 +6876,49 @@ static int loop_drained(void)
     return srv.clients == NULL;
 }
 
+/* Act on the signal flags at the top of a pass: SIGTERM starts the drain
+ * (BEGIN_STOP: the loop's own, or the master's), SIGUSR1 queues the
+ * report, SIGHUP reloads (not while draining). */
+static void loop_signals(void (*begin_stop)(void))
+{
+    srv.now_us = clock_now_us();
+    if (sig_stop && !srv.stopping)
+        begin_stop();
+    if (sig_stats) {
+        sig_stats = 0;
+        loop_report_start();
+    }
+    loop_report_flush();
+    if (sig_hup && !srv.stopping) {
+        char why[1024];
+        sig_hup = 0;
+        reload_config(why, sizeof why); /* logs either way */
+    }
+}
+
+/* Register interest, wait up to TIMEOUT_MS, dispatch what fired. */
+static void loop_wait(int timeout_ms)
+{
+    int n, i;
+
+    loop_interest();
+    srv.pass++;
+    n = ev_wait(timeout_ms);
+    srv.now_us = clock_now_us();
+    for (i = 0; i < n; i++)
+        loop_event(ev.fired[i].fd, ev.fired[i].mask);
+}
+
 static void loop_run(void)
 {
     srv.now_us = clock_now_us();
     for (;;) {
-        int n, i;
+        int i;
 
-        srv.now_us = clock_now_us();
-        if (sig_stop && !srv.stopping)
-            loop_begin_stop();
-        if (sig_stats) {
-            sig_stats = 0;
-            loop_report_start();
-        }
-        loop_report_flush();
-        if (sig_hup) {
-            char why[1024];
-            sig_hup = 0;
-            reload_config(why, sizeof why); /* logs either way */
-        }
+        loop_signals(loop_begin_stop);
         if (srv.stopping && (loop_drained() || srv.now_us >= srv.stop_deadline_us))
             break;
-        loop_interest();
-        srv.pass++;
-        n = ev_wait(loop_timeout());
-        srv.now_us = clock_now_us();
-        for (i = 0; i < n; i++)
-            loop_event(ev.fired[i].fd, ev.fired[i].mask);
+        loop_wait(loop_timeout());
         for (i = 0; i < srv.nall; i++) {
             int j;
             for (j = 0; j < srv.all[i]->nconns; j++)
@@ -6265,9 +6961,316 @@ static void loop_cleanup(void)
     free(srv.keypos);
     free(srv.scratch);
     buf_free(&srv.report);
-    for (i = 0; i < (int)ARRAY_LEN(cmd_table); i++)
-        free(srv.cmd_stats[i]);
     config_free(srv.cfg);
+}
+
+/* =============================================================== master */
+/* master_: `workers N` -- fork the workers, supervise, reload, stop. */
+
+/*
+ * With `workers N` above 1, the process started is a small master: it
+ * binds the listen addresses, serves the admin socket and forks N workers,
+ * each running the loop above with its own backend connections.  On Linux
+ * and FreeBSD each worker has its own listening socket per TCP address
+ * (SO_REUSEPORT, the kernel spreads connections); elsewhere, and for UNIX
+ * sockets, all share one inherited socket.  A client lives in one worker,
+ * so its replies stay in order.  The master's only clients are admin
+ * connections; its stats block holds what dead workers counted.
+ */
+
+/* Bind every listen address for every worker.  For a TCP address with
+ * SO_REUSEPORT, one plain bind first, so that an address another process
+ * listens on fails here as it does without workers. */
+static void master_listen(void)
+{
+    const struct config *c = srv.cfg;
+    char err[256];
+    int i, w;
+
+    srv.listen_fds = xmalloc(sizeof *srv.listen_fds * (size_t)c->nlistens);
+    for (w = 0; w < srv.nworkers; w++)
+        srv.workers[w].listen_fds = xmalloc(sizeof(int) * (size_t)c->nlistens);
+    for (i = 0; i < c->nlistens; i++) {
+        const struct config_listen *l = &c->listens[i];
+        int each = 0, fd = net_listen(&l->sa, l->salen, LISTEN_BACKLOG, 0, 0, err, sizeof err);
+
+        if (fd < 0)
+            die("listen %s: %s", l->addr, err);
+#if defined(NET_REUSEPORT)
+        each = l->sa.ss_family != AF_UNIX;
+#endif
+        if (each)
+            close(fd); /* the address was free */
+        for (w = 0; w < srv.nworkers; w++) {
+            if (each && (fd = net_listen(&l->sa, l->salen, LISTEN_BACKLOG, 0, 1, err,
+                                         sizeof err)) < 0)
+                die("listen %s: %s", l->addr, err);
+            srv.workers[w].listen_fds[i] = fd;
+        }
+        srv.listen_fds[i] = -1; /* the master accepts nothing */
+        log_at(LOG_INFO, "listening on %s (%s)", l->addr,
+               each ? "a socket per worker" : "one socket shared by the workers");
+    }
+}
+
+/* The forked child becomes worker W with control socket CTL: drop what is
+ * the master's (admin socket, other workers' sockets, its event backend,
+ * its name-only backends), take its own listeners, connect, serve; exit
+ * when drained. */
+static NORETURN void master_become_worker(int w, int ctl)
+{
+    struct sigaction sa;
+    struct admin *a;
+    int i, j;
+
+    srv.self = w;
+    srv.blk = &srv.blocks[w];
+    srv.st = &srv.blk->t.st;
+    srv.blk->pid = (long)getpid();
+    snprintf(log_tag, sizeof log_tag, "worker %d: ", w);
+    ev_free(); /* the master's: closing this copy leaves its registrations alone */
+    if (ev_init(srv.maxfds) < 0)
+        die("event backend %s: %s", EV_BACKEND, strerror(errno));
+    memset(srv.fds, 0, sizeof *srv.fds * (size_t)srv.maxfds);
+    for (a = srv.admins; a; a = a->next)
+        if (a->fd >= 0)
+            close(a->fd);
+    while ((a = srv.admins) != NULL) {
+        srv.admins = a->next;
+        buf_free(&a->in);
+        buf_free(&a->out);
+        free(a);
+    }
+    srv.nadmins = 0;
+    if (srv.admin_fd >= 0)
+        close(srv.admin_fd); /* not unlinked: the master still serves it */
+    srv.admin_fd = -1;
+    for (i = 0; i < srv.nworkers; i++) {
+        if (srv.workers[i].ctl >= 0)
+            close(srv.workers[i].ctl);
+        for (j = 0; i != w && j < srv.cfg->nlistens; j++)
+            if (srv.workers[i].listen_fds[j] != srv.workers[w].listen_fds[j])
+                close(srv.workers[i].listen_fds[j]);
+    }
+    for (j = 0; j < srv.cfg->nlistens; j++) {
+        srv.listen_fds[j] = srv.workers[w].listen_fds[j];
+        fd_register(srv.listen_fds[j], FD_LISTENER, NULL);
+    }
+    for (i = 0; i < srv.nworkers; i++)
+        free(srv.workers[i].listen_fds);
+    free(srv.workers);
+    srv.workers = NULL;
+    for (i = 0; i < srv.nall; i++)
+        backend_free(srv.all[i]);
+    free(srv.all);
+    free(srv.backends);
+    srv.all = srv.backends = NULL;
+    srv.nall = srv.nbackends = 0;
+    buf_free(&srv.report);
+    srv.ctl_fd = ctl;
+    fd_register(ctl, FD_CONTROL, NULL);
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = SIG_IGN; /* the master reports and reloads for all */
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+    sig_hup = sig_stats = sig_child = 0;
+    backend_apply(srv.cfg);
+    log_at(LOG_INFO, "serving, pid %ld", (long)getpid());
+    loop_run();
+    loop_cleanup();
+    exit(0);
+}
+
+/* Fork worker W. */
+static void master_fork(int w)
+{
+    struct worker *wk = &srv.workers[w];
+    int sv[2];
+    pid_t pid;
+
+    wk->restart_us = 0;
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0 || fcntl(sv[0], F_SETFD, FD_CLOEXEC) < 0) {
+        log_at(LOG_ERROR, "worker %d: socketpair: %s; retrying", w, strerror(errno));
+        wk->restart_us = srv.now_us + WORKER_RESTART_MS * 1000ULL;
+        return;
+    }
+    pid = fork();
+    if (pid < 0) {
+        log_at(LOG_ERROR, "worker %d: fork: %s; retrying", w, strerror(errno));
+        close(sv[0]);
+        close(sv[1]);
+        wk->restart_us = srv.now_us + WORKER_RESTART_MS * 1000ULL;
+        return;
+    }
+    if (pid == 0) {
+        close(sv[0]);
+        master_become_worker(w, sv[1]);
+    }
+    close(sv[1]);
+    net_nonblock(sv[0]);
+    wk->pid = (long)pid;
+    wk->ctl = sv[0];
+    wk->started_us = srv.now_us;
+    srv.blocks[w].pid = (long)pid;
+}
+
+/* Collect dead workers: log why, keep their counters, and (unless
+ * stopping) fork a replacement -- at once, or after WORKER_RESTART_MS if it
+ * died that soon after starting, so a worker that cannot start does not
+ * spin the machine. */
+static void master_reap(void)
+{
+    pid_t pid;
+    int status, w;
+
+    sig_child = 0;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        struct worker *wk = NULL;
+        for (w = 0; w < srv.nworkers && !wk; w++)
+            if (srv.workers[w].pid == (long)pid)
+                wk = &srv.workers[w];
+        if (!wk)
+            continue;
+        w--;
+        if (WIFSIGNALED(status))
+            log_at(srv.stopping ? LOG_INFO : LOG_ERROR, "worker %d (pid %ld) killed by signal %d",
+                   w, (long)pid, WTERMSIG(status));
+        else
+            log_at(srv.stopping ? LOG_INFO : LOG_ERROR, "worker %d (pid %ld) exited, status %d",
+                   w, (long)pid, WEXITSTATUS(status));
+        close(wk->ctl);
+        wk->ctl = -1;
+        wk->pid = 0;
+        stats_fold(&srv.blocks[w]);
+        if (srv.stopping)
+            continue;
+        srv.st->worker_restarts++;
+        wk->restart_us = srv.now_us + (srv.now_us - wk->started_us < WORKER_RESTART_MS * 1000ULL
+                                           ? WORKER_RESTART_MS * 1000ULL
+                                           : 0);
+    }
+}
+
+/* Workers still running. */
+static int master_running(void)
+{
+    int w, n = 0;
+
+    for (w = 0; w < srv.nworkers; w++)
+        n += srv.workers[w].pid != 0;
+    return n;
+}
+
+/* Send SIG to every running worker. */
+static void master_signal(int sig)
+{
+    int w;
+
+    for (w = 0; w < srv.nworkers; w++)
+        if (srv.workers[w].pid)
+            kill((pid_t)srv.workers[w].pid, sig);
+}
+
+/* Close the master's copies of the listening sockets (a shared socket
+ * repeats: closed once).  Until then a socket whose worker has stopped
+ * would still take connections nobody accepts. */
+static void master_close_listeners(void)
+{
+    int i, j, k;
+
+    for (j = 0; j < srv.cfg->nlistens; j++)
+        for (i = 0; i < srv.nworkers; i++) {
+            int fd = srv.workers[i].listen_fds[j];
+            if (fd < 0)
+                continue;
+            close(fd);
+            for (k = i; k < srv.nworkers; k++)
+                if (srv.workers[k].listen_fds[j] == fd)
+                    srv.workers[k].listen_fds[j] = -1;
+        }
+}
+
+/* SIGTERM: every worker drains as a lone process would; the master waits
+ * for them (killing what is left at the deadline) and exits 0. */
+static void master_begin_stop(void)
+{
+    log_at(LOG_INFO, "shutting down: draining %d worker(s)", master_running());
+    srv.stopping = 1;
+    srv.stop_deadline_us = srv.now_us + 2000000 +
+                           (srv.cfg->timeout_ms ? srv.cfg->timeout_ms * 1000 + 100000
+                                                : SHUTDOWN_GRACE_MS * 1000ULL);
+    master_signal(SIGTERM);
+    master_close_listeners();
+}
+
+/* Milliseconds the master may sleep: the loop's bound, or the next restart. */
+static int master_timeout(void)
+{
+    int t = loop_timeout(), w;
+
+    for (w = 0; w < srv.nworkers; w++) {
+        uint64_t at = srv.workers[w].restart_us;
+        if (at)
+            t = MIN(t, at <= srv.now_us ? 0 : (int)((at - srv.now_us + 999) / 1000));
+    }
+    return t;
+}
+
+/* Close what the master holds at exit: listening sockets (and their
+ * files), the admin socket, the workers' table. */
+static void master_cleanup(void)
+{
+    int i, j;
+
+    master_close_listeners();
+    for (i = 0; i < srv.nworkers; i++)
+        free(srv.workers[i].listen_fds);
+    for (j = 0; j < srv.cfg->nlistens; j++)
+        if (srv.cfg->listens[j].addr[0] == '/')
+            unlink(srv.cfg->listens[j].addr);
+    free(srv.workers);
+    srv.workers = NULL;
+    loop_cleanup();
+}
+
+/* The master's loop: signals, supervision, admin connections. */
+static void master_run(void)
+{
+    int w;
+
+    srv.workers = xcalloc((size_t)srv.nworkers, sizeof *srv.workers);
+    for (w = 0; w < srv.nworkers; w++)
+        srv.workers[w].ctl = -1;
+    master_listen();
+    admin_listen();
+    backend_apply(srv.cfg);
+    client_limit_check();
+    srv.blk->pid = (long)getpid();
+    log_at(LOG_INFO, "shardproxy %s started: %d workers, %d backend(s), table_size %llu, pid %ld",
+           SHARDPROXY_VERSION, srv.nworkers, srv.nbackends,
+           (unsigned long long)srv.cfg->table_size, (long)getpid());
+    for (w = 0; w < srv.nworkers; w++)
+        master_fork(w);
+    for (;;) {
+        loop_signals(master_begin_stop);
+        master_reap();
+        if (srv.stopping && master_running() == 0)
+            break;
+        if (srv.stopping && srv.now_us >= srv.stop_deadline_us) {
+            log_at(LOG_WARN, "shutting down: killing %d worker(s) past the deadline",
+                   master_running());
+            master_signal(SIGKILL);
+            srv.stop_deadline_us = UINT64_MAX;
+        }
+        for (w = 0; w < srv.nworkers && !srv.stopping; w++)
+            if (srv.workers[w].restart_us && srv.now_us >= srv.workers[w].restart_us)
+                master_fork(w);
+        loop_wait(master_timeout());
+        loop_flush();
+    }
+    log_at(LOG_INFO, "exiting");
+    master_cleanup();
 }
 
 /* ================================================================= main */
@@ -6351,7 +7354,8 @@ static int main_args(int argc, char **argv, struct main_opts *o)
         } else if (!strcmp(argv[i], "--table")) {
             o->table = 1;
         } else if (!strcmp(argv[i], "-V") || !strcmp(argv[i], "--version")) {
-            printf("shardproxy %s (events: %s)\n", SHARDPROXY_VERSION, EV_BACKEND);
+            printf("shardproxy %s (events: %s, listen: %s)\n", SHARDPROXY_VERSION, EV_BACKEND,
+                   NET_SHARING);
             return 0;
         } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             usage(stdout);
@@ -6373,10 +7377,18 @@ static void main_serve(struct config *c)
     srv.start_time = time(NULL);
     srv.now_us = clock_now_us();
     srv.rbuf = xmalloc(READ_CHUNK);
+    srv.nworkers = (int)c->workers;
+    srv.self = srv.nworkers > 1 ? -1 : 0;
+    srv.ctl_fd = -1;
+    stats_init(srv.nworkers);
     main_fd_limit();
     if (ev_init(srv.maxfds) < 0)
         die("event backend %s: %s", EV_BACKEND, strerror(errno));
     sig_install();
+    if (srv.nworkers > 1) {
+        master_run();
+        return;
+    }
     loop_listen();
     admin_listen();
     backend_apply(c);

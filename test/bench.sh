@@ -123,13 +123,13 @@ fi
 HZ=$(getconf CLK_TCK)
 
 # Versions for the table header.  `shardproxy -V` names the event backend
-# ("shardproxy 0.1.0 (events: epoll)"); a build whose -V does not predates the
+# ("shardproxy 0.1.0 (events: epoll, listen: reuseport)"); a build whose -V does not predates the
 # backends and has only poll().
 SP_VERSION=$("$SP_BIN" -V 2>/dev/null | head -n 1) || SP_VERSION=
 case $SP_VERSION in
 *'(events: '*')'*)
     EVENTS=${SP_VERSION##*(events: }
-    EVENTS=${EVENTS%%)*}
+    EVENTS=${EVENTS%%[,)]*}
     ;;
 shardproxy*) EVENTS='poll (assumed: -V names no event backend)' ;;
 *) EVENTS=unknown ;;

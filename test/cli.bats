@@ -68,6 +68,7 @@ config_directive_names() {
         [backend_password]="backend_password backend-s3cret"
         [backend_user]="backend_user proxyuser"
         [backend_db]="backend_db 1"
+        [workers]="workers auto"
     )
     local names=() name lines=("# full example" "") missing=() more=()
     mapfile -t names < <(config_directive_names)

@@ -6,7 +6,8 @@
 #
 #   start_redis N        N more redis-servers: REDIS_PORTS[i], REDIS_PIDS[i]
 #   write_config [LINE]  $SP_CONF: listen 127.0.0.1:$SP_PORT, one backend per
-#                        redis in order, log_level debug, then each LINE
+#                        redis in order, log_level debug, `workers $SP_WORKERS`
+#                        when that is set (make test runs suites so), then each LINE
 #   start_proxy [ARG]    $SP_BIN -c $SP_CONF [ARG...], log in $SP_LOG, PID in SP_PID
 #                        (SP_WRAP: a command line prefixed to it, e.g. valgrind;
 #                        SP_NOFILE: the fd limit, soft and hard, to start it with)
@@ -188,6 +189,7 @@ write_config() {
             echo "backend 127.0.0.1:$port"
         done
         echo "log_level debug"
+        [[ -z "${SP_WORKERS:-}" ]] || echo "workers $SP_WORKERS"
         for line in "$@"; do
             echo "$line"
         done

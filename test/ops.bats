@@ -619,12 +619,13 @@ for s in d["samples"]:
         echo "$output" | grep -qE -- "^[[:space:]]+$f( |$)" || { echo "-h misses $f: $output"; false; }
     done
     run "$SP_BIN" -V
-    [[ "$status" -eq 0 && "$output" =~ ^shardproxy\ [0-9]+\.[0-9]+\.[0-9]+\ \(events:\ (epoll|kqueue|poll)\)$ ]]
+    [[ "$status" -eq 0 && "$output" =~ ^shardproxy\ [0-9]+\.[0-9]+\.[0-9]+\ \(events:\ (epoll|kqueue|poll),\ listen:\ (reuseport|shared)\)$ ]]
     # builds below use the platform's event backend, SP_BIN may not (the ASan pass uses poll)
     local version="${output%% (events:*}"
-    local native=poll
+    local native=poll listen=shared
     case "$(uname -s)" in
-        Linux) native=epoll ;;
+        Linux) native=epoll listen=reuseport ;;
+        FreeBSD) native=kqueue listen=reuseport ;;
         *BSD | Darwin | DragonFly) native=kqueue ;;
     esac
     run "$SP_BIN" --bogus
@@ -634,7 +635,7 @@ for s in d["samples"]:
     run make -C "$src" EVENTS=poll
     echo "$output"
     [[ "$status" -eq 0 && "$output" == *-DEVENTS_POLL* ]]
-    [[ "$("$src/shardproxy" -V)" == "$version (events: poll)" ]]
+    [[ "$("$src/shardproxy" -V)" == "$version (events: poll, listen: $listen)" ]]
     rm -f "$src/shardproxy"
 
     # install / uninstall
@@ -642,7 +643,7 @@ for s in d["samples"]:
     echo "$output"
     [[ "$status" -eq 0 ]]
     [[ -x "$root/usr/bin/shardproxy" ]]
-    [[ "$("$root/usr/bin/shardproxy" -V)" == "$version (events: $native)" ]]
+    [[ "$("$root/usr/bin/shardproxy" -V)" == "$version (events: $native, listen: $listen)" ]]
     cmp "$root/usr/share/doc/shardproxy/shardproxy.conf" "$SP_ROOT/shardproxy.conf"
     cmp "$root/usr/share/doc/shardproxy/README.md" "$SP_ROOT/README.md"
     [[ "$(stat -c %a "$root/usr/share/doc/shardproxy/README.md")" == 644 ]]
@@ -670,6 +671,6 @@ for s in d["samples"]:
     [[ "$status" -eq 0 && "$output" != *INTERP* ]]
     run "$src/shardproxy-static" -c "$src/shardproxy.conf" -t
     [[ "$status" -eq 0 && "$output" == "configuration OK" ]]
-    [[ "$("$src/shardproxy-static" -V)" == "$version (events: $native)" ]]
+    [[ "$("$src/shardproxy-static" -V)" == "$version (events: $native, listen: $listen)" ]]
     [[ "$("$src/shardproxy-static" -c "$src/shardproxy.conf" --route foo)" == "$("$SP_BIN" -c "$src/shardproxy.conf" --route foo)" ]]
 }

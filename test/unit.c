@@ -1781,7 +1781,8 @@ static void test_config_defaults(void)
         uint64_t want, got;
         if (!d->def)
             continue;
-        if (d->parse == config_parse_number || d->parse == config_parse_table_size) {
+        if (d->parse == config_parse_number || d->parse == config_parse_table_size ||
+            d->parse == config_parse_workers) {
             want = strtoull(d->def, NULL, 10);
             got = *(uint64_t *)((char *)c + d->offset);
         } else if (d->parse == config_parse_size) {
@@ -1827,7 +1828,8 @@ static void test_config_ranges(void)
         char v[64], err[1024];
         struct config *c;
         uint64_t top;
-        if (d->parse != config_parse_number && d->parse != config_parse_size)
+        if (d->parse != config_parse_number && d->parse != config_parse_size &&
+            d->parse != config_parse_workers)
             continue;
         tested++;
         /* The largest value that can be written is INT64_MAX (no suffix). */
@@ -1877,6 +1879,19 @@ static void test_config_ranges(void)
         config_free(c);
     }
     T_CHECK(tested >= 8, "only %d numeric directives found", tested);
+    {
+        /* workers auto: the online CPUs, within the directive's range */
+        char err[1024];
+        struct config *c = t_conf_one("workers", "auto", err, sizeof err);
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        uint64_t want = cpus < 1 ? 1 : cpus > WORKERS_MAX ? WORKERS_MAX : (uint64_t)cpus;
+        T_CHECK(c && c->workers == want, "workers auto: %s, %" PRIu64 " for %ld CPUs",
+                c ? "parsed" : err, c ? c->workers : 0, cpus);
+        config_free(c);
+        c = t_conf_one("workers", "Auto", err, sizeof err);
+        T_CHECK(c == NULL && strstr(err, "workers"), "workers Auto accepted");
+        config_free(c);
+    }
 }
 
 static void test_config_sizes(void)

@@ -67,6 +67,9 @@ static void fuzz_admin_init(void)
         abort();
     }
     srv.cfg = c;
+    srv.nworkers = 1; /* alone: reports read this process's stats block */
+    srv.ctl_fd = -1;
+    stats_init(1);
     srv.start_time = time(NULL) - 3600;
     srv.now_us = clock_now_us();
     srv.admin_fd = -1;
@@ -89,16 +92,16 @@ static void fuzz_admin_init(void)
     srv.backends[0]->conns[0].state = BCONN_UP;
     srv.backends[0]->conns[0].inflight = 2;
     srv.backends[2]->conns[0].state = BCONN_BACKOFF;
-    snprintf(srv.backends[2]->last_error, sizeof srv.backends[2]->last_error,
+    snprintf(srv.backends[2]->sh->last_error, sizeof srv.backends[2]->sh->last_error,
              "connect: \"refused\" \\ \x01\t\x7f");
     for (i = 0; i < c->nbackends; i++) {
         struct backend *b = srv.backends[i];
-        b->st.requests = 1000u * (unsigned)(i + 1);
-        b->st.responses = b->st.requests - 3;
-        b->st.errors = 7;
-        b->st.bytes_in = 123456789;
+        b->sh->st.requests = 1000u * (unsigned)(i + 1);
+        b->sh->st.responses = b->sh->st.requests - 3;
+        b->sh->st.errors = 7;
+        b->sh->st.bytes_in = 123456789;
         for (j = 0; j < 40; j++)
-            hist_add(&b->latency, (1ULL << (j % 30)) + (uint64_t)i * 17);
+            hist_add(&b->sh->latency, (1ULL << (j % 30)) + (uint64_t)i * 17);
     }
     for (i = 0; i < (int)ARRAY_LEN(cmds); i++) {
         struct cmd_stats *cs = req_cmd_stats(cmd_find(cmds[i], strlen(cmds[i])));
@@ -107,8 +110,8 @@ static void fuzz_admin_init(void)
         for (j = 0; j < i * 5 + 1; j++)
             hist_add(&cs->latency, (uint64_t)j * 997);
     }
-    srv.st.connections_accepted = 42;
-    srv.st.commands = 4242;
+    srv.st->connections_accepted = 42;
+    srv.st->commands = 4242;
     fuzz_client.fd = -1;
     fuzz_client.id = 17;
     snprintf(fuzz_client.addr, sizeof fuzz_client.addr, "127.0.0.1:50000");
