@@ -11,8 +11,9 @@
  *
  * Copyright (c) 2026 the shardproxy authors.  MIT licence (see LICENSE).
  *
- * Sections, bottom-up: each uses only what comes before it (one forward
- * declaration, stats_info_merge, is the exception and says why).
+ * Sections, bottom-up: each uses only what comes before it (two forward
+ * declarations are the exceptions and say why: stats_info_merge, and
+ * admin_clients, which a worker's control channel answers with).
  *
  *   leaves, no sockets of their own and no server state
  *     tunables and limits . utility macros
@@ -37,6 +38,7 @@
  *     client output    reply_     the reply FIFO, local replies, output limit, writes
  *     completion       complete_  replies matched to records, split merges
  *     backend conns    bconn_     connect, handshake, read, write, timers
+ *     stats blocks     stats_     per-process stats in one shared mapping, sums
  *     backends         backend_   the set of backends, their state, the reload swap
  *     routing          route_     key -> backend; forward, split, fan out, CROSSSLOT
  *     stats            stats_     text, JSON, Prometheus and INFO, from the X-macros
@@ -45,9 +47,11 @@
  *   the periphery
  *     configuration    config_    directive table (defaults, reload rule), parse, load
  *     reload           reload_    SIGHUP and admin `reload`
+ *     control          ctl_       the master's control socket to each worker
  *     admin            admin_     the admin socket
  *     signals          sig_       handlers only set flags
  *     event loop       loop_      the wait, accepts, timers, one write per connection
+ *     master           master_    `workers N`: fork, supervise, reload all, drain
  *     main
  *
  * The life of a GET.  loop_run waits (ev_wait); loop_event finds the client in the fd
@@ -139,6 +143,9 @@
 #endif
 #ifndef RECONNECT_MAX_MS
 #define RECONNECT_MAX_MS 5000 /* backoff ceiling */
+#endif
+#ifndef PEER_CHECK_MS
+#define PEER_CHECK_MS 10 /* a worker in backoff reads the others' view at most this often */
 #endif
 #ifndef ACCEPT_PAUSE_MS
 #define ACCEPT_PAUSE_MS 100 /* accept() hit EMFILE/ENFILE: wait this long */
@@ -2400,7 +2407,8 @@ struct req {
  * (answered a request) and was lost goes to DOWN and reconnects at once;
  * anything else backs off, doubling from RECONNECT_MIN_MS, so a backend that
  * accepts and closes is not hammered.  Requests for a BACKOFF connection are
- * answered "unavailable" at once; requests for DOWN, CONNECTING and
+ * answered "unavailable" at once (unless another worker has the backend up
+ * again: route_usable connects then); requests for DOWN, CONNECTING and
  * HANDSHAKE connections queue and are written once it is connected.
  */
 enum bconn_state {
@@ -2425,6 +2433,7 @@ struct bconn {
     uint64_t retry_us;            /* DOWN, BACKOFF: when to connect again (0: never failed) */
     uint64_t deadline_us;         /* CONNECTING: when to give up */
     uint64_t backoff_ms;          /* next retry delay, doubling to RECONNECT_MAX_MS */
+    uint64_t peer_check_us;       /* BACKOFF: when the other workers' view was last read */
 };
 
 /*
@@ -2513,7 +2522,7 @@ struct cmd_stats {
 enum stats_state { STATS_DOWN, STATS_CONNECTING, STATS_UP };
 
 /* What one process knows about one backend: counters, latency, last error,
- * and the gauges it publishes (stats_publish). */
+ * and the gauges it publishes (backend_publish). */
 struct stats_slot {
     uint64_t key;            /* stats_key of the backend; 0: the slot is free */
     uint8_t retired;         /* its backend was removed by a reload: not reported */
@@ -3679,8 +3688,10 @@ static uint64_t stats_key(const struct config_backend *cb)
     return h ? h : 1;
 }
 
-/* Map NBLOCKS zeroed stats blocks shared with every process forked later.
- * Pages never written cost no memory. */
+/* Map NBLOCKS zeroed stats blocks shared with every process forked later
+ * (anonymous shared memory; /dev/zero where the headers do not offer
+ * MAP_ANONYMOUS, as glibc's do not under strict POSIX).  Pages never
+ * written cost no memory. */
 static struct stats_block *stats_map(int nblocks)
 {
     size_t len = sizeof(struct stats_block) * (size_t)nblocks;
@@ -3703,11 +3714,11 @@ static struct stats_block *stats_map(int nblocks)
     return p;
 }
 
-/* Set up the stats of NWORKERS workers (1: this process alone, which then
- * uses block 0): blocks 0..NWORKERS-1, then the master's. */
+/* Set up the stats of NWORKERS workers: blocks 0..NWORKERS-1, then the
+ * master's.  A process serving alone (1) has one private block. */
 static void stats_init(int nworkers)
 {
-    srv.blocks = stats_map(nworkers + 1);
+    srv.blocks = nworkers > 1 ? stats_map(nworkers + 1) : xcalloc(1, sizeof *srv.blocks);
     srv.blk = &srv.blocks[nworkers > 1 ? nworkers : 0];
     srv.st = &srv.blk->t.st;
 }
@@ -3847,6 +3858,23 @@ static enum stats_state backend_state(const struct backend *b)
             connecting = 1;
     }
     return connecting ? STATS_CONNECTING : STATS_DOWN;
+}
+
+/* Does another worker have a connection to B up?  Then B is back before
+ * this worker's own retry came due. */
+static int backend_up_elsewhere(const struct backend *b)
+{
+    int i;
+
+    for (i = 0; srv.nworkers > 1 && i < srv.nworkers; i++) {
+        const struct stats_slot *s;
+        if (i == srv.self || srv.blocks[i].pid == 0)
+            continue;
+        s = stats_find(&srv.blocks[i], b->sh->key);
+        if (s && s->state == STATS_UP)
+            return 1;
+    }
+    return 0;
 }
 
 /* Requests in flight on B's connections. */
@@ -4067,6 +4095,25 @@ static int route_backend(const struct config *c, const char *key, size_t len)
     return c->table[route_slot(c, key, len)];
 }
 
+/* May BC take a request now?  Not while it backs off, unless another
+ * worker has its backend up again: then it connects at once and the
+ * request queues, so a recovered backend is served by every worker, not
+ * only by the one whose retry came first.  The others' view is read at
+ * most every PEER_CHECK_MS, which bounds what a flood of requests for a
+ * backend down everywhere costs. */
+static int route_usable(struct bconn *bc)
+{
+    if (bc->state != BCONN_BACKOFF)
+        return 1;
+    if (srv.now_us - bc->peer_check_us < PEER_CHECK_MS * 1000)
+        return 0;
+    bc->peer_check_us = srv.now_us;
+    if (!backend_up_elsewhere(bc->backend))
+        return 0;
+    bconn_connect(bc);
+    return bc->state != BCONN_BACKOFF;
+}
+
 /* Forward a request to backend BI: raw bytes, or re-encoded when it came
  * inline.  A backend known to be down answers at once. */
 static void route_forward(const struct call *k, int bi)
@@ -4075,7 +4122,7 @@ static void route_forward(const struct call *k, int bi)
     struct bconn *bc = bconn_pick(b, k->c);
     struct req *r;
 
-    if (bc->state == BCONN_BACKOFF) {
+    if (!route_usable(bc)) {
         b->sh->st.failures++;
         reply_error(k, "ERR backend %s unavailable", b->cfg.id);
         return;
@@ -4098,7 +4145,7 @@ static void route_send_child(struct client *c, struct req *ch, const struct buf 
 {
     struct bconn *bc = bconn_pick(ch->backend, c);
 
-    if (bc->state == BCONN_BACKOFF) {
+    if (!route_usable(bc)) {
         complete_error(ch, "ERR backend %s unavailable", ch->backend->cfg.id);
         return;
     }
@@ -6106,6 +6153,9 @@ static void reload_apply(struct config *next)
 /* Largest control message: a config file and its header. */
 #define CTL_MAX (CONFIG_MAX_FILE + 64)
 
+/* Forward: a worker answers the master's `clients` with the admin
+ * command's own lines, and the admin command in the master asks its
+ * workers here (ctl_clients), so one of the two must come first. */
 static void admin_clients(struct buf *out);
 
 /* A worker: answer the master with PAYLOAD.  The socket blocks: the master
@@ -6962,6 +7012,8 @@ static void loop_cleanup(void)
     free(srv.scratch);
     buf_free(&srv.report);
     config_free(srv.cfg);
+    if (srv.nworkers <= 1) /* else the shared mapping, which goes with the process */
+        free(srv.blocks);
 }
 
 /* =============================================================== master */

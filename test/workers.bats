@@ -1,7 +1,8 @@
 #!/usr/bin/env bats
 # `workers N`: a master and N worker processes.  Both workers serve; CLIENT
 # IDs stay unique; stats, metrics and INFO are summed over workers and keep a
-# dead worker's counters; a killed worker is restarted; SIGTERM drains all
+# dead worker's counters; a killed worker is restarted; a backend one worker
+# reconnected to is used by all; SIGTERM drains all
 # and exits 0; reload reaches every worker, a bad file none; the master's
 # death takes the workers down; max_clients and backend_connections over
 # workers; a shared UNIX listen socket; the directive's values.
@@ -101,6 +102,30 @@ PY
     [ "$status" -eq 0 ]
     [[ "$output" != *ERR* ]]
     wait_until [ "$(wk_json 'd["commands"]')" -eq $((before + 40)) ]
+}
+
+@test "workers: a backend back up for one worker is used at once by a worker still backing off" {
+    wk_setup
+    local k pids i
+    k=$(key_on 0 back)
+    kill -KILL "${REDIS_PIDS[0]}"
+    wait "${REDIS_PIDS[0]}" 2>/dev/null || :
+    # worker 0 backs off for seconds by now (100 ms doubling); worker 1 is
+    # restarted, so its backoff starts again from 100 ms
+    sleep 3.5
+    pids="$(wk_pids)"
+    kill -9 "${pids##* }"
+    wait_until wk_running 2
+    [[ "$(wk_pids)" != "$pids" ]]
+    redis_on "${REDIS_PORTS[0]}"
+    REDIS_PIDS[0]=$STARTED_PID
+    # the first SET that works is served by the worker that reconnected
+    WAIT_TIMEOUT=15 wait_until set_ok "$k" again
+    # from then on every connection, whichever worker takes it, is served,
+    # though worker 0's own next retry is up to seconds away
+    for i in $(seq 30); do
+        [[ "$(rcli get "$k")" == again ]]
+    done
 }
 
 @test "workers: SIGTERM drains every worker (a slow request in flight is answered) and exits 0" {
