@@ -147,6 +147,9 @@
 #ifndef PEER_CHECK_MS
 #define PEER_CHECK_MS 10 /* a worker in backoff reads the others' view at most this often */
 #endif
+#ifndef BUF_SPARE
+#define BUF_SPARE 1024 /* smallest-size buffer allocations kept for reuse */
+#endif
 #ifndef ACCEPT_PAUSE_MS
 #define ACCEPT_PAUSE_MS 100 /* accept() hit EMFILE/ENFILE: wait this long */
 #endif
@@ -372,6 +375,20 @@ struct buf {
     size_t cap; /* bytes allocated */
 };
 
+/* The first allocation of every buffer. */
+#define BUF_MIN 256
+
+/* Allocations of BUF_MIN bytes given back, kept for the next buffer that
+ * needs one.  A client at -P 1 takes its output buffer for each reply and
+ * gives it back once written (so an idle client holds none); a loop pass
+ * does that for many clients at once, which is more than malloc's own
+ * per-size cache holds, and the chunks would go through its slower general
+ * bins each time.  A leaf's only state: it holds memory, not connections. */
+static struct {
+    char *p[BUF_SPARE]; /* spare allocations */
+    int n;              /* entries in p */
+} buf_spare;
+
 static size_t buf_len(const struct buf *b) { return b->w - b->r; }
 
 /* Make room for at least N more bytes after w, compacting before growing. */
@@ -388,7 +405,12 @@ static void buf_reserve(struct buf *b, size_t n)
         if (b->cap - b->w >= n)
             return;
     }
-    cap = b->cap ? b->cap : 256;
+    if (b->cap == 0 && n <= BUF_MIN && buf_spare.n > 0) {
+        b->data = buf_spare.p[--buf_spare.n];
+        b->cap = BUF_MIN;
+        return;
+    }
+    cap = b->cap ? b->cap : BUF_MIN;
     while (cap - b->w < n)
         cap *= 2;
     b->data = xrealloc(b->data, cap);
@@ -432,11 +454,22 @@ static void buf_consume(struct buf *b, size_t n)
         b->r = b->w = 0;
 }
 
+/* Give B's allocation back: to the spare list if it has the first size. */
 static void buf_free(struct buf *b)
 {
-    free(b->data);
+    if (b->cap == BUF_MIN && buf_spare.n < BUF_SPARE)
+        buf_spare.p[buf_spare.n++] = b->data;
+    else
+        free(b->data);
     b->data = NULL;
     b->r = b->w = b->cap = 0;
+}
+
+/* Free the spare list (at exit, for leak checkers). */
+static void buf_spare_free(void)
+{
+    while (buf_spare.n > 0)
+        free(buf_spare.p[--buf_spare.n]);
 }
 
 /* ========================================================== network I/O */
@@ -2899,16 +2932,24 @@ static void client_new(int fd, const struct sockaddr_storage *ss)
     client_interest(c);
 }
 
-/* Clients served at once: max_clients, lowered when the descriptor limit
- * could not hold them next to the backend connections and the reserve. */
-static uint64_t client_limit(void)
+/* Clients this process can hold: its descriptor limit less the backend
+ * connections, the listeners and the reserve. */
+static uint64_t client_fit(void)
 {
     const struct config *c = srv.cfg;
     uint64_t reserve = CLIENT_FD_RESERVE + (uint64_t)c->nlistens + 1 +
                        (uint64_t)c->nbackends * c->backend_connections;
-    uint64_t fit = (uint64_t)srv.maxfds > reserve ? (uint64_t)srv.maxfds - reserve : 1;
 
-    return MIN(c->max_clients, fit);
+    return (uint64_t)srv.maxfds > reserve ? (uint64_t)srv.maxfds - reserve : 1;
+}
+
+/* Clients the whole proxy serves at once: max_clients, lowered when the
+ * descriptor limits could not hold them (each worker holds its own). */
+static uint64_t client_limit(void)
+{
+    uint64_t procs = srv.nworkers > 1 ? (uint64_t)srv.nworkers : 1;
+
+    return MIN(srv.cfg->max_clients, client_fit() * procs);
 }
 
 /* Clients open in the whole proxy: this process's, plus what the other
@@ -2929,17 +2970,17 @@ static uint64_t client_count(void)
 static void client_limit_check(void)
 {
     if (client_limit() < srv.cfg->max_clients)
-        log_at(LOG_WARN, "max_clients %llu lowered to %llu by the descriptor limit (%d); "
-               "raise it with ulimit -n", (unsigned long long)srv.cfg->max_clients,
+        log_at(LOG_WARN, "max_clients %llu lowered to %llu by the descriptor limit (%d per "
+               "process); raise it with ulimit -n", (unsigned long long)srv.cfg->max_clients,
                (unsigned long long)client_limit(), srv.maxfds);
 }
 
 /* Every CLIENT_TIMER_US: free the emptied I/O buffers of clients quiet for a
- * second (an active client keeps its buffers, so the hot path does not
- * allocate; an idle one holds none), and apply client_timeout: close
- * clients owed nothing that have sent nothing for that long, or that have
- * sat on an incomplete request that long (a client trickling a request byte
- * by byte is stuck all the same). */
+ * second (the input buffer a partial request needed; the output buffer
+ * goes back as soon as it is written and nothing more is owed), and apply
+ * client_timeout: close clients owed nothing that have sent nothing for
+ * that long, or that have sat on an incomplete request that long (a client
+ * trickling a request byte by byte is stuck all the same). */
 static void client_timers(void)
 {
     uint64_t limit = srv.cfg->client_timeout * 1000000;
@@ -2989,7 +3030,7 @@ static void client_require_auth(void)
  * the descriptor limit) is reached, in which case it is told so and closed. */
 static void client_accept(int fd, const struct sockaddr_storage *ss)
 {
-    if (fd >= srv.maxfds || client_count() >= client_limit()) {
+    if (fd >= srv.maxfds || srv.nclients >= client_fit() || client_count() >= client_limit()) {
         static const char msg[] = "-ERR max number of clients reached\r\n";
         size_t put;
         net_write(fd, msg, sizeof msg - 1, &put); /* best effort */
@@ -3142,6 +3183,11 @@ static void reply_flush(struct client *c)
         if (rc == NET_OK) {
             srv.st->bytes_out += n;
             buf_consume(&c->out, n);
+            /* caught up and owed nothing: an idle client keeps no buffer
+             * (what idle pools of thousands cost); a malloc per reply at -P 1
+             * is a few dozen instructions beside two system calls */
+            if (buf_len(&c->out) == 0 && !c->head)
+                buf_free(&c->out);
         } else if (rc == NET_ERR) {
             client_close(c, strerror(errno));
             return;
@@ -7012,6 +7058,7 @@ static void loop_cleanup(void)
     free(srv.scratch);
     buf_free(&srv.report);
     config_free(srv.cfg);
+    buf_spare_free();
     if (srv.nworkers <= 1) /* else the shared mapping, which goes with the process */
         free(srv.blocks);
 }

@@ -4,8 +4,8 @@
 # dead worker's counters; a killed worker is restarted; a backend one worker
 # reconnected to is used by all; SIGTERM drains all
 # and exits 0; reload reaches every worker, a bad file none; the master's
-# death takes the workers down; max_clients and backend_connections over
-# workers; a shared UNIX listen socket; the directive's values.
+# death takes the workers down; max_clients, the descriptor limit and
+# backend_connections over workers; a shared UNIX listen socket; the directive's values.
 #
 # The rest of the suites also run with `workers 2` (make test sets
 # SP_WORKERS=2 for the routing, split, failure, reload and CLI suites).
@@ -207,6 +207,19 @@ PY
     [ "$(echo "$output" | grep -vc ERR)" -eq 10 ]
     [ "$(echo "$output" | grep -c ERR)" -eq 4 ]
     [ "$(wk_json 'd["clients"]["rejected"]')" -eq 4 ]
+}
+
+@test "workers: the descriptor limit is per worker: two workers hold twice what one can" {
+    # 64 descriptors less 3 backend connections, the listener, one more and
+    # the reserve of 32: 27 clients per process, 54 for the proxy
+    SP_NOFILE=64 wk_setup
+    grep -q "max_clients 10000 lowered to 54 by the descriptor limit (64 per process)" "$SP_LOG"
+    # 30 at once: more than one process holds, spread over both by the kernel
+    run timeout 60 python3 "$BATS_TEST_DIRNAME/workers_tool.py" "$SP_PORT" 30
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" != *ERR* ]]
+    [ "$(echo "$output" | wc -l)" -eq 30 ]
 }
 
 @test "workers: backend_connections is per worker: 2 workers x 3 connections per backend" {
