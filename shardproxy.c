@@ -2004,7 +2004,7 @@ static const struct command cmd_table[] = {
     {"type", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
     {"unlink", -2, CMD_SPLIT, 1, {KS_RANGE(1, -1, 1, 0)}},
     {"unsubscribe", -1, CMD_REFUSE, 0, {KS_NONE}},
-    {"unwatch", 1, CMD_REFUSE, 0, {KS_NONE}},
+    {"unwatch", 1, CMD_LOCAL, 0, {KS_NONE}},
     {"wait", 3, CMD_REFUSE, 0, {KS_NONE}},
     {"watch", -2, CMD_REFUSE, 1, {KS_RANGE(1, -1, 1, 0)}},
     {"xack", -4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
@@ -2421,6 +2421,8 @@ struct req {
     uint32_t nkeys;            /* MGET parent: entries in keymap */
     const struct command *cmd; /* command, for per-command stats (NULL for children) */
     uint64_t start_us;         /* when the client's request was dispatched */
+    uint32_t skip;             /* backend replies to drop before its own (EXEC: the
+                                  +OK of MULTI and each +QUEUED of its block) */
 };
 
 /* ================================================= data model: backends */
@@ -2605,6 +2607,19 @@ struct backend {
 /* ============================ data model: clients and admin connections */
 /* Client and admin connection structs. */
 
+/* A transaction being queued: MULTI seen, EXEC or DISCARD not yet.  The
+ * proxy holds the commands (answering +QUEUED) and at EXEC writes them to
+ * their backend as one MULTI ... EXEC block on a shared connection: nothing
+ * runs before EXEC, and no other client's bytes can land inside the block,
+ * which is all Redis's per-connection MULTI state needs. */
+struct txn {
+    struct buf q;     /* the queued commands, encoded */
+    uint32_t n;       /* commands in q */
+    uint8_t dirty;    /* a command was refused at queue time: EXEC aborts, as Redis's does */
+    int backend;      /* index of the backend every key maps to; -1: no key yet */
+    uint64_t cfg_gen; /* srv.cfg_gen when backend was chosen: a reload in between aborts */
+};
+
 /* State of a client connection. */
 enum client_state {
     CLIENT_OPEN,    /* reading requests */
@@ -2638,8 +2653,7 @@ struct client {
     uint8_t dirty;                    /* on the loop's list of clients to flush */
     uint8_t throttled;                /* input left unparsed at client_max_pending */
     uint8_t auth;                     /* enum client_auth */
-    uint8_t txn_refused;              /* sent a MULTI the proxy refused: nothing runs
-                                         until EXEC or DISCARD (see input_txn_refused) */
+    struct txn *txn;                  /* MULTI seen, EXEC not yet: the queued commands */
     char *name;                       /* CLIENT SETNAME, or NULL */
     char addr[64];                    /* peer address for logs */
     uint64_t created_us;              /* accept time */
@@ -2730,6 +2744,8 @@ static struct server {
     uint64_t accept_warned_us;     /* last "pausing accepts" warning (one a second) */
     uint64_t client_timers_us;     /* last run of client_timers */
     uint32_t any_next;             /* round-robin cursor for CMD_ANY */
+    uint64_t cfg_gen;              /* configurations applied: a queued transaction's
+                                      backend index is good only while this holds */
     struct proxy_stats *st;        /* counters: in this process's stats block */
     struct stats_block *blocks;    /* the shared mapping: a block per worker, then the
                                       master's (dead workers' counters) */
@@ -2833,6 +2849,16 @@ static void req_account(const struct command *cmd, uint64_t us, int error)
 /* ============================================================== clients */
 /* client_: accept, close, free; max_clients; idle timers. */
 
+/* C's transaction is over (EXEC, DISCARD, close): drop what it queued. */
+static void client_txn_end(struct client *c)
+{
+    if (!c->txn)
+        return;
+    buf_free(&c->txn->q);
+    free(c->txn);
+    c->txn = NULL;
+}
+
 /* Close a client now: its fd goes, records in flight become orphans, the
  * struct itself is freed at the end of the pass (it may still be on the
  * dirty list). */
@@ -2857,6 +2883,7 @@ static void client_close(struct client *c, const char *why)
     c->fd = -1;
     buf_free(&c->in);
     buf_free(&c->out);
+    client_txn_end(c);
     c->state = CLIENT_DEAD;
     if (c->prev)
         c->prev->next = c->next;
@@ -3596,6 +3623,12 @@ static void bconn_replies(struct bconn *bc)
             bconn_fail(bc, 0, "reply nobody asked for");
             return;
         }
+        if (r->skip > 0) { /* inside a transaction block: EXEC's reply carries the answers */
+            r->skip--;
+            buf_consume(&bc->in, bc->rp.pos);
+            resp_reply_init(&bc->rp);
+            continue;
+        }
         bc->head = r->next_sent;
         if (!bc->head)
             bc->tail = NULL;
@@ -4160,18 +4193,18 @@ static int route_usable(struct bconn *bc)
     return bc->state != BCONN_BACKOFF;
 }
 
-/* Forward a request to backend BI: raw bytes, or re-encoded when it came
- * inline.  A backend known to be down answers at once. */
-static void route_forward(const struct call *k, int bi)
+/* The record that call K, going to backend B over BC, is answered by,
+ * already on the client's FIFO; the caller writes its bytes and pushes it
+ * on BC.  NULL when BC cannot take it: a backend known to be down answers
+ * at once. */
+static struct req *route_record(const struct call *k, struct backend *b, struct bconn *bc)
 {
-    struct backend *b = srv.backends[bi];
-    struct bconn *bc = bconn_pick(b, k->c);
     struct req *r;
 
     if (!route_usable(bc)) {
         b->sh->st.failures++;
         reply_error(k, "ERR backend %s unavailable", b->cfg.id);
-        return;
+        return NULL;
     }
     r = req_new();
     r->role = REQ_FORWARD;
@@ -4179,6 +4212,19 @@ static void route_forward(const struct call *k, int bi)
     r->start_us = srv.now_us;
     req_set_backend(r, b);
     reply_push(k->c, r);
+    return r;
+}
+
+/* Forward a request to backend BI: raw bytes, or re-encoded when it came
+ * inline. */
+static void route_forward(const struct call *k, int bi)
+{
+    struct backend *b = srv.backends[bi];
+    struct bconn *bc = bconn_pick(b, k->c);
+    struct req *r = route_record(k, b, bc);
+
+    if (!r)
+        return;
     if (k->c->parser.inline_req)
         enc_command(&bc->out, k->argv, (size_t)k->argc);
     else
@@ -4321,20 +4367,51 @@ static void route_fanout(const struct call *k, enum req_merge merge, const struc
         route_send_child(k->c, p->child[i], enc);
 }
 
-/* COMMAND, TIME: the next backend (round robin) that is not in backoff. */
-static void route_any(const struct call *k)
+/* The next backend (round robin) whose connection for C is not in
+ * backoff, or -1. */
+static int route_any_backend(const struct client *c)
 {
     int i;
 
     for (i = 0; i < srv.nbackends; i++) {
         int bi = (int)((srv.any_next + (uint32_t)i) % (uint32_t)srv.nbackends);
-        if (bconn_pick(srv.backends[bi], k->c)->state != BCONN_BACKOFF) {
+        if (bconn_pick(srv.backends[bi], c)->state != BCONN_BACKOFF) {
             srv.any_next = (uint32_t)bi + 1;
-            route_forward(k, bi);
-            return;
+            return bi;
         }
     }
-    reply_error(k, "ERR no backend available");
+    return -1;
+}
+
+/* COMMAND, TIME: any backend that is not in backoff. */
+static void route_any(const struct call *k)
+{
+    int bi = route_any_backend(k->c);
+
+    if (bi < 0)
+        reply_error(k, "ERR no backend available");
+    else
+        route_forward(k, bi);
+}
+
+/* EXEC of transaction T: its commands go to backend BI as one block,
+ * MULTI, the commands, EXEC, on one shared connection.  One record
+ * answers it: the backend's replies to MULTI and to each queued command
+ * (+OK, +QUEUED) are dropped, and EXEC's array is the client's reply. */
+static void route_exec(const struct call *k, int bi, const struct txn *t)
+{
+    static const char multi[] = "*1\r\n$5\r\nMULTI\r\n", exec[] = "*1\r\n$4\r\nEXEC\r\n";
+    struct backend *b = srv.backends[bi];
+    struct bconn *bc = bconn_pick(b, k->c);
+    struct req *r = route_record(k, b, bc);
+
+    if (!r)
+        return;
+    r->skip = t->n + 1;
+    buf_append(&bc->out, multi, sizeof multi - 1);
+    buf_append(&bc->out, t->q.data + t->q.r, buf_len(&t->q));
+    buf_append(&bc->out, exec, sizeof exec - 1);
+    bconn_push(bc, r);
 }
 
 /* Route a keyed command whose keys must all live on one backend. */
@@ -5115,9 +5192,11 @@ static void local_call(const struct call *k)
     } else if (!strcmp(name, "hello")) {
         local_hello(k);
     } else if (!strcmp(name, "multi")) {
-        reply_error(k, "ERR 'multi' is not supported by the proxy; "
-                       "nothing runs until EXEC or DISCARD");
-        c->txn_refused = 1;
+        c->txn = xcalloc(1, sizeof *c->txn);
+        c->txn->backend = -1;
+        buf_append_str(&b, "+OK\r\n");
+    } else if (!strcmp(name, "unwatch")) {
+        buf_append_str(&b, "+OK\r\n"); /* nothing is ever watched: WATCH is refused */
     } else if (!strcmp(name, "exec") || !strcmp(name, "discard")) {
         reply_error(k, "ERR %s without MULTI", !strcmp(name, "exec") ? "EXEC" : "DISCARD");
     } else if (!strcmp(name, "auth")) {
@@ -5222,28 +5301,129 @@ static void input_route(const struct call *k)
     }
 }
 
-/* Serve a request of a client whose MULTI was refused.  Its application
- * believes a transaction is open, so nothing may run until it ends one:
- * running the commands at once would apply a transaction the application is
- * then told failed, and its retry would apply it twice.  EXEC answers as
- * Redis does for a transaction discarded at queue time; DISCARD ends it
- * with +OK; QUIT still closes. */
-static void input_txn_refused(const struct call *k)
+/* Where call K, inside a transaction, must run: the backend all its keys
+ * map to (BI), or -1 when it has none.  Returns 0, or -1 when it cannot be
+ * queued, with the error replied: keys on two backends (-CROSSSLOT, as
+ * Redis Cluster answers at queue time), or a command the proxy answers
+ * itself, fans out or does not serve, which have no one backend to run on
+ * (PING, ECHO and UNWATCH do run on the transaction's backend, as in Redis). */
+static int input_txn_keys(const struct call *k, int *bi)
 {
+    const struct command *cmd = k->cmd;
+    enum cmd_kind kind = (enum cmd_kind)cmd->kind;
+    int step = !strcmp(cmd->name, "mset") ? 2 : 1;
+    int64_t n = 0, i;
+
+    *bi = -1;
+    if (kind == CMD_ONE) {
+        srv.keypos[n++] = cmd->specs[0].start; /* arity checked */
+    } else if (kind == CMD_SPLIT) {
+        if ((k->argc - 1) % step != 0) {
+            reply_error(k, "ERR wrong number of arguments for '%s' command", cmd->name);
+            return -1;
+        }
+        for (n = 0; 1 + n * step < k->argc; n++)
+            srv.keypos[n] = 1 + n * step;
+    } else if (kind == CMD_SAME) {
+        if ((n = cmd_keys(cmd, k->argv, k->argc, srv.keypos)) < 0) {
+            reply_error(k, "ERR wrong number of keys or arguments for '%s' command", cmd->name);
+            return -1;
+        }
+    } else if (kind != CMD_ANY && kind != CMD_CONTAINER && strcmp(cmd->name, "ping") &&
+               strcmp(cmd->name, "echo") && strcmp(cmd->name, "unwatch")) {
+        reply_error(k, "ERR '%s' cannot be queued in a transaction by the proxy", cmd->name);
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        const struct resp_arg *key = &k->argv[srv.keypos[i]];
+        int b = route_backend(srv.cfg, key->p, key->len);
+        if (*bi >= 0 && b != *bi) {
+            reply_local_str(k, "-CROSSSLOT Keys in request don't hash to the same backend\r\n");
+            return -1;
+        }
+        *bi = b;
+    }
+    return 0;
+}
+
+/* Queue call K in C's transaction T, answering +QUEUED, or refuse it
+ * with its error and mark T so that EXEC aborts, as Redis does with a
+ * command it rejects at queue time.  After a refusal nothing more needs
+ * keeping, but later commands are still answered as Redis answers them. */
+static void input_txn_queue(const struct call *k, struct txn *t)
+{
+    int bi;
+
+    if (input_txn_keys(k, &bi) < 0) {
+        t->dirty = 1;
+        return;
+    }
+    if (bi >= 0 && t->backend >= 0 && (bi != t->backend || t->cfg_gen != srv.cfg_gen)) {
+        reply_local_str(k, "-CROSSSLOT Keys in request don't hash to the same backend\r\n");
+        t->dirty = 1;
+        return;
+    }
+    if (buf_len(&t->q) + k->rawlen > srv.cfg->max_request_size) {
+        reply_error(k, "ERR transaction too large for the proxy: more than max_request_size "
+                       "bytes queued");
+        t->dirty = 1;
+        return;
+    }
+    if (bi >= 0 && t->backend < 0) {
+        t->backend = bi;
+        t->cfg_gen = srv.cfg_gen;
+    }
+    if (!t->dirty) {
+        if (k->c->parser.inline_req)
+            enc_command(&t->q, k->argv, (size_t)k->argc);
+        else
+            buf_append(&t->q, k->raw, k->rawlen);
+        t->n++;
+    }
+    reply_local_str(k, "+QUEUED\r\n");
+}
+
+/* EXEC of C's transaction T: abort it, answer an empty one, or send it to
+ * its backend (any backend when no command named a key).  T ends here. */
+static void input_exec(const struct call *k, struct txn *t)
+{
+    int bi = t->backend;
+
+    if (t->dirty)
+        reply_local_str(k, "-EXECABORT Transaction discarded because of previous errors.\r\n");
+    else if (bi >= 0 && t->cfg_gen != srv.cfg_gen)
+        reply_local_str(k, "-EXECABORT Transaction discarded: the proxy's configuration was "
+                           "reloaded while it was queued\r\n");
+    else if (t->n == 0)
+        reply_local_str(k, "*0\r\n");
+    else if (bi < 0 && (bi = route_any_backend(k->c)) < 0)
+        reply_error(k, "ERR no backend available");
+    else
+        route_exec(k, bi, t);
+    client_txn_end(k->c);
+}
+
+/* Serve a request of a client inside MULTI: queue it, or end the
+ * transaction.  What Redis runs at once there rather than queuing (EXEC,
+ * DISCARD, MULTI, WATCH, QUIT) is answered here with Redis's replies. */
+static void input_txn(const struct call *k)
+{
+    struct txn *t = k->c->txn;
     const char *name = k->cmd->name;
 
-    if (!strcmp(name, "exec") || !strcmp(name, "discard")) {
-        k->c->txn_refused = 0;
-        reply_local_str(k, !strcmp(name, "exec")
-                               ? "-EXECABORT Transaction discarded because of previous errors.\r\n"
-                               : "+OK\r\n");
+    if (!strcmp(name, "exec")) {
+        input_exec(k, t);
+    } else if (!strcmp(name, "discard")) {
+        client_txn_end(k->c);
+        reply_local_str(k, "+OK\r\n");
     } else if (!strcmp(name, "quit")) {
         local_call(k);
     } else if (!strcmp(name, "multi")) {
         reply_error(k, "ERR MULTI calls can not be nested");
+    } else if (!strcmp(name, "watch")) {
+        reply_error(k, "ERR WATCH inside MULTI is not allowed");
     } else {
-        reply_error(k, "ERR '%s' not run: MULTI was refused, nothing runs until EXEC or DISCARD",
-                    name);
+        input_txn_queue(k, t);
     }
 }
 
@@ -5252,6 +5432,30 @@ static int input_preauth_ok(const struct command *cmd)
 {
     return !strcmp(cmd->name, "auth") || !strcmp(cmd->name, "hello") ||
            !strcmp(cmd->name, "quit");
+}
+
+/* A request of C was rejected before it could be queued: inside MULTI,
+ * EXEC then aborts the transaction, as Redis's does. */
+static void input_txn_flag(struct client *c)
+{
+    if (c->txn)
+        c->txn->dirty = 1;
+}
+
+/* Known command K was rejected before it could run, with Redis's error ERR
+ * (no leading '-').  Inside MULTI that aborts the transaction at EXEC; a
+ * rejected EXEC ends it at once with Redis's EXECABORT naming why (which
+ * drops an "ERR " code, as Redis's does). */
+static void input_reject(const struct call *k, const char *err)
+{
+    if (k->c->txn && !strcmp(k->cmd->name, "exec")) {
+        reply_error(k, "EXECABORT Transaction discarded because of: %s",
+                    strncmp(err, "ERR ", 4) ? err : err + 4);
+        client_txn_end(k->c);
+        return;
+    }
+    reply_error(k, "%s", err);
+    input_txn_flag(k->c);
 }
 
 /* Serve one framed request of C at RAW[0..RAWLEN). */
@@ -5281,22 +5485,27 @@ static void input_dispatch(struct client *c, const char *raw, size_t rawlen)
             reply_error(&k, "ERR unknown subcommand '%.*s'. Try %.*s HELP.",
                         (int)MIN(k.argv[1].len, 128), k.argv[1].p, (int)MIN(k.argv[0].len, 32),
                         k.argv[0].p);
+            input_txn_flag(c);
             return;
         }
     }
     if (!k.cmd) {
         input_unknown(&k);
+        input_txn_flag(c);
         return;
     }
     req_cmd_stats(k.cmd)->calls++;
-    if (!cmd_arity_ok(k.cmd, k.argc))
-        reply_error(&k, "ERR wrong number of arguments for '%s' command", k.cmd->name);
-    else if (srv.cfg->npasswords && c->auth == AUTH_NONE && !input_preauth_ok(k.cmd))
-        reply_local_str(&k, "-NOAUTH Authentication required.\r\n");
-    else if (c->txn_refused)
-        input_txn_refused(&k);
-    else
+    if (!cmd_arity_ok(k.cmd, k.argc)) {
+        char err[96];
+        snprintf(err, sizeof err, "ERR wrong number of arguments for '%s' command", k.cmd->name);
+        input_reject(&k, err);
+    } else if (srv.cfg->npasswords && c->auth == AUTH_NONE && !input_preauth_ok(k.cmd)) {
+        input_reject(&k, "NOAUTH Authentication required.");
+    } else if (c->txn) {
+        input_txn(&k);
+    } else {
         input_route(&k);
+    }
 }
 
 /* The limits C's next request must keep.  Before AUTH they are Redis's
@@ -6178,6 +6387,7 @@ static void reload_apply(struct config *next)
     reload_keep_restart_only(old, next);
     backend_apply(next);
     srv.cfg = next;
+    srv.cfg_gen++;
     log_threshold = (enum log_level)next->log_level;
     if (next->npasswords > 0 && old->npasswords == 0)
         client_require_auth();

@@ -596,75 +596,160 @@ check_placement() {
     [ "${lines[3]}" = PONG ]
 }
 
-# bats test_tags=valgrind
-@test "transactions: after a refused MULTI nothing runs until EXEC (EXECABORT) or DISCARD" {
-    pick_keys tx
-    na() { echo "-ERR '$1' not run: MULTI was refused, nothing runs until EXEC or DISCARD\\r\\n"; }
-    # what a client library's multi() pipelines: none of its writes may apply
-    run raw 16 < <(
-        resp MULTI
-        resp SET "${ON0[0]}" v
-        resp INCR "${ON1[0]}"
-        resp PING
-        resp MULTI
-        resp GET
-        resp EXEC
-        resp GET "${ON0[0]}"
-        resp MULTI
-        resp SET "${ON2[0]}" v2
-        resp DISCARD
-        resp GET "${ON2[0]}"
-        resp SET "${ON2[0]}" after
-        resp GET "${ON2[0]}"
-        resp DISCARD
-        resp EXEC
-    )
-    printf '%s\n' "${lines[@]}"
-    [ "$status" -eq 0 ]
-    [ "${lines[0]}" = "-ERR 'multi' is not supported by the proxy; nothing runs until EXEC or DISCARD\\r\\n" ]
-    [ "${lines[1]}" = "$(na set)" ]
-    [ "${lines[2]}" = "$(na incr)" ]
-    [ "${lines[3]}" = "$(na ping)" ]
-    [ "${lines[5]}" = "-ERR wrong number of arguments for 'get' command\\r\\n" ]
-    [ "${lines[7]}" = '$-1\r\n' ]
-    [ "${lines[8]}" = "${lines[0]}" ]
-    [ "${lines[9]}" = "$(na set)" ]
-    [ "${lines[10]}" = '+OK\r\n' ]
-    [ "${lines[11]}" = '$-1\r\n' ]
-    [ "${lines[12]}" = '+OK\r\n' ] # DISCARD ended it: commands run again
-    [ "${lines[13]}" = '$5\r\nafter\r\n' ]
-    [ "$(bcli 0 exists "${ON0[0]}")" = 0 ]
-    [ "$(bcli 1 exists "${ON1[0]}")" = 0 ]
-    [ "$(dbsize_sum)" -eq 1 ]
-    # the replies the proxy makes up are Redis's own, byte for byte
-    local proxy=("${lines[4]}" "${lines[6]}" "${lines[14]}" "${lines[15]}")
-    run timeout 60 python3 "$BATS_TEST_DIRNAME/resp_raw.py" "${REDIS_PORTS[0]}" 6 < <(
-        resp MULTI
-        resp MULTI
-        resp FOO
-        resp EXEC
-        resp DISCARD
-        resp EXEC
-    )
-    printf '%s\n' "${lines[@]}"
-    [ "$status" -eq 0 ]
-    [ "${lines[1]}" = '-ERR MULTI calls can not be nested\r\n' ]
-    [ "${proxy[0]}" = "${lines[1]}" ]
-    [ "${proxy[1]}" = "${lines[3]}" ]
-    [ "${proxy[1]}" = '-EXECABORT Transaction discarded because of previous errors.\r\n' ]
-    [ "${proxy[2]}" = "${lines[4]}" ]
-    [ "${proxy[3]}" = "${lines[5]}" ]
+# ------------------------------------------------------- 5b. transactions
+
+# txn_script A B: a pipeline of transactions over keys A and B, one reply
+# per command (TXN_REPLIES): queued writes, errors inside EXEC, an empty
+# transaction, queue-time errors (EXECABORT), what Redis answers at once
+# inside MULTI (nested MULTI, WATCH), EXEC and DISCARD without MULTI,
+# UNWATCH with nothing watched.
+TXN_REPLIES=40
+txn_script() {
+    local a=$1 b=$2
+    resp MULTI
+    resp SET "$a" 1
+    resp INCR "$b"
+    resp PING
+    resp ECHO hi
+    resp GET "$a"
+    resp LPUSH "$a" z # WRONGTYPE, inside the EXEC array
+    resp EXEC
+    resp MULTI
+    resp EXEC # empty: *0
+    resp MULTI
+    resp SET "$a" 2
+    resp FOO
+    resp EXEC # EXECABORT: nothing of it applies
+    resp GET "$a"
+    resp MULTI
+    resp GET # wrong arity: EXECABORT
+    resp EXEC
+    resp MULTI
+    resp MULTI
+    resp WATCH "$a"
+    resp SET "$a" 3
+    resp EXEC # those two errors do not abort it
+    resp EXEC
+    resp DISCARD
+    resp MULTI
+    resp SET "$b" x
+    resp DISCARD
+    resp GET "$b"
+    resp MULTI
+    resp INCR "$b"
+    resp EXEC x # wrong arity: rejected, and the transaction stays open
+    resp EXEC
+    resp MULTI
+    resp INCR "$b"
+    resp DISCARD
+    resp UNWATCH
+    resp MULTI
+    resp UNWATCH
+    resp EXEC
 }
 
-@test "transactions: redis-py's transactional pipeline fails whole and applies nothing" {
+# bats test_tags=valgrind
+@test "transactions: MULTI, EXEC, DISCARD answer as a real redis-server does, byte for byte" {
+    pick_keys tx
+    local a=${ON0[0]} b=${ON0[1]} proxy
+    run raw "$TXN_REPLIES" < <(txn_script "$a" "$b")
+    printf '%s\n' "${lines[@]}"
+    [ "$status" -eq 0 ]
+    [ "${#lines[@]}" -eq "$TXN_REPLIES" ]
+    [ "${lines[7]}" = '*6\r\n+OK\r\n:1\r\n+PONG\r\n$2\r\nhi\r\n$1\r\n1\r\n-WRONGTYPE Operation against a key holding the wrong kind of value\r\n' ]
+    [ "$(bcli 0 get "$a")" = 3 ]
+    proxy=("${lines[@]}")
+    # the same bytes straight at a redis-server that starts empty too
+    bcli 0 flushall >/dev/null
+    run timeout 60 python3 "$BATS_TEST_DIRNAME/resp_raw.py" "${REDIS_PORTS[0]}" "$TXN_REPLIES" \
+        < <(txn_script "$a" "$b")
+    [ "$status" -eq 0 ]
+    local i
+    for i in "${!lines[@]}"; do
+        [ "${proxy[i]}" = "${lines[i]}" ] || {
+            echo "reply $i: proxy '${proxy[i]}', redis '${lines[i]}'"
+            return 1
+        }
+    done
+    [ "${#proxy[@]}" -eq "${#lines[@]}" ]
+}
+
+# bats test_tags=valgrind
+@test "transactions: keys on two backends, or a command without one backend, abort at EXEC" {
+    pick_keys tc
+    run raw 12 < <(
+        resp MULTI
+        resp SET "${ON0[0]}" v
+        resp SET "${ON1[0]}" v # another backend than the first key's
+        resp EXEC
+        resp MULTI
+        resp MSET "${ON0[1]}" v "${ON2[0]}" v # one command, two backends
+        resp EXEC
+        resp MULTI
+        resp DBSIZE # every backend: no one backend to run it on
+        resp SET "${ON0[2]}" v
+        resp EXEC
+        resp WATCH "${ON0[0]}" # outside MULTI: not served yet
+    )
+    printf '%s\n' "${lines[@]}"
+    [ "$status" -eq 0 ]
+    local cross='-CROSSSLOT Keys in request don'"'"'t hash to the same backend\r\n'
+    local abort='-EXECABORT Transaction discarded because of previous errors.\r\n'
+    [ "${lines[0]}" = '+OK\r\n' ]
+    [ "${lines[1]}" = '+QUEUED\r\n' ]
+    [ "${lines[2]}" = "$cross" ]
+    [ "${lines[3]}" = "$abort" ]
+    [ "${lines[5]}" = "$cross" ]
+    [ "${lines[6]}" = "$abort" ]
+    [ "${lines[8]}" = "-ERR 'dbsize' cannot be queued in a transaction by the proxy\r\n" ]
+    [ "${lines[9]}" = '+QUEUED\r\n' ]
+    [ "${lines[10]}" = "$abort" ]
+    [ "${lines[11]}" = "-ERR 'watch' is not supported by the proxy\r\n" ]
+    # a client that leaves inside MULTI: what it queued is dropped
+    run raw 2 < <(
+        resp MULTI
+        resp SET "${ON0[3]}" v
+    )
+    [ "$status" -eq 0 ]
+    [ "${lines[1]}" = '+QUEUED\r\n' ]
+    [ "$(dbsize_sum)" -eq 0 ] # nothing of them ran anywhere
+}
+
+@test "transactions: nothing runs before EXEC; other clients are served meanwhile" {
+    pick_keys th
+    run timeout 60 python3 "$BATS_TEST_DIRNAME/proxy_tool.py" txn_hold "$SP_PORT" \
+        "${REDIS_PORTS[0]}" "${ON0[0]}" "${ON0[1]}"
+    printf '%s\n' "${lines[@]}"
+    [ "$status" -eq 0 ]
+}
+
+@test "transactions: a reload between MULTI and EXEC aborts the transaction" {
+    pick_keys tr
+    run timeout 60 python3 "$BATS_TEST_DIRNAME/proxy_tool.py" txn_reload "$SP_PORT" "$SP_PID" \
+        "${ON0[0]}" "$SP_LOG"
+    printf '%s\n' "${lines[@]}"
+    [ "$status" -eq 0 ]
+    [ "$(bcli 0 get "${ON0[0]}")" = w ]
+}
+
+@test "transactions: 20 clients' pipelined transactions and a bystander on one backend stay atomic" {
+    pick_keys ta
+    run timeout 120 python3 "$BATS_TEST_DIRNAME/proxy_tool.py" txn_atomic "$SP_PORT" "${ON1[0]}" 20 100
+    printf '%s\n' "${lines[@]}"
+    [ "$status" -eq 0 ]
+    [ "$(bcli 1 get "${ON1[0]}")" = 4100 ]
+}
+
+@test "transactions: redis-py's transactional pipeline runs whole, or fails whole and applies nothing" {
     /usr/bin/python3 -c 'import redis' 2>/dev/null ||
         skip "no redis-py for /usr/bin/python3 (apt-get install python3-redis)"
     pick_keys rp
     run timeout 60 /usr/bin/python3 "$BATS_TEST_DIRNAME/proxy_tool.py" transaction "$SP_PORT" \
-        "${ON0[0]}" "${ON1[0]}"
+        "${ON0[0]}" "${ON0[1]}" "${ON1[0]}"
     printf '%s\n' "${lines[@]}"
     [ "$status" -eq 0 ]
-    [ "$(bcli 0 exists "${ON0[0]}")" = 1 ] # the SET after the transaction landed
+    [ "$(bcli 0 get "${ON0[0]}")" = after ]
+    [ "$(bcli 0 get "${ON0[1]}")" = 1 ]
     [ "$(bcli 1 exists "${ON1[0]}")" = 0 ]
 }
 

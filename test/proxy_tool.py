@@ -10,11 +10,26 @@
         keys and values with CR LF, NUL, 0xff round-trip and land on the
         backend that TABLE (`shardproxy --table`) and the hash computed here
         give; a 32 MiB value round-trips
-    proxy_tool.py transaction PORT KEY1 KEY2
+    proxy_tool.py transaction PORT KEY1 KEY2 KEY3
         (needs redis-py: run it with /usr/bin/python3 and python3-redis)
-        redis-py's default pipeline, a MULTI/EXEC transaction, of SET KEY1 and
-        INCR KEY2 raises (the refused MULTI's error) as a whole, neither key is written, and
-        plain commands on the same connection work after it
+        KEY1 and KEY2 live on one backend, KEY3 on another.  redis-py's
+        default pipeline, a MULTI/EXEC transaction, of SET KEY1 and INCR KEY2
+        returns both results; one of SET KEY1 and INCR KEY3 raises as a whole
+        and applies nothing; plain commands on the connection work after both
+    proxy_tool.py txn_hold PORT BACKEND_PORT KEY OTHER
+        nothing runs before EXEC: after MULTI and SET KEY have been answered
+        (+OK, +QUEUED) the backend (BACKEND_PORT, straight) has no KEY, while
+        another client's SET OTHER through the proxy is served at once; EXEC
+        then answers [OK] and the backend has KEY
+    proxy_tool.py txn_reload PORT PID KEY LOG
+        a reload (SIGHUP to PID, then LOG says it was applied) between MULTI,
+        SET KEY and EXEC: EXEC aborts (the backends may have moved) and KEY
+        is not written; a transaction queued after the reload runs
+    proxy_tool.py txn_atomic PORT KEY CLIENTS N
+        CLIENTS connections each pipeline N transactions MULTI, INCR KEY,
+        INCR KEY, EXEC, while a bystander runs plain INCRs on KEY: every EXEC
+        answers two consecutive values (no other command ran inside the
+        block on the shared backend connection), and KEY ends at the total
 
 Prints "ok  ..." / "FAIL ..." per case; exit status 1 when any failed.
 RESP and the key hash come from test/resp.py, the suites' one RESP client.
@@ -23,6 +38,7 @@ import hashlib
 import os
 import socket
 import sys
+import time
 
 from resp import Reader, connect, enc, slot
 
@@ -152,32 +168,130 @@ def binary(port, b0, b1, b2, table):
     return 1 if fails[0] else 0
 
 
-def transaction(port, key1, key2):
-    import redis  # only this check needs redis-py
-
+def _checker():
     fails = [0]
+
     def check(what, got, want):
         ok = got == want
         fails[0] += not ok
         print("%s %s: got %r%s" % ("ok  " if ok else "FAIL", what, got, "" if ok else ", want %r" % (want,)))
+    return check, fails
 
+
+def transaction(port, key1, key2, key3):
+    import redis  # only this check needs redis-py
+
+    check, fails = _checker()
     r = redis.Redis(port=int(port), socket_timeout=30)
     pipe = r.pipeline(transaction=True)
     pipe.set(key1, "v").incr(key2)
+    check("pipeline(transaction=True), keys on one backend", pipe.execute(), [True, 1])
+    check("its SET applied", r.get(key1), b"v")
+    pipe = r.pipeline(transaction=True)
+    pipe.set(key1, "w").incr(key3)
     try:
         got = "executed: %r" % (pipe.execute(),)
-    except redis.exceptions.ResponseError as e:  # redis-py raises the first error
-        got = "%s: %s" % (type(e).__name__, e)
-    check("pipeline(transaction=True).execute()", got,
-          "ResponseError: 'multi' is not supported by the proxy; nothing runs until EXEC or DISCARD")
-    check("SET inside it not applied", r.exists(key1), 0)
-    check("INCR inside it not applied", r.exists(key2), 0)
+    except redis.exceptions.ResponseError as e:  # redis-py raises the first queue-time error
+        got = type(e).__name__ + (": CROSSSLOT" if "same backend" in str(e) else ": %s" % e)
+    check("pipeline(transaction=True), keys on two backends", got, "ResponseError: CROSSSLOT")
+    check("its SET not applied", r.get(key1), b"v")
+    check("its INCR not applied", r.exists(key3), 0)
     check("SET after", r.set(key1, "after"), True)
     check("GET after", r.get(key1), b"after")
+    return 1 if fails[0] else 0
+
+
+def txn_hold(port, backend_port, key, other):
+    check, fails = _checker()
+    a, direct, b = connect(int(port)), connect(int(backend_port)), connect(int(port))
+    ra, rd, rb = Reader(a), Reader(direct), Reader(b)
+    a.sendall(enc("MULTI") + enc("SET", key, "v"))
+    check("MULTI", ra.reply(), b"+OK")
+    check("SET queued", ra.reply(), b"+QUEUED")
+    time.sleep(0.3)  # were it sent, it would have run by now
+    direct.sendall(enc("EXISTS", key))
+    check("on the backend before EXEC", rd.reply(), b":0")
+    b.sendall(enc("SET", other, "o") + enc("GET", other))
+    check("another client meanwhile: SET", rb.reply(), b"+OK")
+    check("another client meanwhile: GET", rb.reply(), b"o")
+    a.sendall(enc("EXEC"))
+    check("EXEC", ra.reply(), [b"+OK"])
+    direct.sendall(enc("GET", key))
+    check("on the backend after EXEC", rd.reply(), b"v")
+    return 1 if fails[0] else 0
+
+
+def txn_reload(port, pid, key, log):
+    import signal
+
+    check, fails = _checker()
+    s = connect(int(port))
+    r = Reader(s)
+    s.sendall(enc("MULTI") + enc("SET", key, "v"))
+    check("MULTI", r.reply(), b"+OK")
+    check("SET queued", r.reply(), b"+QUEUED")
+    before = open(log, "rb").read().count(b"configuration reloaded")
+    os.kill(int(pid), signal.SIGHUP)
+    deadline = time.time() + 10
+    while open(log, "rb").read().count(b"configuration reloaded") == before and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # with workers, the master logs before every worker has applied it
+    s.sendall(enc("EXEC") + enc("EXISTS", key) + enc("MULTI") + enc("SET", key, "w") + enc("EXEC"))
+    check("EXEC after a reload", r.reply(), b"-EXECABORT Transaction discarded: the proxy's "
+          b"configuration was reloaded while it was queued")
+    check("its SET not applied", r.reply(), b":0")
+    check("the next MULTI", r.reply(), b"+OK")
+    check("its SET queued", r.reply(), b"+QUEUED")
+    check("its EXEC", r.reply(), [b"+OK"])
+    return 1 if fails[0] else 0
+
+
+def txn_atomic(port, key, clients, n):
+    import threading
+
+    clients, n = int(clients), int(n)
+    bad, done = [], []
+
+    def worker():
+        s = connect(int(port))
+        r = Reader(s)
+        s.sendall(b"".join(enc("MULTI") + enc("INCR", key) + enc("INCR", key) + enc("EXEC")
+                           for _ in range(n)))
+        for _ in range(n):
+            got = [r.reply() for _ in range(4)]
+            ex = got[3]
+            if got[:3] != [b"+OK", b"+QUEUED", b"+QUEUED"] or not isinstance(ex, list) or \
+                    len(ex) != 2 or int(ex[1][1:]) != int(ex[0][1:]) + 1:
+                bad.append(got)
+        done.append(1)
+        s.close()
+
+    def bystander():
+        s = connect(int(port))
+        r = Reader(s)
+        for _ in range(n):
+            s.sendall(enc("INCR", key))
+            if not r.reply().startswith(b":"):
+                bad.append("bystander")
+        s.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    threads.append(threading.Thread(target=bystander))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    check, fails = _checker()
+    check("transactions answered", len(done), clients)
+    check("EXEC replies that are not two consecutive values", bad[:3], [])
+    s = connect(int(port))
+    s.sendall(enc("GET", key))
+    check("final value", Reader(s).reply(), b"%d" % (2 * clients * n + n))
     return 1 if fails[0] else 0
 
 
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     sys.exit({"protocol_errors": protocol_errors, "binary": binary,
-              "transaction": transaction}[cmd](*args))
+              "transaction": transaction, "txn_hold": txn_hold, "txn_reload": txn_reload,
+              "txn_atomic": txn_atomic}[cmd](*args))
