@@ -113,6 +113,24 @@ if [ $# -eq 0 ] && ! redis_py_ok; then
         "its client-library tests will skip" >&2
 fi
 
+# ioredis and node-redis, for the Node client-library tests: the npm packages
+# pinned in test/clients/package.json and its lock file, installed with
+# `npm ci` into test/clients/node_modules (Node and npm from Debian's nodejs
+# and npm when missing).  A suite that needs them skips, saying so, where
+# they cannot be had.
+node_clients_ok() { [ -d clients/node_modules/ioredis ] && [ -d clients/node_modules/redis ]; }
+if [ $# -eq 0 ] && ! node_clients_ok; then
+    if ! command -v npm >/dev/null 2>&1 && can_install; then
+        apt_install nodejs npm || true
+    fi
+    if command -v npm >/dev/null 2>&1; then
+        echo "deps.sh: installing the Node client libraries (npm ci in test/clients)" >&2
+        (cd clients && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || true
+    fi
+    node_clients_ok || echo "deps.sh: note: no ioredis/node-redis in test/clients/node_modules" \
+        "(needs node and npm); their client-library tests will skip" >&2
+fi
+
 # clang is handled apart: it needs its runtime checked too.
 wanted=()
 for cmd in "${cmds[@]}"; do

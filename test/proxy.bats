@@ -753,6 +753,18 @@ txn_script() {
     [ "$(bcli 1 exists "${ON1[0]}")" = 0 ]
 }
 
+@test "transactions: ioredis and node-redis multi() run whole, or fail whole and apply nothing" {
+    [[ -d "$BATS_TEST_DIRNAME/clients/node_modules/ioredis" ]] ||
+        skip "no ioredis/node-redis in test/clients/node_modules (make deps installs them with npm)"
+    pick_keys nm
+    run timeout 60 node "$BATS_TEST_DIRNAME/clients/txn.js" "$SP_PORT" "${ON0[0]}" "${ON0[1]}" "${ON1[0]}"
+    printf '%s\n' "${lines[@]}"
+    [ "$status" -eq 0 ]
+    [ "$(bcli 0 get "${ON0[0]}")" = nr ]
+    [ "$(bcli 0 get "${ON0[1]}")" = 2 ]
+    [ "$(bcli 1 exists "${ON1[0]}")" = 0 ]
+}
+
 # --------------------------------------------------------- 6. inline commands
 
 # bats test_tags=valgrind
