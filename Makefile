@@ -72,8 +72,10 @@ deps:
 # socket instead of SO_REUSEPORT.  make test runs every bats suite a second
 # time against it (helper.bash fails a test whose proxy log holds a
 # report), so the whole suite runs on both the platform's choices and the
-# portable ones.
-ASAN_EVENTS := -DEVENTS_$(shell echo $(or $(EVENTS),poll) | tr a-z A-Z) -DNET_NO_REUSEPORT
+# portable ones.  Without the spare-buffer list (BUF_SPARE=0), so that every
+# buffer freed is seen freed by ASan.
+ASAN_EVENTS := -DEVENTS_$(shell echo $(or $(EVENTS),poll) | tr a-z A-Z) -DNET_NO_REUSEPORT \
+	-DBUF_SPARE=0
 shardproxy-asan: shardproxy.c shardproxy.h .build-flags
 	$(CC) $(WARN) $(CFLAGS) $(SANFLAGS) $(ASAN_EVENTS) $(CPPFLAGS) $(LDFLAGS) -o $@ \
 		shardproxy.c $(LDLIBS)

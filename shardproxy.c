@@ -148,7 +148,8 @@
 #define PEER_CHECK_MS 10 /* a worker in backoff reads the others' view at most this often */
 #endif
 #ifndef BUF_SPARE
-#define BUF_SPARE 1024 /* smallest-size buffer allocations kept for reuse */
+#define BUF_SPARE 1024 /* smallest-size buffer allocations kept for reuse (0: none, so
+                          that a sanitizer sees every free) */
 #endif
 #ifndef ACCEPT_PAUSE_MS
 #define ACCEPT_PAUSE_MS 100 /* accept() hit EMFILE/ENFILE: wait this long */
@@ -384,10 +385,34 @@ struct buf {
  * does that for many clients at once, which is more than malloc's own
  * per-size cache holds, and the chunks would go through its slower general
  * bins each time.  A leaf's only state: it holds memory, not connections. */
+#if BUF_SPARE > 0
 static struct {
     char *p[BUF_SPARE]; /* spare allocations */
     int n;              /* entries in p */
 } buf_spare;
+#endif
+
+/* A spare BUF_MIN allocation, or NULL. */
+static char *buf_spare_get(void)
+{
+#if BUF_SPARE > 0
+    if (buf_spare.n > 0)
+        return buf_spare.p[--buf_spare.n];
+#endif
+    return NULL;
+}
+
+/* Keep P, a BUF_MIN allocation, for a later buffer; else free it. */
+static void buf_spare_put(char *p)
+{
+#if BUF_SPARE > 0
+    if (buf_spare.n < BUF_SPARE) {
+        buf_spare.p[buf_spare.n++] = p;
+        return;
+    }
+#endif
+    free(p);
+}
 
 static size_t buf_len(const struct buf *b) { return b->w - b->r; }
 
@@ -405,8 +430,7 @@ static void buf_reserve(struct buf *b, size_t n)
         if (b->cap - b->w >= n)
             return;
     }
-    if (b->cap == 0 && n <= BUF_MIN && buf_spare.n > 0) {
-        b->data = buf_spare.p[--buf_spare.n];
+    if (b->cap == 0 && n <= BUF_MIN && (b->data = buf_spare_get()) != NULL) {
         b->cap = BUF_MIN;
         return;
     }
@@ -457,8 +481,8 @@ static void buf_consume(struct buf *b, size_t n)
 /* Give B's allocation back: to the spare list if it has the first size. */
 static void buf_free(struct buf *b)
 {
-    if (b->cap == BUF_MIN && buf_spare.n < BUF_SPARE)
-        buf_spare.p[buf_spare.n++] = b->data;
+    if (b->cap == BUF_MIN)
+        buf_spare_put(b->data);
     else
         free(b->data);
     b->data = NULL;
@@ -468,8 +492,10 @@ static void buf_free(struct buf *b)
 /* Free the spare list (at exit, for leak checkers). */
 static void buf_spare_free(void)
 {
-    while (buf_spare.n > 0)
-        free(buf_spare.p[--buf_spare.n]);
+    char *p;
+
+    while ((p = buf_spare_get()) != NULL)
+        free(p);
 }
 
 /* ========================================================== network I/O */
@@ -1672,7 +1698,7 @@ struct command {
  *
  * Kind, by the product's routing policy:
  *   SPLIT      mget mset del unlink exists touch
- *   LOCAL      ping echo quit select hello auth info multi exec discard
+ *   LOCAL      ping echo quit select hello auth info multi exec discard unwatch
  *              client|setname client|getname client|setinfo client|id
  *   ANY        time and every command|* subcommand
  *   ALL        dbsize
@@ -1688,7 +1714,7 @@ struct command {
  *   ONE        a keyed command whose only spec is a fixed index with range
  *              lastkey 0 (exactly one key)
  *   SAME       every other keyed command: all keys must hash to one backend
- * Counts: ONE 130, SPLIT 6, SAME 41, LOCAL 14, ANY 8, ALL 1, REFUSE 152, CONTAINER 15.
+ * Counts: ONE 130, SPLIT 6, SAME 41, LOCAL 15, ANY 8, ALL 1, REFUSE 151, CONTAINER 15.
  */
 static const struct command cmd_table[] = {
     {"acl", -2, CMD_CONTAINER, 0, {KS_NONE}},
@@ -2423,6 +2449,9 @@ struct req {
     uint64_t start_us;         /* when the client's request was dispatched */
     uint32_t skip;             /* backend replies to drop before its own (EXEC: the
                                   +OK of MULTI and each +QUEUED of its block) */
+    uint8_t skip_first;        /* the next reply dropped is MULTI's */
+    uint8_t multi_refused;     /* MULTI's reply was an error: the block ran unwrapped */
+    char *skip_err;            /* the first error among the dropped replies, or NULL */
 };
 
 /* ================================================= data model: backends */
@@ -2821,6 +2850,7 @@ static void req_free(struct req *r)
         req_free(r->child[i]);
     free(r->child);
     free(r->keymap);
+    free(r->skip_err);
     buf_free(&r->reply);
     if (r->backend)
         r->backend->refs--;
@@ -3211,9 +3241,11 @@ static void reply_flush(struct client *c)
             srv.st->bytes_out += n;
             buf_consume(&c->out, n);
             /* caught up and owed nothing: an idle client keeps no buffer
-             * (what idle pools of thousands cost); a malloc per reply at -P 1
-             * is a few dozen instructions beside two system calls */
-            if (buf_len(&c->out) == 0 && !c->head)
+             * (what idle pools of thousands cost).  A first-size one goes
+             * to the spare list, which the next reply takes back cheaply; a
+             * bigger one stays for the next big reply, until client_timers
+             * frees it. */
+            if (buf_len(&c->out) == 0 && !c->head && c->out.cap == BUF_MIN)
                 buf_free(&c->out);
         } else if (rc == NET_ERR) {
             client_close(c, strerror(errno));
@@ -3601,6 +3633,38 @@ static int bconn_handshake_reply(struct bconn *bc, struct req *r, const char *p,
     return 0;
 }
 
+/* Drop reply P[0..N) of R's transaction block (MULTI's +OK or a command's
+ * +QUEUED), keeping the first error: the client was told +QUEUED already
+ * and only EXEC's reply can carry why the backend refused. */
+static void bconn_skip_reply(struct req *r, const char *p, size_t n)
+{
+    r->skip--;
+    if (p[0] == '-' && !r->skip_err) {
+        size_t len = n >= 3 ? n - 3 : 0; /* without '-' and CRLF */
+        r->skip_err = xstrndup(p + 1, MIN(len, 200));
+        r->multi_refused = r->skip_first;
+    }
+    r->skip_first = 0;
+}
+
+/* EXEC's reply P[0..N) to R, after an error among the replies dropped: the
+ * backend refused MULTI (the commands then ran one by one, and the client
+ * must not believe nothing ran), or refused a queued command (EXECABORT,
+ * which gets the reason the client never saw). */
+static void bconn_exec_reply(struct req *r, const char *p, size_t n)
+{
+    static const char abort[] = "-EXECABORT";
+
+    if (r->multi_refused)
+        complete_error(r, "ERR backend %s refused MULTI (%s): the transaction's commands may "
+                          "have run one by one", r->backend->cfg.id, r->skip_err);
+    else if (n >= sizeof abort - 1 && !memcmp(p, abort, sizeof abort - 1))
+        complete_error(r, "EXECABORT Transaction discarded because of previous errors: %s",
+                       r->skip_err);
+    else
+        complete_reply(r, p, n, 0);
+}
+
 /* Match every complete reply in bc->in with the head of the FIFO. */
 static void bconn_replies(struct bconn *bc)
 {
@@ -3623,8 +3687,8 @@ static void bconn_replies(struct bconn *bc)
             bconn_fail(bc, 0, "reply nobody asked for");
             return;
         }
-        if (r->skip > 0) { /* inside a transaction block: EXEC's reply carries the answers */
-            r->skip--;
+        if (r->skip > 0) { /* inside a transaction block: only EXEC's reply goes out */
+            bconn_skip_reply(r, p, bc->rp.pos);
             buf_consume(&bc->in, bc->rp.pos);
             resp_reply_init(&bc->rp);
             continue;
@@ -3647,7 +3711,10 @@ static void bconn_replies(struct bconn *bc)
             hist_add(&bc->backend->sh->latency, srv.now_us - r->sent_us);
             if (p[0] == '-')
                 bc->backend->sh->st.errors++;
-            complete_reply(r, p, n, 0);
+            if (r->skip_err)
+                bconn_exec_reply(r, p, n);
+            else
+                complete_reply(r, p, n, 0);
         }
         buf_consume(&bc->in, n);
         resp_reply_init(&bc->rp);
@@ -4367,15 +4434,15 @@ static void route_fanout(const struct call *k, enum req_merge merge, const struc
         route_send_child(k->c, p->child[i], enc);
 }
 
-/* The next backend (round robin) whose connection for C is not in
- * backoff, or -1. */
+/* The next backend (round robin) whose connection for C may take a
+ * request (route_usable), or -1. */
 static int route_any_backend(const struct client *c)
 {
     int i;
 
     for (i = 0; i < srv.nbackends; i++) {
         int bi = (int)((srv.any_next + (uint32_t)i) % (uint32_t)srv.nbackends);
-        if (bconn_pick(srv.backends[bi], c)->state != BCONN_BACKOFF) {
+        if (route_usable(bconn_pick(srv.backends[bi], c))) {
             srv.any_next = (uint32_t)bi + 1;
             return bi;
         }
@@ -4408,6 +4475,7 @@ static void route_exec(const struct call *k, int bi, const struct txn *t)
     if (!r)
         return;
     r->skip = t->n + 1;
+    r->skip_first = 1;
     buf_append(&bc->out, multi, sizeof multi - 1);
     buf_append(&bc->out, t->q.data + t->q.r, buf_len(&t->q));
     buf_append(&bc->out, exec, sizeof exec - 1);
@@ -5301,6 +5369,14 @@ static void input_route(const struct call *k)
     }
 }
 
+/* A request of C was rejected before it could be queued: inside MULTI,
+ * EXEC then aborts the transaction, as Redis's does. */
+static void input_txn_flag(struct client *c)
+{
+    if (c->txn)
+        c->txn->dirty = 1;
+}
+
 /* Where call K, inside a transaction, must run: the backend all its keys
  * map to (BI), or -1 when it has none.  Returns 0, or -1 when it cannot be
  * queued, with the error replied: keys on two backends (-CROSSSLOT, as
@@ -5329,6 +5405,10 @@ static int input_txn_keys(const struct call *k, int *bi)
             reply_error(k, "ERR wrong number of keys or arguments for '%s' command", cmd->name);
             return -1;
         }
+        if (n == 0) { /* EVAL ... 0: refused as outside MULTI */
+            reply_error(k, "ERR '%s' without keys cannot be routed by the proxy", cmd->name);
+            return -1;
+        }
     } else if (kind != CMD_ANY && kind != CMD_CONTAINER && strcmp(cmd->name, "ping") &&
                strcmp(cmd->name, "echo") && strcmp(cmd->name, "unwatch")) {
         reply_error(k, "ERR '%s' cannot be queued in a transaction by the proxy", cmd->name);
@@ -5352,32 +5432,36 @@ static int input_txn_keys(const struct call *k, int *bi)
  * keeping, but later commands are still answered as Redis answers them. */
 static void input_txn_queue(const struct call *k, struct txn *t)
 {
+    size_t before = t->q.w;
     int bi;
 
-    if (input_txn_keys(k, &bi) < 0) {
-        t->dirty = 1;
+    /* T is marked before any reply: a reply past client_output_limit
+     * closes the client, and T goes with it */
+    if (input_txn_keys(k, &bi) < 0) { /* replied already: look T up again */
+        input_txn_flag(k->c);
         return;
     }
-    if (bi >= 0 && t->backend >= 0 && (bi != t->backend || t->cfg_gen != srv.cfg_gen)) {
+    if (bi >= 0 && t->backend >= 0 && t->cfg_gen == srv.cfg_gen && bi != t->backend) {
+        t->dirty = 1;
         reply_local_str(k, "-CROSSSLOT Keys in request don't hash to the same backend\r\n");
-        t->dirty = 1;
-        return;
-    }
-    if (buf_len(&t->q) + k->rawlen > srv.cfg->max_request_size) {
-        reply_error(k, "ERR transaction too large for the proxy: more than max_request_size "
-                       "bytes queued");
-        t->dirty = 1;
         return;
     }
     if (bi >= 0 && t->backend < 0) {
         t->backend = bi;
         t->cfg_gen = srv.cfg_gen;
     }
-    if (!t->dirty) {
+    if (!t->dirty) { /* (a reload in between is left to EXEC, which aborts) */
         if (k->c->parser.inline_req)
             enc_command(&t->q, k->argv, (size_t)k->argc);
         else
             buf_append(&t->q, k->raw, k->rawlen);
+        if (buf_len(&t->q) > srv.cfg->max_request_size) {
+            t->q.w = before;
+            t->dirty = 1;
+            reply_error(k, "ERR transaction too large for the proxy: more than "
+                           "max_request_size bytes queued");
+            return;
+        }
         t->n++;
     }
     reply_local_str(k, "+QUEUED\r\n");
@@ -5432,14 +5516,6 @@ static int input_preauth_ok(const struct command *cmd)
 {
     return !strcmp(cmd->name, "auth") || !strcmp(cmd->name, "hello") ||
            !strcmp(cmd->name, "quit");
-}
-
-/* A request of C was rejected before it could be queued: inside MULTI,
- * EXEC then aborts the transaction, as Redis's does. */
-static void input_txn_flag(struct client *c)
-{
-    if (c->txn)
-        c->txn->dirty = 1;
 }
 
 /* Known command K was rejected before it could run, with Redis's error ERR

@@ -2,8 +2,11 @@
 # regressions.bats -- defects a review of the code found, each with the test
 # that now catches it: a UNIX listen path taken over from a live proxy, a
 # reload adding `password` leaving connected clients with full access, the
-# SIGUSR1 report blocking the loop on a full stderr pipe, and INFO missing
-# output_overflows.
+# SIGUSR1 report blocking the loop on a full stderr pipe, INFO missing
+# output_overflows; and in transactions: a queue-time error reply past
+# client_output_limit writing to the transaction it had just freed, a
+# backend's refusal of MULTI or of a queued command lost, EVAL without keys
+# queued, and inline commands passing max_request_size once re-encoded.
 
 load helper
 
@@ -109,4 +112,76 @@ load helper
     rcli set big "$(head -c 4096 /dev/zero | tr '\0' x)" >/dev/null
     run rcli get big # cut off: its reply exceeds the limit
     wait_until eval '[[ "$(rcli info stats)" == *$'"'"'output_overflows:1\r'"'"'* ]]'
+}
+
+# bats test_tags=valgrind
+@test "transactions: a queue-time error past client_output_limit closes the client, and only it" {
+    start_redis 1
+    write_config "client_output_limit 1024"
+    start_proxy
+    # 200 refused commands: their errors pass the limit while MULTI is open
+    # (the replies are dropped with the client: nothing is read but the close)
+    run raw 0 --eof < <(
+        resp MULTI
+        for i in $(seq 200); do resp FLUSHALL; done
+    )
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == '<EOF>' ]]
+    _sp_alive "$SP_PID"
+    [[ "$(rcli ping)" == PONG ]]
+    grep -q "client_output_limit" "$SP_LOG"
+}
+
+@test "transactions: a backend refusing MULTI, or a queued command, is what EXEC answers" {
+    start_redis 1
+    bcli 0 acl setuser tx on '>pw' '~*' '&*' '+@all' '-multi' >/dev/null
+    write_config "backend_user tx" "backend_password pw"
+    start_proxy
+    run raw 4 < <(
+        resp MULTI
+        resp SET rk v
+        resp INCR rn
+        resp EXEC
+    )
+    printf '%s\n' "${lines[@]}"
+    [[ "${lines[1]}" == '+QUEUED\r\n' ]]
+    [[ "${lines[3]}" == "-ERR backend 127.0.0.1:${REDIS_PORTS[0]} refused MULTI (NOPERM "*"): the transaction's commands may have run one by one\\r\\n" ]]
+    [[ "$(bcli 0 get rn)" == 1 ]] # they did run: the client is not told otherwise
+    # the connection is in step again
+    [[ "$(rcli get rk)" == v ]]
+    # a command the backend refuses at queue time: EXEC's EXECABORT says why
+    bcli 0 acl setuser tx '+multi' >/dev/null
+    bcli 0 config set maxmemory 1 >/dev/null
+    run raw 4 < <(
+        resp MULTI
+        resp SET rk2 v
+        resp EXEC
+        resp GET rk
+    )
+    bcli 0 config set maxmemory 0 >/dev/null
+    printf '%s\n' "${lines[@]}"
+    [[ "${lines[2]}" == "-EXECABORT Transaction discarded because of previous errors: OOM command not allowed when used memory > 'maxmemory'.\\r\\n" ]]
+    [[ "${lines[3]}" == '$1\r\nv\r\n' ]]
+    [[ "$(bcli 0 exists rk2)" == 0 ]]
+}
+
+@test "transactions: EVAL without keys is refused inside MULTI too; inline commands count re-encoded" {
+    start_redis 1
+    write_config "max_request_size 1024"
+    start_proxy
+    run raw 3 < <(
+        resp MULTI
+        resp EVAL "return 1" 0
+        resp EXEC
+    )
+    printf '%s\n' "${lines[@]}"
+    [[ "${lines[1]}" == "-ERR 'eval' without keys cannot be routed by the proxy\\r\\n" ]]
+    [[ "${lines[2]}" == '-EXECABORT Transaction discarded because of previous errors.\r\n' ]]
+    # 307 bytes inline, about 1,070 as the RESP array the backend would get
+    run raw 3 < <(printf 'MULTI\r\nSADD s %s\r\nEXEC\r\n' "$(printf 'x%.0s ' {1..150})")
+    printf '%s\n' "${lines[@]}"
+    [[ "${lines[1]}" == '-ERR transaction too large for the proxy: more than max_request_size bytes queued\r\n' ]]
+    [[ "${lines[2]}" == '-EXECABORT Transaction discarded because of previous errors.\r\n' ]]
+    [[ "$(bcli 0 exists s)" == 0 ]]
 }
