@@ -10,7 +10,8 @@
 #                        when that is set (make test runs suites so), then each LINE
 #   start_proxy [ARG]    $SP_BIN -c $SP_CONF [ARG...], log in $SP_LOG, PID in SP_PID
 #                        (SP_WRAP: a command line prefixed to it, e.g. valgrind;
-#                        SP_NOFILE: the fd limit, soft and hard, to start it with)
+#                        SP_NOFILE: the fd limit, soft and hard, to start it with;
+#                        a listen port taken meanwhile is replaced, SP_PORT too)
 #   stop_proxy           SIGTERM, wait; returns the proxy's exit status
 #   stop_all             stops the proxy, the redis-servers and SP_EXTRA_PIDS
 #   rcli ARGS / bcli I ARGS   redis-cli against the proxy / backend I
@@ -273,19 +274,31 @@ _sp_proxy_wait() {
 start_proxy() {
     _sp_defaults
     [[ -f "$SP_CONF" ]] || write_config
-    local wrap=() wait_s
+    local wrap=() wait_s try port
     read -ra wrap <<<"${SP_WRAP:-}"
     wait_s=$(_sp_proxy_wait)
-    if [[ -n "${SP_NOFILE:-}" ]]; then
-        (ulimit -n "$SP_NOFILE" && exec "${wrap[@]}" "$SP_BIN" -c "$SP_CONF" "$@") \
-            </dev/null >>"$SP_LOG" 2>&1 3>&- &
-    else
-        "${wrap[@]}" "$SP_BIN" -c "$SP_CONF" "$@" </dev/null >>"$SP_LOG" 2>&1 3>&- &
-    fi
-    SP_PID=$!
-    if WAIT_TIMEOUT=$wait_s wait_until _sp_proxy_up 2>/dev/null && _sp_alive "$SP_PID"; then
-        return 0
-    fi
+    for try in 1 2 3; do
+        if [[ -n "${SP_NOFILE:-}" ]]; then
+            (ulimit -n "$SP_NOFILE" && exec "${wrap[@]}" "$SP_BIN" -c "$SP_CONF" "$@") \
+                </dev/null >>"$SP_LOG" 2>&1 3>&- &
+        else
+            "${wrap[@]}" "$SP_BIN" -c "$SP_CONF" "$@" </dev/null >>"$SP_LOG" 2>&1 3>&- &
+        fi
+        SP_PID=$!
+        if WAIT_TIMEOUT=$wait_s wait_until _sp_proxy_up 2>/dev/null && _sp_alive "$SP_PID"; then
+            return 0
+        fi
+        # something bound the port between free_port and the proxy's bind (as
+        # start_redis, try another): only for the listen line write_config wrote
+        _sp_alive "$SP_PID" && break
+        ((try < 3)) && grep -q "^listen 127.0.0.1:$SP_PORT\$" "$SP_CONF" &&
+            grep -q "listen 127.0.0.1:$SP_PORT: bind: Address already in use" "$SP_LOG" || break
+        wait "$SP_PID" 2>/dev/null || true
+        port=$(free_port) || break
+        echo "start_proxy: port $SP_PORT was taken; trying $port" >>"$SP_LOG"
+        sed -i "s/^listen 127.0.0.1:$SP_PORT\$/listen 127.0.0.1:$port/" "$SP_CONF"
+        SP_PORT=$port
+    done
     if _sp_alive "$SP_PID"; then
         echo "start_proxy: no PONG on port $SP_PORT within $wait_s s; log:" >&2
     else
