@@ -1699,7 +1699,7 @@ struct command {
  * Kind, by the product's routing policy:
  *   SPLIT      mget mset del unlink exists touch
  *   LOCAL      ping echo quit select hello auth info multi exec discard unwatch
- *              client|setname client|getname client|setinfo client|id
+ *              reset client|setname client|getname client|setinfo client|id
  *   ANY        time and every command|* subcommand
  *   ALL        dbsize
  *   CONTAINER  every command the server lists subcommands for (acl client
@@ -1714,7 +1714,7 @@ struct command {
  *   ONE        a keyed command whose only spec is a fixed index with range
  *              lastkey 0 (exactly one key)
  *   SAME       every other keyed command: all keys must hash to one backend
- * Counts: ONE 130, SPLIT 6, SAME 41, LOCAL 15, ANY 8, ALL 1, REFUSE 151, CONTAINER 15.
+ * Counts: ONE 130, SPLIT 6, SAME 41, LOCAL 16, ANY 8, ALL 1, REFUSE 150, CONTAINER 15.
  */
 static const struct command cmd_table[] = {
     {"acl", -2, CMD_CONTAINER, 0, {KS_NONE}},
@@ -1967,7 +1967,7 @@ static const struct command cmd_table[] = {
     {"renamenx", 3, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
     {"replconf", -1, CMD_REFUSE, 0, {KS_NONE}},
     {"replicaof", 3, CMD_REFUSE, 0, {KS_NONE}},
-    {"reset", 1, CMD_REFUSE, 0, {KS_NONE}},
+    {"reset", 1, CMD_LOCAL, 0, {KS_NONE}},
     {"restore", -4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
     {"restore-asking", -4, CMD_REFUSE, 1, {KS_RANGE(1, 0, 1, 0)}},
     {"role", 1, CMD_REFUSE, 0, {KS_NONE}},
@@ -5263,6 +5263,15 @@ static void local_call(const struct call *k)
         c->txn = xcalloc(1, sizeof *c->txn);
         c->txn->backend = -1;
         buf_append_str(&b, "+OK\r\n");
+    } else if (!strcmp(name, "reset")) {
+        /* what of Redis's RESET the proxy holds: a transaction, the name,
+         * and the authentication, which must be proven again */
+        client_txn_end(c);
+        free(c->name);
+        c->name = NULL;
+        if (srv.cfg->npasswords)
+            c->auth = AUTH_NONE;
+        buf_append_str(&b, "+RESET\r\n");
     } else if (!strcmp(name, "unwatch")) {
         buf_append_str(&b, "+OK\r\n"); /* nothing is ever watched: WATCH is refused */
     } else if (!strcmp(name, "exec") || !strcmp(name, "discard")) {
@@ -5489,7 +5498,7 @@ static void input_exec(const struct call *k, struct txn *t)
 
 /* Serve a request of a client inside MULTI: queue it, or end the
  * transaction.  What Redis runs at once there rather than queuing (EXEC,
- * DISCARD, MULTI, WATCH, QUIT) is answered here with Redis's replies. */
+ * DISCARD, MULTI, WATCH, QUIT, RESET) is answered here with Redis's replies. */
 static void input_txn(const struct call *k)
 {
     struct txn *t = k->c->txn;
@@ -5500,7 +5509,7 @@ static void input_txn(const struct call *k)
     } else if (!strcmp(name, "discard")) {
         client_txn_end(k->c);
         reply_local_str(k, "+OK\r\n");
-    } else if (!strcmp(name, "quit")) {
+    } else if (!strcmp(name, "quit") || !strcmp(name, "reset")) {
         local_call(k);
     } else if (!strcmp(name, "multi")) {
         reply_error(k, "ERR MULTI calls can not be nested");
@@ -5515,7 +5524,7 @@ static void input_txn(const struct call *k)
 static int input_preauth_ok(const struct command *cmd)
 {
     return !strcmp(cmd->name, "auth") || !strcmp(cmd->name, "hello") ||
-           !strcmp(cmd->name, "quit");
+           !strcmp(cmd->name, "quit") || !strcmp(cmd->name, "reset");
 }
 
 /* Known command K was rejected before it could run, with Redis's error ERR

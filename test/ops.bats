@@ -501,7 +501,7 @@ for s in d["samples"]:
         "1|AUTH bob pw" "1|AUTH a b c" "1|HELLO" "1|HELLO 2" "1|HELLO 2 AUTH default wrong"
         "1|HELLO 2 AUTH default" "1|HELLO 2 AUTH bob pw" "1|HELLO 2 SETNAME x"
         "1|MSET a 1 b 2 c 3 d 4 e" "1 --eof|MSET a 1 b 2 c 3 d 4 e 5" "1|SET big $big16k"
-        "1 --eof|SET big $big16k1" "1 --eof|QUIT"
+        "1 --eof|SET big $big16k1" "1|RESET" "1 --eof|QUIT"
     )
     local c n req mism=0 want got
     for c in "${cases[@]}"; do
@@ -522,6 +522,14 @@ for s in d["samples"]:
             echo "  proxy: ${got:0:300}"
         fi
     done
+    # AUTH, then RESET: the authentication must be proven again
+    want="$(resp_lines "AUTH pw" "RESET" "GET k" | timeout 60 python3 \
+        "$BATS_TEST_DIRNAME/resp_raw.py" "${REDIS_PORTS[2]}" 3 2>&1)" || true
+    got="$(resp_lines "AUTH pw" "RESET" "GET k" | raw 3 2>&1)" || true
+    if [[ "$got" != "$want" ]]; then
+        mism=$((mism + 1))
+        echo "MISMATCH for AUTH, RESET, GET: redis '$want', proxy '$got'"
+    fi
     # inline
     want="$(printf 'PING\r\nAUTH wrong\r\n' | timeout 60 python3 "$BATS_TEST_DIRNAME/resp_raw.py" \
         "${REDIS_PORTS[2]}" 2 2>&1)" || true

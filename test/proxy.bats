@@ -602,8 +602,8 @@ check_placement() {
 # per command (TXN_REPLIES): queued writes, errors inside EXEC, an empty
 # transaction, queue-time errors (EXECABORT), what Redis answers at once
 # inside MULTI (nested MULTI, WATCH), EXEC and DISCARD without MULTI,
-# UNWATCH with nothing watched.
-TXN_REPLIES=40
+# UNWATCH with nothing watched, RESET inside MULTI.
+TXN_REPLIES=47
 txn_script() {
     local a=$1 b=$2
     resp MULTI
@@ -646,6 +646,13 @@ txn_script() {
     resp MULTI
     resp UNWATCH
     resp EXEC
+    resp CLIENT SETNAME tx
+    resp MULTI
+    resp SET "$a" 4
+    resp RESET # ends the transaction at once (and clears the name)
+    resp CLIENT GETNAME
+    resp EXEC
+    resp GET "$a"
 }
 
 # bats test_tags=valgrind
