@@ -4378,11 +4378,18 @@ static uint32_t route_split_map(const struct call *k, int step, uint32_t nkeys,
     return nchild;
 }
 
+/* Arguments per key of split command CMD: 2 for MSET's key value pairs,
+ * else 1 (its keys are argv[1], argv[1 + step], ...). */
+static int route_split_step(const struct command *cmd)
+{
+    return !strcmp(cmd->name, "mset") ? 2 : 1;
+}
+
 /* MGET MSET DEL UNLINK EXISTS TOUCH: one sub-command per backend touched,
  * carrying that backend's keys in request order. */
 static void route_split(const struct call *k)
 {
-    int step = !strcmp(k->cmd->name, "mset") ? 2 : 1;
+    int step = route_split_step(k->cmd);
     uint32_t nkeys = (uint32_t)((k->argc - 1) / step), i, nchild, local[SPLIT_INLINE_KEYS];
     uint32_t *keymap = nkeys <= SPLIT_INLINE_KEYS ? local : xmalloc(sizeof *keymap * nkeys);
     int backend_of_child[SPLIT_INLINE_KEYS], *boc = backend_of_child;
@@ -4482,33 +4489,51 @@ static void route_exec(const struct call *k, int bi, const struct txn *t)
     bconn_push(bc, r);
 }
 
+/* The keys of call K, a command whose keys must live together, into
+ * srv.keypos: their count, or -1 (the error replied) when the arguments do
+ * not fit its key specs or name no key (EVAL ... 0: nowhere to route). */
+static int64_t route_same_keys(const struct call *k)
+{
+    int64_t n = cmd_keys(k->cmd, k->argv, k->argc, srv.keypos);
+
+    if (n < 0)
+        reply_error(k, "ERR wrong number of keys or arguments for '%s' command", k->cmd->name);
+    else if (n == 0)
+        reply_error(k, "ERR '%s' without keys cannot be routed by the proxy", k->cmd->name);
+    return n > 0 ? n : -1;
+}
+
+/* The backend all N (> 0) keys of K at srv.keypos map to, or -1 (the
+ * -CROSSSLOT replied) when two of them differ. */
+static int route_keys_backend(const struct call *k, int64_t n)
+{
+    int bi = route_backend(srv.cfg, k->argv[srv.keypos[0]].p, k->argv[srv.keypos[0]].len);
+    int64_t i;
+
+    for (i = 1; i < n; i++)
+        if (route_backend(srv.cfg, k->argv[srv.keypos[i]].p, k->argv[srv.keypos[i]].len) != bi) {
+            reply_local_str(k, "-CROSSSLOT Keys in request don't hash to the same backend\r\n");
+            return -1;
+        }
+    return bi;
+}
+
 /* Route a keyed command whose keys must all live on one backend. */
 static void route_same(const struct call *k)
 {
-    int64_t n = cmd_keys(k->cmd, k->argv, k->argc, srv.keypos), i;
     const char *name = k->cmd->name;
+    int64_t n = route_same_keys(k);
     int bi;
 
-    if (n < 0) {
-        reply_error(k, "ERR wrong number of keys or arguments for '%s' command", name);
+    if (n < 0)
         return;
-    }
-    if (n == 0) {
-        reply_error(k, "ERR '%s' without keys cannot be routed by the proxy", name);
-        return;
-    }
     if ((!strcmp(name, "xread") || !strcmp(name, "xreadgroup")) &&
         cmd_blocking_opt(k->argv, k->argc)) {
         reply_error(k, "ERR blocking '%s' (BLOCK) is not supported by the proxy", name);
         return;
     }
-    bi = route_backend(srv.cfg, k->argv[srv.keypos[0]].p, k->argv[srv.keypos[0]].len);
-    for (i = 1; i < n; i++)
-        if (route_backend(srv.cfg, k->argv[srv.keypos[i]].p, k->argv[srv.keypos[i]].len) != bi) {
-            reply_local_str(k, "-CROSSSLOT Keys in request don't hash to the same backend\r\n");
-            return;
-        }
-    route_forward(k, bi);
+    if ((bi = route_keys_backend(k, n)) >= 0)
+        route_forward(k, bi);
 }
 
 /* ================================================================ stats */
@@ -5396,8 +5421,8 @@ static int input_txn_keys(const struct call *k, int *bi)
 {
     const struct command *cmd = k->cmd;
     enum cmd_kind kind = (enum cmd_kind)cmd->kind;
-    int step = !strcmp(cmd->name, "mset") ? 2 : 1;
-    int64_t n = 0, i;
+    int step = route_split_step(cmd);
+    int64_t n = 0;
 
     *bi = -1;
     if (kind == CMD_ONE) {
@@ -5410,28 +5435,15 @@ static int input_txn_keys(const struct call *k, int *bi)
         for (n = 0; 1 + n * step < k->argc; n++)
             srv.keypos[n] = 1 + n * step;
     } else if (kind == CMD_SAME) {
-        if ((n = cmd_keys(cmd, k->argv, k->argc, srv.keypos)) < 0) {
-            reply_error(k, "ERR wrong number of keys or arguments for '%s' command", cmd->name);
+        if ((n = route_same_keys(k)) < 0)
             return -1;
-        }
-        if (n == 0) { /* EVAL ... 0: refused as outside MULTI */
-            reply_error(k, "ERR '%s' without keys cannot be routed by the proxy", cmd->name);
-            return -1;
-        }
     } else if (kind != CMD_ANY && kind != CMD_CONTAINER && strcmp(cmd->name, "ping") &&
                strcmp(cmd->name, "echo") && strcmp(cmd->name, "unwatch")) {
         reply_error(k, "ERR '%s' cannot be queued in a transaction by the proxy", cmd->name);
         return -1;
     }
-    for (i = 0; i < n; i++) {
-        const struct resp_arg *key = &k->argv[srv.keypos[i]];
-        int b = route_backend(srv.cfg, key->p, key->len);
-        if (*bi >= 0 && b != *bi) {
-            reply_local_str(k, "-CROSSSLOT Keys in request don't hash to the same backend\r\n");
-            return -1;
-        }
-        *bi = b;
-    }
+    if (n > 0 && (*bi = route_keys_backend(k, n)) < 0)
+        return -1;
     return 0;
 }
 
