@@ -1390,11 +1390,45 @@ void resp_reply_init(struct resp_reply_parser *p)
 /* Longest simple line a backend may send (status, error, integer, header). */
 #define RESP_MAX_REPLY_LINE (1024 * 1024)
 
+/* Is the line P[0..N) (CRLF excluded) what a RESP3 scalar of type T may
+ * hold?  Null "_" is empty; boolean "#" is t or f; a big number "(" is
+ * digits with an optional sign; a double "," is a number, inf, -inf or nan
+ * (its characters are checked, its value is the client's business). */
+static int resp_scalar_ok(char t, const char *p, size_t n)
+{
+    int64_t v;
+    size_t i;
+
+    switch (t) {
+    case ':':
+        return resp_parse_ll(p, n, &v) == 0;
+    case '_':
+        return n == 0;
+    case '#':
+        return n == 1 && (p[0] == 't' || p[0] == 'f');
+    case '(':
+        for (i = p[0] == '-' || p[0] == '+'; i < n; i++)
+            if (p[i] < '0' || p[i] > '9')
+                return 0;
+        return n > (size_t)(p[0] == '-' || p[0] == '+');
+    case ',':
+        for (i = 0; i < n; i++)
+            if (!memchr("0123456789.eE+-infa", p[i], 19))
+                return 0;
+        return n > 0;
+    default: /* '+' and '-': any text */
+        return 1;
+    }
+}
+
 enum resp_result resp_reply_parse(struct resp_reply_parser *p, const char *buf, size_t len)
 {
     while (p->pending > 0) {
+        const char *line;
+        size_t llen;
         long nl;
         int64_t n;
+        char t;
 
         if (p->bulk_left > 0) {
             size_t take = MIN(len - p->pos, (size_t)p->bulk_left);
@@ -1423,20 +1457,23 @@ enum resp_result resp_reply_parse(struct resp_reply_parser *p, const char *buf, 
             p->err = "reply line not terminated by CRLF";
             return RESP_ERROR;
         }
-        switch (buf[p->pos]) {
-        case '+':
-        case '-':
-            p->pending--;
-            break;
-        case ':':
-            if (resp_parse_ll(buf + p->pos + 1, (size_t)nl - p->pos - 2, &n) != 0) {
-                p->err = "invalid integer reply";
+        t = buf[p->pos];
+        line = buf + p->pos + 1;
+        llen = (size_t)nl - p->pos - 2;
+        if (llen == 1 && line[0] == '?' && strchr("$*%~|>", t)) {
+            p->err = "streamed RESP3 reply (not sent by Redis)";
+            return RESP_ERROR;
+        }
+        switch (t) {
+        case '+': case '-': case ':': case '_': case '#': case ',': case '(':
+            if (!resp_scalar_ok(t, line, llen)) {
+                p->err = "invalid scalar reply";
                 return RESP_ERROR;
             }
             p->pending--;
             break;
-        case '$':
-            if (resp_parse_ll(buf + p->pos + 1, (size_t)nl - p->pos - 2, &n) != 0 || n < -1 ||
+        case '$': case '=': case '!': /* bulk, verbatim ("txt:..."), blob error */
+            if (resp_parse_ll(line, llen, &n) != 0 || n < (t == '$' ? -1 : t == '=' ? 4 : 0) ||
                 n > (int64_t)RESP_MAX_REPLY_BULK) {
                 p->err = "invalid bulk length in reply";
                 return RESP_ERROR;
@@ -1446,14 +1483,18 @@ enum resp_result resp_reply_parse(struct resp_reply_parser *p, const char *buf, 
             else
                 p->bulk_left = n + 2;
             break;
-        case '*':
-            if (resp_parse_ll(buf + p->pos + 1, (size_t)nl - p->pos - 2, &n) != 0 || n < -1 ||
-                n > RESP_MAX_REPLY_ARRAY || p->pending > INT64_MAX - RESP_MAX_REPLY_ARRAY) {
+        case '*': case '~': case '>': case '%': case '|': {
+            /* array, set, push: N elements; map: N pairs; an attribute's
+             * N pairs come before the reply it annotates, still pending */
+            int64_t per = t == '%' || t == '|' ? 2 : 1;
+            if (resp_parse_ll(line, llen, &n) != 0 || n < (t == '*' ? -1 : 0) ||
+                n > RESP_MAX_REPLY_ARRAY || p->pending > INT64_MAX - 2 * RESP_MAX_REPLY_ARRAY) {
                 p->err = "invalid multibulk length in reply";
                 return RESP_ERROR;
             }
-            p->pending += (n == -1 ? 0 : n) - 1;
+            p->pending += (n == -1 ? 0 : n * per) - (t == '|' ? 0 : 1);
             break;
+        }
         default:
             p->err = "unknown reply type";
             return RESP_ERROR;

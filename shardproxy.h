@@ -119,7 +119,11 @@ struct resp_reply_parser {
 
 void resp_reply_init(struct resp_reply_parser *p);
 
-/* Frame one RESP2 reply at BUF[0..LEN).  On RESP_OK, p->pos is its length. */
+/* Frame one RESP2 or RESP3 reply at BUF[0..LEN).  On RESP_OK, p->pos is its
+ * length.  Every RESP3 type is framed: map %, set ~, push >, attribute |
+ * (framed with the reply it precedes), null _, boolean #, double ",", big
+ * number (, verbatim string = and blob error !.  Streamed strings and
+ * aggregates ("$?", "*?"), which Redis never sends, are errors. */
 enum resp_result resp_reply_parse(struct resp_reply_parser *p, const char *buf,
                                   size_t len);
 

@@ -1123,6 +1123,29 @@ static void test_reply_parser(void)
         T_S("*3\r\n*2\r\n:1\r\n*2\r\n+a\r\n$-1\r\n$3\r\nfoo\r\n-E x\r\n"),
         T_S("*1\r\n*1\r\n*1\r\n*0\r\n"),
         T_S("*3\r\n$1\r\n\r\r\n$1\r\n\n\r\n$2\r\n\r\n\r\n"),
+        /* RESP3, as Redis 7.0 sends it to a HELLO 3 client */
+        T_S("_\r\n"),
+        T_S("#t\r\n"),
+        T_S("#f\r\n"),
+        T_S(",1.5\r\n"),
+        T_S(",-inf\r\n"),
+        T_S(",nan\r\n"),
+        T_S(",3.0000000000000001e-05\r\n"),
+        T_S("(3492890328409238509324850943850943825024385\r\n"),
+        T_S("(-12\r\n"),
+        T_S("=15\r\ntxt:Some string\r\n"),
+        T_S("!21\r\nSYNTAX invalid syntax\r\n"),
+        T_S("%2\r\n+first\r\n:1\r\n+second\r\n:2\r\n"),
+        T_S("%0\r\n"),
+        T_S("~3\r\n$1\r\na\r\n#t\r\n_\r\n"),
+        T_S("~0\r\n"),
+        T_S(">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nx\r\n"),
+        /* an attribute is framed with the reply it annotates */
+        T_S("|1\r\n+key-popularity\r\n%1\r\n$1\r\na\r\n,0.19\r\n*2\r\n:2\r\n:9\r\n"),
+        T_S("|0\r\n:7\r\n"),
+        /* HELLO 3's reply: a map holding an empty array */
+        T_S("%2\r\n$5\r\nproto\r\n:3\r\n$7\r\nmodules\r\n*0\r\n"),
+        T_S("*2\r\n%1\r\n$1\r\nk\r\n~1\r\n,1\r\n|1\r\n+a\r\n+b\r\n_\r\n"),
     };
     size_t i, n = sizeof(good) / sizeof(good[0]);
 
@@ -1136,6 +1159,8 @@ static void test_reply_parser(void)
             T_S("*1\r\n*1\r\n*1\r\n"), T_S(":12"),
             T_S("$4294967296\r\n"), /* RESP_MAX_REPLY_BULK itself is allowed */
             T_S("*2147483648\r\n"), /* RESP_MAX_REPLY_ARRAY itself is allowed */
+            T_S("%1\r\n+k\r\n"), T_S("|1\r\n+k\r\n+v\r\n"), T_S("~2\r\n_\r\n"),
+            T_S("=15\r\ntxt:Some"),
         };
         for (i = 0; i < sizeof(again) / sizeof(again[0]); i++)
             t_reply_case(t_name(name, sizeof(name), again[i].p, again[i].len), NULL, 0, again[i], END_AGAIN);
@@ -1159,6 +1184,23 @@ static void test_reply_parser(void)
             T_S("*99999999999999999999\r\n"),
             T_S("$4294967297\r\n"),
             T_S("*2147483649\r\n"),
+            T_S("_x\r\n"),
+            T_S("#x\r\n"),
+            T_S("#\r\n"),
+            T_S(",\r\n"),
+            T_S(",1z\r\n"),
+            T_S("(\r\n"),
+            T_S("(1a\r\n"),
+            T_S("=3\r\ntxt\r\n"), /* a verbatim string holds at least "txt:" */
+            T_S("=-1\r\n"),
+            T_S("!-1\r\n"),
+            T_S("%-1\r\n"),
+            T_S("~-1\r\n"),
+            T_S("|-1\r\n"),
+            T_S("%1073741824x\r\n"),
+            T_S("$?\r\n"), /* streamed types: Redis never sends them */
+            T_S("*?\r\n"),
+            T_S("%2147483649\r\n"),
         };
         for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
             t_reply_case(t_name(name, sizeof(name), bad[i].p, bad[i].len), NULL, 0, bad[i], END_ERROR);

@@ -1,15 +1,15 @@
 /*
  * test/fuzz/fuzz_reply.c -- libFuzzer harness for the RESP reply parser.
  *
- * The input is what a backend sends: a stream of RESP2 replies.  It is framed
+ * The input is what a backend sends: a stream of RESP2 or RESP3 replies.  It is framed
  * the way bconn_replies does it (resp_reply_parse from each reply's first
  * byte, resp_reply_init after each), until the bytes run out, the parser
  * wants more, or it reports an error.
  *
  * Checked on every reply: the length consumed is > 0 and within what was
- * given; the reply starts with a RESP2 type byte and ends in CRLF; nothing is
+ * given; the reply starts with a RESP type byte and ends in CRLF; nothing is
  * left pending.  Each step is also compared with a small recursive-descent
- * parser written here from the RESP2 grammar and the limits shardproxy.h
+ * parser written here from the RESP2 and RESP3 grammars and the limits shardproxy.h
  * documents (result and length must agree), so a framing slip that stays in
  * bounds is caught too.
  *
@@ -48,13 +48,49 @@ static int ref_number(const char *p, size_t n, int64_t *out)
     return 0;
 }
 
+/* A RESP3 scalar line's text (CRLF excluded) as the RESP3 spec defines it:
+ * null empty, boolean t/f, big number [sign] digits, double a decimal or
+ * exponent number, inf, -inf or nan. */
+static int ref_scalar(char t, const char *p, size_t n)
+{
+    size_t i = 0;
+    int64_t v;
+
+    if (t == ':')
+        return ref_number(p, n, &v) == 0;
+    if (t == '_')
+        return n == 0;
+    if (t == '#')
+        return n == 1 && (*p == 't' || *p == 'f');
+    if (t == '(') {
+        if (n > 0 && (*p == '-' || *p == '+'))
+            i = 1;
+        if (i == n)
+            return 0;
+        for (; i < n; i++)
+            if (!isdigit((unsigned char)p[i]))
+                return 0;
+        return 1;
+    }
+    if (t == ',') {
+        if (n == 0)
+            return 0;
+        for (; i < n; i++)
+            if (!isdigit((unsigned char)p[i]) && !memchr(".eE+-infa", p[i], 9))
+                return 0;
+        return 1;
+    }
+    return 1; /* + and -: any text */
+}
+
 /* Frame one reply at BUF[*pos..len): RESP_OK with *pos past it, RESP_AGAIN
  * when the bytes end first, RESP_ERROR on a grammar or limit violation. */
 static enum resp_result ref_reply(const char *buf, size_t len, size_t *pos)
 {
     const char *nl;
     size_t start = *pos, line;
-    int64_t n, i;
+    int64_t n, i, elems;
+    char t;
 
     if (start >= len)
         return RESP_AGAIN;
@@ -65,15 +101,14 @@ static enum resp_result ref_reply(const char *buf, size_t len, size_t *pos)
     if (line < start + 2 || buf[line - 1] != '\r')
         return RESP_ERROR;
     *pos = line + 1;
-    switch (buf[start]) {
-    case '+':
-    case '-':
-        return RESP_OK;
-    case ':':
-        return ref_number(buf + start + 1, line - 1 - start - 1, &n) == 0 ? RESP_OK : RESP_ERROR;
-    case '$':
-        if (ref_number(buf + start + 1, line - 1 - start - 1, &n) != 0 || n < -1 ||
-            n > (int64_t)RESP_MAX_REPLY_BULK)
+    t = buf[start];
+    switch (t) {
+    case '+': case '-': case ':': case '_': case '#': case ',': case '(':
+        return ref_scalar(t, buf + start + 1, line - 1 - start - 1) ? RESP_OK : RESP_ERROR;
+    case '$': case '=': case '!':
+        if (ref_number(buf + start + 1, line - 1 - start - 1, &n) != 0 ||
+            n < (t == '$' ? -1 : 0) || n > (int64_t)RESP_MAX_REPLY_BULK ||
+            (t == '=' && n < 4))
             return RESP_ERROR;
         if (n == -1)
             return RESP_OK;
@@ -81,16 +116,18 @@ static enum resp_result ref_reply(const char *buf, size_t len, size_t *pos)
             return RESP_AGAIN;
         *pos += (size_t)n + 2;
         return buf[*pos - 2] == '\r' && buf[*pos - 1] == '\n' ? RESP_OK : RESP_ERROR;
-    case '*':
-        if (ref_number(buf + start + 1, line - 1 - start - 1, &n) != 0 || n < -1 ||
-            n > RESP_MAX_REPLY_ARRAY)
+    case '*': case '~': case '>': case '%': case '|':
+        if (ref_number(buf + start + 1, line - 1 - start - 1, &n) != 0 ||
+            n < (t == '*' ? -1 : 0) || n > RESP_MAX_REPLY_ARRAY)
             return RESP_ERROR;
-        for (i = 0; i < n; i++) {
+        elems = t == '%' || t == '|' ? 2 * n : n;
+        for (i = 0; i < elems; i++) {
             enum resp_result r = ref_reply(buf, len, pos);
             if (r != RESP_OK)
                 return r;
         }
-        return RESP_OK;
+        /* an attribute is followed by the reply it annotates */
+        return t == '|' ? ref_reply(buf, len, pos) : RESP_OK;
     default:
         return RESP_ERROR;
     }
@@ -129,7 +166,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (rc == RESP_AGAIN)
             break;
         FUZZ_CHECK(p.pos >= 3, "a reply of %zu bytes", p.pos);
-        FUZZ_CHECK(strchr("+-:$*", buf[off]) && buf[off] != '\0', "reply starts with %#x",
+        FUZZ_CHECK(strchr("+-:$*_#,(=!%~>|", buf[off]) && buf[off] != '\0', "reply starts with %#x",
                    (unsigned)(unsigned char)buf[off]);
         FUZZ_CHECK(buf[off + p.pos - 2] == '\r' && buf[off + p.pos - 1] == '\n',
                    "reply does not end in CRLF");
