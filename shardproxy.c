@@ -151,6 +151,9 @@
 #define BUF_SPARE 1024 /* smallest-size buffer allocations kept for reuse (0: none, so
                           that a sanitizer sees every free) */
 #endif
+#ifndef DATABASES_MAX
+#define DATABASES_MAX 1024 /* largest `databases`: each costs two pools per backend */
+#endif
 #ifndef ACCEPT_PAUSE_MS
 #define ACCEPT_PAUSE_MS 100 /* accept() hit EMFILE/ENFILE: wait this long */
 #endif
@@ -1539,6 +1542,32 @@ static void enc_error(struct buf *b, const char *fmt, ...)
 /* Append a RESP array header "*<n>\r\n". */
 static void enc_array(struct buf *b, size_t n) { buf_printf(b, "*%zu\r\n", n); }
 
+/* Append a map of N pairs as protocol PROTO has it: a RESP3 map, or the
+ * flat array of 2N elements RESP2 clients get. */
+static void enc_map(struct buf *b, size_t n, int proto)
+{
+    buf_printf(b, proto == 3 ? "%%%zu\r\n" : "*%zu\r\n", proto == 3 ? n : n * 2);
+}
+
+/* Append the null reply of protocol PROTO (a missing name, an empty key). */
+static void enc_null(struct buf *b, int proto)
+{
+    buf_append_str(b, proto == 3 ? "_\r\n" : "$-1\r\n");
+}
+
+/* Append the report TEXT[0..N) (INFO, CLIENT LIST) as Redis sends it: a
+ * RESP3 verbatim string of format "txt", a bulk string in RESP2. */
+static void enc_text(struct buf *b, const char *text, size_t n, int proto)
+{
+    if (proto != 3) {
+        enc_bulk(b, text, n);
+        return;
+    }
+    buf_printf(b, "=%zu\r\ntxt:", n + 4);
+    buf_append(b, text, n);
+    buf_append(b, "\r\n", 2);
+}
+
 /* Append the request ARGV re-encoded as a RESP array (inline commands and
  * the sub-commands of a split command are sent to backends this way). */
 static void enc_command(struct buf *b, const struct resp_arg *argv, size_t argc)
@@ -2371,7 +2400,9 @@ struct config {
     uint64_t table_size;               /* Maglev table size M (prime) */
     uint64_t timeout_ms;               /* backend reply deadline; 0 = none */
     uint64_t connect_timeout_ms;       /* backend connect deadline */
-    uint64_t backend_connections;      /* pipelined connections per backend */
+    uint64_t backend_connections;      /* pipelined connections per backend and pool */
+    uint64_t databases;                /* databases a client may SELECT (0..N-1) */
+    uint64_t pool_idle_timeout;        /* seconds an unused pool (a db, RESP3) stays open */
     uint64_t max_clients;              /* client connections accepted at once */
     uint64_t client_max_pending;       /* unanswered requests before reading pauses */
     uint64_t client_output_limit;      /* unread reply bytes before disconnect */
@@ -2476,6 +2507,8 @@ struct req {
     uint8_t proxy_error;       /* the reply is an error the proxy generated */
     uint8_t merge;             /* enum req_merge, for a parent */
     uint8_t info_sections;     /* INFO parent: INFO_* sections asked for */
+    uint8_t proto;             /* parent: the client's protocol when it asked (a HELLO
+                                  after it does not change how its merge is encoded) */
     struct client *client;     /* owner; NULL when orphaned and for children */
     struct req *parent;        /* the split parent of a child, else NULL */
     struct backend *backend;   /* backend a forwarded request or child went to */
@@ -2492,6 +2525,7 @@ struct req {
                                   +OK of MULTI and each +QUEUED of its block) */
     uint8_t skip_first;        /* the next reply dropped is MULTI's */
     uint8_t multi_refused;     /* MULTI's reply was an error: the block ran unwrapped */
+    uint8_t hs;                /* REQ_HANDSHAKE: enum bconn_hs, what it was */
     char *skip_err;            /* the first error among the dropped replies, or NULL */
 };
 
@@ -2501,8 +2535,10 @@ struct req {
 /*
  * State of one backend connection.
  *
+ *   IDLE --first request--> CONNECTING (pools other than the default)
  *   DOWN --connect()--> CONNECTING --writable, no error--> HANDSHAKE or UP
- *   HANDSHAKE --last AUTH/SELECT reply OK--> UP
+ *   HANDSHAKE --last AUTH/HELLO/SELECT reply OK--> UP
+ *   UP, DOWN, BACKOFF --unused for pool_idle_timeout--> IDLE (not the default pool)
  *   CONNECTING, HANDSHAKE, UP --failure--> BACKOFF, or DOWN (retry at once)
  *   BACKOFF --retry_us reached--> CONNECTING
  *
@@ -2517,6 +2553,7 @@ struct req {
  * HANDSHAKE connections queue and are written once it is connected.
  */
 enum bconn_state {
+    BCONN_IDLE,       /* never opened, or closed unused (a pool no client needs) */
     BCONN_DOWN,       /* no socket; connect at retry_us (now, after a lost connection) */
     BCONN_BACKOFF,    /* no socket; the last attempt failed; connect at retry_us */
     BCONN_CONNECTING, /* non-blocking connect in progress */
@@ -2539,6 +2576,7 @@ struct bconn {
     uint64_t deadline_us;         /* CONNECTING: when to give up */
     uint64_t backoff_ms;          /* next retry delay, doubling to RECONNECT_MAX_MS */
     uint64_t peer_check_us;       /* BACKOFF: when the other workers' view was last read */
+    uint64_t used_us;             /* last request queued (an unused pool closes) */
 };
 
 /*
@@ -2552,7 +2590,7 @@ struct bconn {
 #define STATS_PROXY(C, G)                                                               \
     G(clients, "clients", CLIENTS, "connected_clients", "Client connections open now",   \
       v->t->clients)                                                                    \
-    G(inflight, "inflight_requests", STATS, "inflight_requests",                        \
+    G(inflight, "inflight_requests", PROXY, "inflight_requests",                        \
       "Requests sent to backends, not answered yet", v->t->inflight)                    \
     G(workers, "workers", NONE, NULL, "Worker processes running", v->workers)           \
     C(worker_restarts, NONE, NULL, "Worker processes restarted after dying")            \
@@ -2562,8 +2600,8 @@ struct bconn {
       "Client connections refused at max_clients")                                      \
     C(commands, STATS, "total_commands_processed", "Commands received from clients")   \
     C(errors, STATS, "total_error_replies", "Error replies sent to clients")           \
-    C(protocol_errors, STATS, "protocol_errors", "Clients closed for a protocol error") \
-    C(output_overflows, STATS, "output_overflows",                                      \
+    C(protocol_errors, PROXY, "protocol_errors", "Clients closed for a protocol error") \
+    C(output_overflows, PROXY, "output_overflows",                                      \
       "Clients closed for exceeding client_output_limit")                               \
     C(bytes_in, STATS, "total_net_input_bytes", "Bytes read from clients")             \
     C(bytes_out, STATS, "total_net_output_bytes", "Bytes written to clients")
@@ -2667,8 +2705,13 @@ struct backend {
     int index;                 /* position in config order */
     int retired;               /* removed by a reload: drains, then is freed */
     uint64_t refs;             /* request records pointing here */
-    struct bconn *conns;       /* backend_connections connections */
-    int nconns;                /* entries in conns */
+    struct bconn *conns;       /* the connection pools, one after the other: pool P (see
+                                  bconn_pool) is conns[P * per_pool ...], P 0 the default */
+    int nconns;                /* entries in conns: per_pool x pools */
+    int per_pool;              /* connections per pool (backend_connections) */
+    int nused;                 /* conns[0..nused) were opened at least once: what the
+                                  loop walks, so unused pools cost nothing */
+    char version[32];          /* redis_version its INFO last reported, "" if unknown */
     uint32_t slots;            /* Maglev slots it owns */
     struct stats_slot *sh;     /* its stats: in this process's block, or private */
     uint8_t sh_private;        /* sh was allocated: no block slot was free */
@@ -2723,6 +2766,8 @@ struct client {
     uint8_t dirty;                    /* on the loop's list of clients to flush */
     uint8_t throttled;                /* input left unparsed at client_max_pending */
     uint8_t auth;                     /* enum client_auth */
+    uint8_t proto;                    /* RESP version its replies use: 2, or 3 after HELLO 3 */
+    uint32_t db;                      /* SELECTed database; its requests use that pool */
     struct txn *txn;                  /* MULTI seen, EXEC not yet: the queued commands */
     char *name;                       /* CLIENT SETNAME, or NULL */
     char addr[64];                    /* peer address for logs */
@@ -3004,6 +3049,7 @@ static void client_new(int fd, const struct sockaddr_storage *ss)
     c->state = CLIENT_OPEN;
     c->created_us = c->last_us = srv.now_us;
     c->auth = srv.cfg->npasswords == 0 ? AUTH_OPEN : AUTH_NONE;
+    c->proto = 2;
     resp_req_init(&c->parser);
     if (ss->ss_family == AF_INET) {
         const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
@@ -3491,7 +3537,7 @@ static void bconn_fail(struct bconn *bc, int timed_out, const char *why)
     log_at(was_connected ? LOG_WARN : LOG_INFO, "backend %s (%s): %s%s", b->cfg.id,
            b->cfg.addr, why, bc->inflight ? ", failing requests in flight" : "");
     if (bc->state == BCONN_HANDSHAKE && !b->sh->last_error[0])
-        snprintf(b->sh->last_error, sizeof b->sh->last_error, "AUTH/SELECT not answered: %s",
+        snprintf(b->sh->last_error, sizeof b->sh->last_error, "handshake not answered: %s",
                  why);
     if (bc->fd >= 0) {
         fd_release(bc->fd);
@@ -3524,45 +3570,93 @@ static void bconn_fail(struct bconn *bc, int timed_out, const char *why)
     bc->tail = NULL;
 }
 
-/* Put AUTH and SELECT, as the config asks, in front of whatever requests
- * were queued while connecting: both on the wire and on the FIFO.  Returns
- * the number of handshake commands (0: none configured). */
+/* What a handshake command a connection sends first was (its reply is
+ * checked, never forwarded). */
+enum bconn_hs {
+    HS_AUTH,   /* AUTH [user] password: refused, the connection fails */
+    HS_HELLO,  /* HELLO 3 of a RESP3 pool: refused, the connection fails */
+    HS_SELECT, /* SELECT of the pool's database: refused, the connection fails */
+    HS_PROBE   /* INFO server on the default pool: a bulk string (it tells the
+                  backend's redis_version, for INFO and HELLO) or an error */
+};
+
+/* Which pool BC belongs to: pool P serves database P / 2 in RESP2 (P even)
+ * or RESP3 (P odd); pool 0 (database 0, RESP2) is opened with the backend,
+ * the others when a client first needs them. */
+static int bconn_pool(const struct bconn *bc)
+{
+    return (int)(bc - bc->backend->conns) / bc->backend->per_pool;
+}
+
+/* The database pool P's connections SELECT on the backend: the client's
+ * own number, or for database 0 the configured db= (which then pins the
+ * backend to it: SELECT refuses other numbers, see local_select). */
+static int64_t bconn_db(const struct backend *b, int pool)
+{
+    return pool / 2 ? pool / 2 : b->cfg.db;
+}
+
+/* Append one handshake command (ARGV) to HS, with its record after LAST
+ * (or as FIRST). */
+static void bconn_hs_add(struct buf *hs, const struct resp_arg *argv, size_t argc,
+                         enum bconn_hs kind, struct req **first, struct req **last)
+{
+    struct req *r = req_new();
+
+    enc_command(hs, argv, argc);
+    r->role = REQ_HANDSHAKE;
+    r->hs = (uint8_t)kind;
+    r->sent_us = srv.now_us;
+    if (*last)
+        (*last)->next_sent = r;
+    else
+        *first = r;
+    *last = r;
+}
+
+/* Put the handshake in front of whatever requests were queued while
+ * connecting, both on the wire and on the FIFO: AUTH as the config asks,
+ * HELLO 3 for a RESP3 pool, SELECT for a database other than 0, and on the
+ * default pool the version probe.  Returns the number of commands. */
 static int bconn_handshake(struct bconn *bc)
 {
     const struct config_backend *cb = &bc->backend->cfg;
+    int pool = bconn_pool(bc), n = 0;
+    int64_t db = bconn_db(bc->backend, pool);
     struct buf hs = {0, 0, 0, 0};
     struct req *first = NULL, *last = NULL;
-    int n = 0, i;
+    char dbtext[24];
 
     if (cb->password) {
         struct resp_arg a[3] = {{"AUTH", 4}, {NULL, 0}, {NULL, 0}};
-        int argc = 1;
+        size_t argc = 1;
         if (cb->user) {
             a[argc].p = cb->user;
             a[argc++].len = strlen(cb->user);
         }
         a[argc].p = cb->password;
         a[argc++].len = strlen(cb->password);
-        enc_command(&hs, a, (size_t)argc);
+        bconn_hs_add(&hs, a, argc, HS_AUTH, &first, &last);
         n++;
     }
-    if (cb->db > 0) {
-        buf_printf(&hs, "*2\r\n$6\r\nSELECT\r\n$%d\r\n%lld\r\n",
-                   snprintf(NULL, 0, "%lld", (long long)cb->db), (long long)cb->db);
+    if (pool & 1) {
+        struct resp_arg a[2] = {{"HELLO", 5}, {"3", 1}};
+        bconn_hs_add(&hs, a, 2, HS_HELLO, &first, &last);
+        n++;
+    }
+    if (db > 0) {
+        struct resp_arg a[2] = {{"SELECT", 6}, {dbtext, 0}};
+        a[1].len = (size_t)snprintf(dbtext, sizeof dbtext, "%lld", (long long)db);
+        bconn_hs_add(&hs, a, 2, HS_SELECT, &first, &last);
+        n++;
+    }
+    if (pool == 0) {
+        struct resp_arg a[2] = {{"INFO", 4}, {"server", 6}};
+        bconn_hs_add(&hs, a, 2, HS_PROBE, &first, &last);
         n++;
     }
     if (n == 0)
         return 0;
-    for (i = 0; i < n; i++) {
-        struct req *r = req_new();
-        r->role = REQ_HANDSHAKE;
-        r->sent_us = srv.now_us;
-        if (last)
-            last->next_sent = r;
-        else
-            first = r;
-        last = r;
-    }
     last->next_sent = bc->head;
     bc->head = first;
     if (!bc->tail)
@@ -3574,7 +3668,7 @@ static int bconn_handshake(struct bconn *bc)
     return n;
 }
 
-/* The connect succeeded: UP, or HANDSHAKE while AUTH/SELECT are owed. */
+/* The connect succeeded: UP, or HANDSHAKE while its replies are owed. */
 static void bconn_up(struct bconn *bc)
 {
     if (bc->backend->cfg.sa.ss_family != AF_UNIX)
@@ -3631,11 +3725,57 @@ static void bconn_connect_done(struct bconn *bc)
     bconn_up(bc);
 }
 
-/* The connection a client's requests to B use: fixed per client, so one
- * client's requests to one backend stay on one ordered stream. */
+/* A connection of a pool no client used until now: the loop walks it from
+ * here on, and it connects. */
+static void bconn_open(struct bconn *bc)
+{
+    struct backend *b = bc->backend;
+    int i = (int)(bc - b->conns);
+
+    b->nused = MAX(b->nused, i + 1);
+    bc->used_us = srv.now_us;
+    bconn_connect(bc);
+}
+
+/* The connection a client's requests to B use: in the pool of its database
+ * and protocol, and fixed per client within it, so one client's requests
+ * to one backend stay on one ordered stream. */
 static struct bconn *bconn_pick(struct backend *b, const struct client *c)
 {
-    return &b->conns[c ? c->id % (uint64_t)b->nconns : 0];
+    int pool = c ? (int)c->db * 2 + (c->proto == 3) : 0;
+    struct bconn *bc;
+
+    assert(pool * b->per_pool < b->nconns); /* input_dispatch checked c->db */
+    bc = &b->conns[pool * b->per_pool + (int)(c ? c->id % (uint64_t)b->per_pool : 0)];
+    if (bc->state == BCONN_IDLE)
+        bconn_open(bc);
+    return bc;
+}
+
+/* A pool's connection nobody used for pool_idle_timeout closes (and stops
+ * reconnecting): a client that once SELECTed a database does not keep
+ * sockets open on every backend forever.  The default pool stays. */
+static int bconn_idle_due(const struct bconn *bc)
+{
+    return bc->state != BCONN_IDLE && !bc->head && bconn_pool(bc) > 0 &&
+           srv.cfg->pool_idle_timeout &&
+           srv.now_us - bc->used_us >= srv.cfg->pool_idle_timeout * 1000000;
+}
+
+/* Close BC back to IDLE (bconn_idle_due said so: nothing is on it). */
+static void bconn_idle(struct bconn *bc)
+{
+    if (bc->fd >= 0) {
+        fd_release(bc->fd);
+        bc->fd = -1;
+    }
+    buf_free(&bc->in);
+    buf_free(&bc->out);
+    resp_reply_init(&bc->rp);
+    bc->state = BCONN_IDLE;
+    bc->proven = 0;
+    bc->retry_us = 0;
+    bc->backoff_ms = RECONNECT_MIN_MS;
 }
 
 /* Queue R (already tied to bc's backend) on BC; its bytes must already be
@@ -3650,21 +3790,52 @@ static void bconn_push(struct bconn *bc, struct req *r)
         bc->head = r;
     bc->tail = r;
     bc->inflight++;
+    bc->used_us = srv.now_us;
     bc->backend->sh->st.requests++;
 }
 
+/* Keep the redis_version an INFO reply P[0..N) names as B's version. */
+static void bconn_version(struct backend *b, const char *p, size_t n)
+{
+    static const char field[] = "\r\nredis_version:";
+    const char *end = p + n, *v;
+    size_t len;
+
+    for (v = p; v + sizeof field - 1 < end; v++)
+        if (*v == '\r' && !memcmp(v, field, sizeof field - 1))
+            break;
+    if (v + sizeof field - 1 >= end)
+        return;
+    v += sizeof field - 1;
+    for (len = 0; v + len < end && v[len] != '\r' && len < sizeof b->version - 1; len++)
+        ;
+    memcpy(b->version, v, len);
+    b->version[len] = '\0';
+}
+
 /* The reply P[0..N) answered handshake record R.  Returns 0, or -1 when the
- * backend refused it (wrong password, unknown db): the connection is failed
- * and stays in backoff until the config or the backend is fixed. */
+ * backend refused it (wrong password, unknown db, no RESP3): the connection
+ * is failed and stays in backoff until the config or the backend is fixed.
+ * The version probe is not refused by an error (an ACL, an old server only
+ * leave the version unknown), but any other kind of reply is not INFO's:
+ * the stream is out of step (a reply nobody asked for), so the connection
+ * fails. */
 static int bconn_handshake_reply(struct bconn *bc, struct req *r, const char *p, size_t n)
 {
     struct backend *b = bc->backend;
+    int probe = r->hs == HS_PROBE;
 
     req_free(r);
-    if (p[0] == '-') {
+    if (probe && (p[0] == '$' || p[0] == '='))
+        bconn_version(b, p, n);
+    else if (probe && p[0] != '-') {
+        bconn_fail(bc, 0, "reply out of step with the INFO probe");
+        return -1;
+    }
+    if (p[0] == '-' && !probe) {
         snprintf(b->sh->last_error, sizeof b->sh->last_error, "%.*s", (int)MIN(n - 3, 190),
                  p + 1);
-        log_at(LOG_ERROR, "backend %s (%s): rejected AUTH/SELECT: %s", b->cfg.id,
+        log_at(LOG_ERROR, "backend %s (%s): rejected AUTH/HELLO/SELECT: %s", b->cfg.id,
                b->cfg.addr, b->sh->last_error);
         bconn_fail(bc, 0, "handshake rejected");
         return -1;
@@ -3723,6 +3894,11 @@ static void bconn_replies(struct bconn *bc)
             bconn_fail(bc, 0, why);
             return;
         }
+        if (p[0] == '>') { /* RESP3 push (invalidation, a stray message): no one's reply */
+            buf_consume(&bc->in, bc->rp.pos);
+            resp_reply_init(&bc->rp);
+            continue;
+        }
         r = bc->head;
         if (!r) {
             bconn_fail(bc, 0, "reply nobody asked for");
@@ -3750,7 +3926,7 @@ static void bconn_replies(struct bconn *bc)
             }
             bc->backend->sh->st.responses++;
             hist_add(&bc->backend->sh->latency, srv.now_us - r->sent_us);
-            if (p[0] == '-')
+            if (p[0] == '-' || p[0] == '!')
                 bc->backend->sh->st.errors++;
             if (r->skip_err)
                 bconn_exec_reply(r, p, n);
@@ -3814,9 +3990,14 @@ static void bconn_flush(struct bconn *bc)
     }
 }
 
-/* Timers of one connection: retry, connect deadline, reply deadline. */
+/* Timers of one connection: idle close, retry, connect deadline, reply
+ * deadline. */
 static void bconn_timers(struct bconn *bc)
 {
+    if (bconn_idle_due(bc)) {
+        bconn_idle(bc);
+        return;
+    }
     if ((bc->state == BCONN_DOWN || bc->state == BCONN_BACKOFF) &&
         srv.now_us >= bc->retry_us && !bc->backend->retired) {
         bconn_connect(bc);
@@ -3843,6 +4024,8 @@ static uint64_t bconn_next_timer(const struct bconn *bc)
         t = bc->deadline_us;
     if (bc->head && srv.cfg->timeout_ms)
         t = MIN(t, bc->head->sent_us + srv.cfg->timeout_ms * 1000);
+    if (bc->state != BCONN_IDLE && !bc->head && bconn_pool(bc) > 0 && srv.cfg->pool_idle_timeout)
+        t = MIN(t, bc->used_us + srv.cfg->pool_idle_timeout * 1000000);
     return t;
 }
 
@@ -4038,10 +4221,10 @@ static enum stats_state backend_state(const struct backend *b)
 {
     int i, connecting = 0;
 
-    for (i = 0; i < b->nconns; i++) {
+    for (i = 0; i < b->nused; i++) {
         if (b->conns[i].state == BCONN_UP)
             return STATS_UP;
-        if (b->conns[i].state != BCONN_BACKOFF)
+        if (b->conns[i].state != BCONN_BACKOFF && b->conns[i].state != BCONN_IDLE)
             connecting = 1;
     }
     return connecting ? STATS_CONNECTING : STATS_DOWN;
@@ -4070,7 +4253,7 @@ static uint64_t backend_inflight(const struct backend *b)
     uint64_t n = 0;
     int i;
 
-    for (i = 0; i < b->nconns; i++)
+    for (i = 0; i < b->nused; i++)
         n += b->conns[i].inflight;
     return n;
 }
@@ -4081,7 +4264,7 @@ static uint64_t backend_conns_up(const struct backend *b)
     uint64_t n = 0;
     int i;
 
-    for (i = 0; i < b->nconns; i++)
+    for (i = 0; i < b->nused; i++)
         n += b->conns[i].state == BCONN_UP;
     return n;
 }
@@ -4107,6 +4290,34 @@ static void backend_publish(void)
     srv.blk->t.clients = srv.nclients;
 }
 
+/* The Redis version the proxy reports (HELLO, INFO redis_version): the
+ * lowest any routed backend reported, since a client may only use what
+ * every backend has; "0.0.0" until one answered the version probe. */
+static const char *backend_version(void)
+{
+    const char *low = NULL;
+    int i;
+
+    for (i = 0; i < srv.nbackends; i++) {
+        const char *v = srv.backends[i]->version, *l = low;
+        if (!v[0])
+            continue;
+        while (l && *v && *l) { /* compare dotted numbers field by field */
+            unsigned long a = strtoul(v, (char **)&v, 10), b = strtoul(l, (char **)&l, 10);
+            if (a != b) {
+                if (a < b)
+                    l = NULL;
+                break;
+            }
+            v += *v == '.';
+            l += *l == '.';
+        }
+        if (!l || !low)
+            low = srv.backends[i]->version;
+    }
+    return low ? low : "0.0.0";
+}
+
 /* Deep copy of a backend's config line: a backend outlives the config it
  * came from across a reload. */
 static void backend_copy_cfg(struct config_backend *dst, const struct config_backend *src)
@@ -4124,9 +4335,12 @@ static int backend_streq(const char *a, const char *b)
     return a == b || (a && b && !strcmp(a, b));
 }
 
-/* A runtime backend for config line CB with NCONNS connections, not yet
- * connected. */
-static struct backend *backend_new(const struct config_backend *cb, int nconns)
+/* A runtime backend for config line CB with PER_POOL connections in each
+ * of the pools of DATABASES databases (two each: RESP2 and RESP3), none
+ * connected yet; the loop walks only the default pool until another one is
+ * needed. */
+static struct backend *backend_new(const struct config_backend *cb, int per_pool,
+                                   int databases)
 {
     struct backend *b = xmalloc(sizeof *b);
     int j;
@@ -4134,13 +4348,16 @@ static struct backend *backend_new(const struct config_backend *cb, int nconns)
     memset(b, 0, sizeof *b);
     backend_copy_cfg(&b->cfg, cb);
     stats_slot_claim(b);
-    b->nconns = nconns;
-    b->conns = xmalloc(sizeof *b->conns * (size_t)nconns);
-    memset(b->conns, 0, sizeof *b->conns * (size_t)nconns);
-    for (j = 0; j < nconns; j++) {
+    b->per_pool = per_pool;
+    b->nused = per_pool;
+    b->nconns = per_pool * databases * 2;
+    b->conns = xmalloc(sizeof *b->conns * (size_t)MAX(b->nconns, 1));
+    memset(b->conns, 0, sizeof *b->conns * (size_t)MAX(b->nconns, 1));
+    for (j = 0; j < b->nconns; j++) {
         b->conns[j].backend = b;
         b->conns[j].fd = -1;
         b->conns[j].backoff_ms = RECONNECT_MIN_MS;
+        b->conns[j].state = j < per_pool ? BCONN_DOWN : BCONN_IDLE;
         resp_reply_init(&b->conns[j].rp);
     }
     return b;
@@ -4189,9 +4406,11 @@ static void backend_free(struct backend *b)
 
 /* Would backend B talk to config line CB the same way (so its connections
  * can be kept across a reload)? */
-static int backend_same(const struct backend *b, const struct config_backend *cb, int nconns)
+static int backend_same(const struct backend *b, const struct config_backend *cb, int per_pool,
+                        int databases)
 {
-    return !b->retired && b->nconns == nconns && !strcmp(b->cfg.id, cb->id) &&
+    return !b->retired && b->per_pool == per_pool && b->nconns == per_pool * databases * 2 &&
+           !strcmp(b->cfg.id, cb->id) &&
            !strcmp(b->cfg.addr, cb->addr) && b->cfg.salen == cb->salen &&
            !memcmp(&b->cfg.sa, &cb->sa, cb->salen) && b->cfg.db == cb->db &&
            backend_streq(b->cfg.password, cb->password) && backend_streq(b->cfg.user, cb->user);
@@ -4205,22 +4424,23 @@ static void backend_apply(const struct config *c)
 {
     struct backend **next = xmalloc(sizeof *next * (size_t)c->nbackends);
     /* the master routes nothing: its backends are names for the reports */
-    int nconns = srv.self < 0 ? 0 : (int)c->backend_connections, i, j;
+    int per_pool = srv.self < 0 ? 0 : (int)c->backend_connections, i, j;
+    int databases = (int)c->databases;
     uint64_t s;
 
     for (i = 0; i < c->nbackends; i++) {
         struct backend *b = NULL;
         for (j = 0; j < srv.nbackends && !b; j++)
-            if (srv.backends[j] && backend_same(srv.backends[j], &c->backends[i], nconns)) {
+            if (srv.backends[j] && backend_same(srv.backends[j], &c->backends[i], per_pool, databases)) {
                 b = srv.backends[j];
                 srv.backends[j] = NULL; /* claimed */
                 b->cfg.weight = c->backends[i].weight;
             }
         if (!b) {
-            b = backend_new(&c->backends[i], nconns);
+            b = backend_new(&c->backends[i], per_pool, databases);
             srv.all = xrealloc(srv.all, sizeof *srv.all * (size_t)(srv.nall + 1));
             srv.all[srv.nall++] = b;
-            for (j = 0; j < b->nconns; j++)
+            for (j = 0; j < b->per_pool; j++)
                 bconn_connect(&b->conns[j]);
         }
         b->index = i;
@@ -4255,7 +4475,7 @@ static void backend_reap(void)
         int busy = 0;
         if (!b->retired)
             continue;
-        for (j = 0; j < b->nconns; j++)
+        for (j = 0; j < b->nused; j++)
             busy |= b->conns[j].head != NULL;
         if (busy || b->refs > 0)
             continue;
@@ -4363,6 +4583,7 @@ static struct req *route_new_parent(const struct call *k, enum req_merge merge, 
 
     p->role = REQ_PARENT;
     p->merge = (uint8_t)merge;
+    p->proto = k->c->proto;
     p->cmd = k->cmd;
     p->start_us = srv.now_us;
     p->child = xmalloc(sizeof *p->child * nchild);
@@ -4586,10 +4807,14 @@ enum {
     INFO_NONE = 0,
     INFO_SERVER = 1,
     INFO_CLIENTS = 2,
-    INFO_STATS = 4,
-    INFO_BACKENDS = 8,
-    INFO_KEYSPACE = 16,
-    INFO_ALL = 31
+    INFO_MEMORY = 4,       /* summed over the backends */
+    INFO_STATS = 8,
+    INFO_REPLICATION = 16, /* role:master: to a client the proxy is one master */
+    INFO_PROXY = 32,       /* the proxy's own figures */
+    INFO_BACKENDS = 64,    /* one line per backend */
+    INFO_KEYSPACE = 128,   /* summed over the backends */
+    INFO_ALL = 255,
+    INFO_ASK = INFO_SERVER | INFO_MEMORY | INFO_KEYSPACE /* need the backends' INFO */
 };
 
 /* The quantiles every latency report shows. */
@@ -4983,9 +5208,11 @@ static uint8_t stats_info_mask(const struct resp_arg *argv, int64_t argc)
         const char *name; /* section name, any case */
         uint8_t bit;      /* INFO_* */
     } sections[] = {{"server", INFO_SERVER},     {"clients", INFO_CLIENTS},
-                    {"stats", INFO_STATS},       {"backends", INFO_BACKENDS},
-                    {"keyspace", INFO_KEYSPACE}, {"all", INFO_ALL},
-                    {"default", INFO_ALL},       {"everything", INFO_ALL}};
+                    {"memory", INFO_MEMORY},     {"stats", INFO_STATS},
+                    {"replication", INFO_REPLICATION}, {"proxy", INFO_PROXY},
+                    {"backends", INFO_BACKENDS}, {"keyspace", INFO_KEYSPACE},
+                    {"all", INFO_ALL},           {"default", INFO_ALL},
+                    {"everything", INFO_ALL}};
     uint8_t mask = 0;
     int64_t i;
     size_t j;
@@ -5031,26 +5258,169 @@ static void stats_info_rows(struct buf *out, const struct stats_view *v, int sec
 #undef STATS_INFO_G
 }
 
-/* INFO's own sections, in Redis's format: each proxy row in its section,
- * each backend on one line of `backends`. */
-static void stats_info_render(struct buf *out, uint8_t mask)
+/* The backends' INFO replies (REPLIES[0..N), a failed one skipped) as one
+ * text: what the Memory and Keyspace sections sum. */
+struct stats_ask {
+    struct req *const *replies; /* the INFO children, each with its reply */
+    uint32_t n;                 /* entries in replies */
+};
+
+/* The number after "\r\nFIELD:" in the INFO text T[0..N), 0 if absent. */
+static uint64_t stats_info_field(const char *t, size_t n, const char *field)
+{
+    size_t flen = strlen(field), i;
+
+    for (i = 0; i + flen + 3 < n; i++)
+        if (t[i] == '\n' && !memcmp(t + i + 1, field, flen) && t[i + 1 + flen] == ':')
+            return strtoull(t + i + 2 + flen, NULL, 10);
+    return 0;
+}
+
+/* The text of INFO reply R (a bulk string, or RESP3 verbatim "txt:"), or
+ * NULL when the backend failed. */
+static const char *stats_info_text(const struct buf *r, size_t *n)
+{
+    const char *p = r->data + r->r, *nl;
+
+    if (buf_len(r) < 4 || (p[0] != '$' && p[0] != '='))
+        return NULL;
+    nl = memchr(p, '\n', buf_len(r));
+    if (!nl)
+        return NULL;
+    *n = (size_t)(p + buf_len(r) - (nl + 1));
+    return nl + 1;
+}
+
+/* Bytes as Redis's bytesToHuman writes them: "1.50M". */
+static void stats_human(char *out, size_t len, uint64_t n)
+{
+    static const char unit[] = "BKMGTP";
+    double d = (double)n;
+    int u = 0;
+
+    while (d >= 1024 && u < 5) {
+        d /= 1024;
+        u++;
+    }
+    if (u == 0)
+        snprintf(out, len, "%lluB", (unsigned long long)n);
+    else
+        snprintf(out, len, "%.2f%c", d, unit[u]);
+}
+
+/* # Server: Redis's fields, the version the lowest among the backends. */
+static void stats_info_server(struct buf *out)
+{
+    static const char api[] =
+#if defined(EVENTS_EPOLL)
+        "epoll";
+#elif defined(EVENTS_KQUEUE)
+        "kqueue";
+#else
+        "poll";
+#endif
+    struct timeval tv;
+
+    gettimeofday(&tv, NULL);
+    buf_printf(out, "# Server\r\nredis_version:%s\r\nredis_mode:standalone\r\n"
+                    "arch_bits:%d\r\nmultiplexing_api:%s\r\nprocess_id:%ld\r\n"
+                    "tcp_port:%u\r\nserver_time_usec:%lld\r\nuptime_in_seconds:%lld\r\n"
+                    "uptime_in_days:%lld\r\n\r\n",
+               backend_version(), (int)sizeof(void *) * 8, api, (long)getpid(), stats_tcp_port(),
+               (long long)tv.tv_sec * 1000000 + tv.tv_usec, stats_uptime(),
+               stats_uptime() / 86400);
+}
+
+/* # Memory: the backends' used_memory and maxmemory summed. */
+static void stats_info_memory(struct buf *out, const struct stats_ask *ask)
+{
+    uint64_t used = 0, peak = 0, max = 0;
+    char human[32], peak_human[32];
+    uint32_t i;
+
+    for (i = 0; i < ask->n; i++) {
+        size_t n;
+        const char *t = stats_info_text(&ask->replies[i]->reply, &n);
+        if (!t)
+            continue;
+        used += stats_info_field(t, n, "used_memory");
+        peak += stats_info_field(t, n, "used_memory_peak");
+        max += stats_info_field(t, n, "maxmemory");
+    }
+    stats_human(human, sizeof human, used);
+    stats_human(peak_human, sizeof peak_human, peak);
+    buf_printf(out, "# Memory\r\nused_memory:%llu\r\nused_memory_human:%s\r\n"
+                    "used_memory_peak:%llu\r\nused_memory_peak_human:%s\r\nmaxmemory:%llu\r\n\r\n",
+               (unsigned long long)used, human, (unsigned long long)peak, peak_human,
+               (unsigned long long)max);
+}
+
+/* # Keyspace: the backends' "dbN:keys=K,expires=E,avg_ttl=T" lines summed
+ * per database (avg_ttl weighted by the keys with a TTL). */
+static void stats_info_keyspace(struct buf *out, const struct stats_ask *ask)
+{
+    size_t ndb = (size_t)srv.cfg->databases;
+    uint64_t *keys = xcalloc(ndb * 2, sizeof *keys), *expires = keys + ndb;
+    double *ttl = xcalloc(ndb, sizeof *ttl);
+    uint32_t i;
+    size_t db;
+
+    for (i = 0; i < ask->n; i++) {
+        size_t n, at;
+        const char *t = stats_info_text(&ask->replies[i]->reply, &n);
+        for (at = 0; t && at < n; at++) {
+            unsigned long long k, e, a;
+            int d;
+            if ((at > 0 && t[at - 1] != '\n') || t[at] != 'd' ||
+                sscanf(t + at, "db%d:keys=%llu,expires=%llu,avg_ttl=%llu", &d, &k, &e, &a) != 4 ||
+                d < 0 || (size_t)d >= ndb)
+                continue;
+            keys[d] += k;
+            expires[d] += e;
+            ttl[d] += (double)a * (double)e;
+        }
+    }
+    buf_printf(out, "# Keyspace\r\n");
+    for (db = 0; db < ndb; db++)
+        if (keys[db])
+            buf_printf(out, "db%zu:keys=%llu,expires=%llu,avg_ttl=%llu\r\n", db,
+                       (unsigned long long)keys[db], (unsigned long long)expires[db],
+                       (unsigned long long)(expires[db] ? ttl[db] / (double)expires[db] : 0));
+    buf_printf(out, "\r\n");
+    free(keys);
+    free(ttl);
+}
+
+/* INFO's text for the sections in MASK, in Redis's order and format; ASK
+ * holds the backends' INFO replies when MASK needs them. */
+static void stats_info_render(struct buf *out, uint8_t mask, const struct stats_ask *ask)
 {
     struct stats_view view, *v = &view;
     int i;
 
     stats_view_get(v);
     if (mask & INFO_SERVER)
-        buf_printf(out, "# Server\r\nshardproxy_version:%s\r\nprocess_id:%ld\r\ntcp_port:%u\r\n"
-                   "uptime_in_seconds:%lld\r\nuptime_in_days:%lld\r\n\r\n", SHARDPROXY_VERSION,
-                   (long)getpid(), stats_tcp_port(), stats_uptime(), stats_uptime() / 86400);
+        stats_info_server(out);
     if (mask & INFO_CLIENTS) {
         buf_printf(out, "# Clients\r\n");
         stats_info_rows(out, v, INFO_CLIENTS);
         buf_printf(out, "maxclients:%llu\r\n\r\n", (unsigned long long)client_limit());
     }
+    if (mask & INFO_MEMORY)
+        stats_info_memory(out, ask);
     if (mask & INFO_STATS) {
         buf_printf(out, "# Stats\r\n");
         stats_info_rows(out, v, INFO_STATS);
+        buf_printf(out, "\r\n");
+    }
+    if (mask & INFO_REPLICATION)
+        buf_printf(out, "# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n");
+    if (mask & INFO_PROXY) {
+        buf_printf(out, "# Proxy\r\nshardproxy_version:%s\r\nworkers:%llu\r\nbackends:%d\r\n"
+                        "databases:%llu\r\n",
+                   SHARDPROXY_VERSION, (unsigned long long)v->workers, srv.nbackends,
+                   (unsigned long long)srv.cfg->databases);
+        stats_info_rows(out, v, INFO_PROXY);
         buf_printf(out, "\r\n");
     }
     if (mask & INFO_BACKENDS) {
@@ -5063,57 +5433,31 @@ static void stats_info_render(struct buf *out, uint8_t mask)
         }
         buf_printf(out, "\r\n");
     }
+    if (mask & INFO_KEYSPACE)
+        stats_info_keyspace(out, ask);
+    if (out->w > out->r + 2)
+        out->w -= 2; /* Redis leaves no blank line after the last section */
     stats_view_put(v);
 }
 
-/* Highest database number summed in INFO keyspace. */
-#define STATS_MAX_DB 64
-
-/* Sum "dbN:keys=K,expires=E,avg_ttl=T" lines of the backends' INFO keyspace
- * replies (REPLIES[0..N)); a backend that failed adds nothing. */
-static void stats_info_keyspace(struct buf *out, struct req *const *replies, uint32_t n)
-{
-    uint64_t keys[STATS_MAX_DB] = {0}, expires[STATS_MAX_DB] = {0};
-    double ttl[STATS_MAX_DB] = {0};
-    uint32_t i;
-    int db;
-
-    for (i = 0; i < n; i++) {
-        const struct buf *r = &replies[i]->reply;
-        char *text, *line, *save = NULL;
-        if (buf_len(r) == 0 || r->data[r->r] != '$')
-            continue;
-        text = xstrndup(r->data + r->r, buf_len(r));
-        for (line = strtok_r(text, "\r\n", &save); line; line = strtok_r(NULL, "\r\n", &save)) {
-            unsigned long long k, e, t;
-            if (sscanf(line, "db%d:keys=%llu,expires=%llu,avg_ttl=%llu", &db, &k, &e, &t) != 4 ||
-                db < 0 || db >= STATS_MAX_DB)
-                continue;
-            keys[db] += k;
-            expires[db] += e;
-            ttl[db] += (double)t * (double)e; /* avg_ttl weighted by keys with a TTL */
-        }
-        free(text);
-    }
-    buf_printf(out, "# Keyspace\r\n");
-    for (db = 0; db < STATS_MAX_DB; db++)
-        if (keys[db])
-            buf_printf(out, "db%d:keys=%llu,expires=%llu,avg_ttl=%llu\r\n", db,
-                       (unsigned long long)keys[db], (unsigned long long)expires[db],
-                       (unsigned long long)(expires[db] ? ttl[db] / (double)expires[db] : 0));
-    buf_printf(out, "\r\n");
-}
-
-
-/* The INFO reply of parent P once every backend answered INFO keyspace. */
+/* The INFO reply of parent P once every backend answered its INFO: their
+ * versions refreshed, then the text in the client's protocol. */
 static void stats_info_merge(struct req *p)
 {
     struct buf text = {0, 0, 0, 0};
+    struct stats_ask ask;
+    uint32_t i;
 
-    stats_info_render(&text, p->info_sections);
-    if (p->info_sections & INFO_KEYSPACE)
-        stats_info_keyspace(&text, p->child, p->nchild);
-    enc_bulk(&p->reply, text.data ? text.data : "", buf_len(&text));
+    ask.replies = p->child;
+    ask.n = p->nchild;
+    for (i = 0; i < p->nchild; i++) {
+        size_t n;
+        const char *t = stats_info_text(&p->child[i]->reply, &n);
+        if (t)
+            bconn_version(p->child[i]->backend, t - 2, n + 2); /* from the "\r\n" before */
+    }
+    stats_info_render(&text, p->info_sections, &ask);
+    enc_text(&p->reply, text.data ? text.data : "", buf_len(&text), p->proto);
     buf_free(&text);
 }
 
@@ -5163,18 +5507,20 @@ static int local_auth(struct client *c, const struct resp_arg *user, const struc
     return ok;
 }
 
-/* HELLO's reply: the proxy described the way Redis describes itself. */
+/* HELLO's reply: the proxy described the way Redis describes itself, in
+ * the client's protocol. */
 static void local_hello_reply(const struct call *k)
 {
     struct buf b = {0, 0, 0, 0};
+    const char *ver = backend_version();
 
-    enc_array(&b, 14);
+    enc_map(&b, 7, k->c->proto);
     enc_bulk(&b, "server", 6);
-    enc_bulk(&b, "shardproxy", 10);
+    enc_bulk(&b, "redis", 5);
     enc_bulk(&b, "version", 7);
-    enc_bulk(&b, SHARDPROXY_VERSION, strlen(SHARDPROXY_VERSION));
+    enc_bulk(&b, ver, strlen(ver));
     enc_bulk(&b, "proto", 5);
-    buf_append_str(&b, ":2\r\n");
+    buf_printf(&b, ":%d\r\n", k->c->proto);
     enc_bulk(&b, "id", 2);
     buf_printf(&b, ":%llu\r\n", (unsigned long long)k->c->id);
     enc_bulk(&b, "mode", 4);
@@ -5187,21 +5533,22 @@ static void local_hello_reply(const struct call *k)
     buf_free(&b);
 }
 
-/* HELLO [protover [AUTH user pass] [SETNAME name]]: only RESP2 is spoken. */
+/* HELLO [protover [AUTH user pass] [SETNAME name]]: RESP2 or RESP3 from
+ * here on (the client's requests then use that protocol's pools). */
 static void local_hello(const struct call *k)
 {
     struct client *c = k->c;
     const struct resp_arg *argv = k->argv;
     int64_t argc = k->argc;
-    int64_t ver = 2, i;
+    int64_t ver = c->proto, i;
     const struct resp_arg *setname = NULL, *auth = NULL;
 
     if (argc >= 2 && (resp_parse_ll(argv[1].p, argv[1].len, &ver) != 0)) {
         reply_error(k, "ERR Protocol version is not an integer or out of range");
         return;
     }
-    if (ver != 2) {
-        reply_local_str(k, "-NOPROTO sorry, this protocol version is not supported.\r\n");
+    if (ver != 2 && ver != 3) {
+        reply_local_str(k, "-NOPROTO unsupported protocol version\r\n");
         return;
     }
     for (i = 2; i < argc; i++) {
@@ -5235,6 +5582,7 @@ static void local_hello(const struct call *k)
         free(c->name);
         c->name = setname->len ? xstrndup(setname->p, setname->len) : NULL;
     }
+    c->proto = (uint8_t)ver;
     local_hello_reply(k);
 }
 
@@ -5252,7 +5600,7 @@ static void local_client(const struct call *k)
         if (c->name)
             enc_bulk(&b, c->name, strlen(c->name));
         else
-            buf_append_str(&b, "$-1\r\n");
+            enc_null(&b, c->proto);
     } else if (!strcmp(cmd->name, "client|setname")) {
         if (!local_valid_name(&argv[2])) {
             reply_error(k, LOCAL_BADNAME);
@@ -5273,25 +5621,53 @@ static void local_client(const struct call *k)
     buf_free(&b);
 }
 
-/* INFO [section ...]: the proxy's sections; the keyspace is summed over
- * the backends, so that section waits for them. */
+/* INFO [section ...]: Redis's sections, the proxy's own, and what is summed
+ * over the backends (memory, keyspace; their versions), which waits for
+ * their INFO. */
 static void local_info(const struct call *k)
 {
-    static const char ask[] = "*2\r\n$4\r\nINFO\r\n$8\r\nkeyspace\r\n";
+    static const char ask[] = "*4\r\n$4\r\nINFO\r\n$6\r\nserver\r\n$6\r\nmemory\r\n"
+                              "$8\r\nkeyspace\r\n";
     uint8_t mask = stats_info_mask(k->argv, k->argc);
     struct buf b = {0, 0, 0, 0};
 
-    if (mask & INFO_KEYSPACE) {
+    if (mask & INFO_ASK) {
         buf_append(&b, ask, sizeof ask - 1);
         route_fanout(k, MERGE_INFO, &b, mask);
     } else {
         struct buf text = {0, 0, 0, 0};
-        stats_info_render(&text, mask);
-        enc_bulk(&b, text.data ? text.data : "", buf_len(&text));
+        stats_info_render(&text, mask, NULL);
+        enc_text(&b, text.data ? text.data : "", buf_len(&text), k->c->proto);
         reply_local(k, b.data, buf_len(&b));
         buf_free(&text);
     }
     buf_free(&b);
+}
+
+/* SELECT n: any database below `databases`; the client's requests then use
+ * the backends' pools for it.  A backend pinned to a database by db= has
+ * no other, so then only 0 (meaning that one) is accepted. */
+static void local_select(const struct call *k)
+{
+    int64_t db;
+    int i;
+
+    if (resp_parse_ll(k->argv[1].p, k->argv[1].len, &db) != 0) {
+        reply_error(k, "ERR value is not an integer or out of range");
+        return;
+    }
+    if (db < 0 || (uint64_t)db >= srv.cfg->databases) {
+        reply_error(k, "ERR DB index is out of range");
+        return;
+    }
+    for (i = 0; db > 0 && i < srv.nbackends; i++)
+        if (srv.backends[i]->cfg.db > 0) {
+            reply_error(k, "ERR DB index is out of range (backend %s is pinned to db %lld)",
+                        srv.backends[i]->cfg.id, (long long)srv.backends[i]->cfg.db);
+            return;
+        }
+    k->c->db = (uint32_t)db;
+    reply_local_str(k, "+OK\r\n");
 }
 
 /* Commands the proxy answers itself. */
@@ -5302,7 +5678,6 @@ static void local_call(const struct call *k)
     int64_t argc = k->argc;
     struct buf b = {0, 0, 0, 0};
     const char *name = k->cmd->name;
-    int64_t db;
 
     if (!strcmp(name, "ping")) {
         if (argc > 2)
@@ -5317,12 +5692,7 @@ static void local_call(const struct call *k)
         buf_append_str(&b, "+OK\r\n");
         c->state = CLIENT_CLOSING;
     } else if (!strcmp(name, "select")) {
-        if (resp_parse_ll(argv[1].p, argv[1].len, &db) != 0)
-            reply_error(k, "ERR value is not an integer or out of range");
-        else if (db != 0)
-            reply_error(k, "ERR DB index is out of range (the proxy serves database 0 only)");
-        else
-            buf_append_str(&b, "+OK\r\n");
+        local_select(k);
     } else if (!strcmp(name, "hello")) {
         local_hello(k);
     } else if (!strcmp(name, "multi")) {
@@ -5335,6 +5705,8 @@ static void local_call(const struct call *k)
         client_txn_end(c);
         free(c->name);
         c->name = NULL;
+        c->proto = 2;
+        c->db = 0;
         if (srv.cfg->npasswords)
             c->auth = AUTH_NONE;
         buf_append_str(&b, "+RESET\r\n");
@@ -5639,6 +6011,10 @@ static void input_dispatch(struct client *c, const char *raw, size_t rawlen)
         input_reject(&k, err);
     } else if (srv.cfg->npasswords && c->auth == AUTH_NONE && !input_preauth_ok(k.cmd)) {
         input_reject(&k, "NOAUTH Authentication required.");
+    } else if (c->db >= srv.cfg->databases &&
+               (k.cmd->kind != CMD_LOCAL || !strcmp(k.cmd->name, "exec"))) {
+        /* a reload lowered `databases` below the one it SELECTed */
+        input_reject(&k, "ERR DB index is out of range");
     } else if (c->txn) {
         input_txn(&k);
     } else {
@@ -6171,6 +6547,10 @@ static const struct config_directive config_directives[] = {
      "1000", CONFIG_RELOADS},
     {"backend_connections", config_parse_number, CONFIG_FIELD(backend_connections), 1, 64, "1",
      CONFIG_RELOADS},
+    {"databases", config_parse_number, CONFIG_FIELD(databases), 1, DATABASES_MAX, "16",
+     CONFIG_RELOADS},
+    {"pool_idle_timeout", config_parse_number, CONFIG_FIELD(pool_idle_timeout), 0, 86400,
+     "60", CONFIG_RELOADS},
     {"max_clients", config_parse_number, CONFIG_FIELD(max_clients), 1, 10000000, "10000",
      CONFIG_RELOADS},
     {"client_max_pending", config_parse_number, CONFIG_FIELD(client_max_pending), 1, 10000000,
@@ -7105,7 +7485,7 @@ static void loop_interest(void)
         if (srv.listen_fds[i] >= 0)
             loop_set(srv.listen_fds[i], accepting);
     for (i = 0; i < srv.nall; i++)
-        for (j = 0; j < srv.all[i]->nconns; j++) {
+        for (j = 0; j < srv.all[i]->nused; j++) {
             struct bconn *bc = &srv.all[i]->conns[j];
             if (bc->state == BCONN_CONNECTING)
                 loop_set(bc->fd, EV_WRITE);
@@ -7133,7 +7513,7 @@ static int loop_timeout(void)
     int i, j;
 
     for (i = 0; i < srv.nall; i++)
-        for (j = 0; j < srv.all[i]->nconns; j++)
+        for (j = 0; j < srv.all[i]->nused; j++)
             t = MIN(t, bconn_next_timer(&srv.all[i]->conns[j]));
     if (srv.accept_paused_until > srv.now_us)
         t = MIN(t, srv.accept_paused_until);
@@ -7274,7 +7654,7 @@ static void loop_flush(void)
             input_process(c, c->in.data + c->in.r, buf_len(&c->in), 1);
     }
     for (b = 0; b < srv.nall; b++)
-        for (j = 0; j < srv.all[b]->nconns; j++)
+        for (j = 0; j < srv.all[b]->nused; j++)
             bconn_flush(&srv.all[b]->conns[j]);
     for (i = 0; i < srv.ndirty; i++) {
         c = srv.dirty[i];
@@ -7365,7 +7745,7 @@ static void loop_run(void)
         loop_wait(loop_timeout());
         for (i = 0; i < srv.nall; i++) {
             int j;
-            for (j = 0; j < srv.all[i]->nconns; j++)
+            for (j = 0; j < srv.all[i]->nused; j++)
                 bconn_timers(&srv.all[i]->conns[j]);
         }
         client_timers();

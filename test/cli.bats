@@ -69,6 +69,8 @@ config_directive_names() {
         [backend_user]="backend_user proxyuser"
         [backend_db]="backend_db 1"
         [workers]="workers auto"
+        [databases]="databases 16"
+        [pool_idle_timeout]="pool_idle_timeout 60"
     )
     local names=() name lines=("# full example" "") missing=() more=()
     mapfile -t names < <(config_directive_names)

@@ -67,13 +67,17 @@ def normal_reply(cmd):
         return b"+PONG\r\n"
     if name == b"get":
         return b"$4\r\nfake\r\n"
+    if name == b"info":  # the proxy's version probe
+        body = b"# Server\r\nredis_version:7.0.0\r\n"
+        return b"$%d\r\n%s\r\n" % (len(body), body)
     return b"+OK\r\n"
 
 def fake(port, mode, logpath, readypath):
     """A one-backend fake Redis.  Connection 1 misbehaves per MODE, later
-    connections answer normally, except in modes silent (never answers) and
-    slam (every connection gets an error and is closed at once; after 500
-    connections the listener closes, to bound the damage of a busy loop)."""
+    connections answer normally, except in modes silent (answers only the
+    proxy's INFO version probe, never a request) and slam (every connection
+    gets an error and is closed at once; after 500 connections the listener
+    closes, to bound the damage of a busy loop)."""
     lock = threading.Lock()
     logf = open(logpath, "a", buffering=1)
     def log(msg):
@@ -122,8 +126,8 @@ def fake(port, mode, logpath, readypath):
             cmds, buf = parse_reqs(buf)
             for c in cmds:
                 log("req %d %s" % (n, b" ".join(c).decode(errors="replace")))
-                if mode == "silent":
-                    continue
+                if mode == "silent" and c[:1] != [b"INFO"]:
+                    continue  # but the handshake's version probe: requests go unanswered
                 if mode == "partial" and n == 1:
                     s.sendall(b"$10\r\nabc")
                     log("partial %d" % n)

@@ -575,7 +575,7 @@ for s in d["samples"]:
     out="$(backend_json "$a2" last_error)"
     echo "last_error: $out"
     [[ "$out" == *WRONGPASS* ]]
-    grep -q "backend $a2 ($a2): rejected AUTH/SELECT: WRONGPASS" "$SP_LOG"
+    grep -q "backend $a2 ($a2): rejected AUTH/HELLO/SELECT: WRONGPASS" "$SP_LOG"
     t0=$(date +%s%N)
     out="$(rcli GET "$k2")"
     t1=$(date +%s%N)

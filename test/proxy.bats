@@ -438,22 +438,24 @@ check_placement() {
 
 # bats test_tags=valgrind
 @test "local: PING, ECHO, SELECT, HELLO, CLIENT, AUTH, COMMAND COUNT, TIME, INFO on one connection" {
-    local ver count now
+    local ver rver count now
     ver=$("$SP_BIN" -V | awk '{print $2}')
     [ -n "$ver" ]
+    rver=$(bcli 0 info server | tr -d '\r' | sed -n 's/^redis_version://p')
+    [ -n "$rver" ]
     count=$(bcli 0 command count)
     now=$(date +%s)
-    run raw 21 < <(
+    run raw 24 < <(
         resp PING
         resp PING 'hello world'
         resp ECHO 'hi there'
         resp ECHO ''
         resp SELECT 0
-        resp SELECT 1
+        resp SELECT 16
         resp CLIENT ID
         resp HELLO
         resp HELLO 2
-        resp HELLO 3
+        resp HELLO 4
         resp CLIENT GETNAME
         resp CLIENT SETNAME myname
         resp CLIENT GETNAME
@@ -464,23 +466,27 @@ check_placement() {
         resp INFO
         resp PING
         resp INFO server
-        resp ping
+        resp HELLO 3
+        resp CLIENT SETNAME ''
+        resp CLIENT GETNAME
+        resp INFO proxy
     )
-    printf '%s\n' "${lines[@]:0:17}"
+    printf "%s\n" "${lines[@]}"
     [ "$status" -eq 0 ]
     [ "${lines[0]}" = '+PONG\r\n' ]
     [ "${lines[1]}" = '$11\r\nhello world\r\n' ]
     [ "${lines[2]}" = '$8\r\nhi there\r\n' ]
     [ "${lines[3]}" = '$0\r\n\r\n' ]
     [ "${lines[4]}" = '+OK\r\n' ]
-    [[ "${lines[5]}" == '-ERR DB index is out of range'*'\r\n' ]]
+    [ "${lines[5]}" = '-ERR DB index is out of range\r\n' ]
     [[ "${lines[6]}" =~ ^:([0-9]+)\\r\\n$ ]]
     local id=${BASH_REMATCH[1]}
-    local hello="*14\\r\\n\$6\\r\\nserver\\r\\n\$10\\r\\nshardproxy\\r\\n\$7\\r\\nversion\\r\\n$(bulk "$ver")\$5\\r\\nproto\\r\\n:2\\r\\n\$2\\r\\nid\\r\\n:$id\\r\\n\$4\\r\\nmode\\r\\n\$10\\r\\nstandalone\\r\\n\$4\\r\\nrole\\r\\n\$6\\r\\nmaster\\r\\n\$7\\r\\nmodules\\r\\n*0\\r\\n"
-    [ "${lines[7]}" = "$hello" ]
-    [ "${lines[8]}" = "$hello" ]
-    [[ "${lines[9]}" == '-NOPROTO '*'\r\n' ]]
-    [ "${lines[9]}" = '-NOPROTO sorry, this protocol version is not supported.\r\n' ]
+    # the HELLO reply up to its proto value, and after it
+    local h1="\$6\\r\\nserver\\r\\n\$5\\r\\nredis\\r\\n\$7\\r\\nversion\\r\\n$(bulk "$rver")\$5\\r\\nproto\\r\\n:"
+    local h2="\\r\\n\$2\\r\\nid\\r\\n:$id\\r\\n\$4\\r\\nmode\\r\\n\$10\\r\\nstandalone\\r\\n\$4\\r\\nrole\\r\\n\$6\\r\\nmaster\\r\\n\$7\\r\\nmodules\\r\\n*0\\r\\n"
+    [ "${lines[7]}" = "*14\\r\\n${h1}2${h2}" ]
+    [ "${lines[8]}" = "${lines[7]}" ]
+    [ "${lines[9]}" = '-NOPROTO unsupported protocol version\r\n' ]
     [ "${lines[10]}" = '$-1\r\n' ]
     [ "${lines[11]}" = '+OK\r\n' ]
     [ "${lines[12]}" = '$6\r\nmyname\r\n' ]
@@ -490,10 +496,15 @@ check_placement() {
     [[ "${lines[16]}" =~ ^\*2\\r\\n\$[0-9]+\\r\\n([0-9]+)\\r\\n\$[0-9]+\\r\\n[0-9]+\\r\\n$ ]]
     local t=${BASH_REMATCH[1]}
     ((t >= now - 5 && t <= now + 5))
-    [[ "${lines[17]}" == '$'*'# Server\r\n'*"shardproxy_version:$ver\\r\\n"* ]]
+    [[ "${lines[17]}" == '$'*'# Server\r\n'*"redis_version:$rver\\r\\n"*'# Proxy\r\n'*"shardproxy_version:$ver\\r\\n"* ]]
     [ "${lines[18]}" = '+PONG\r\n' ]
-    [[ "${lines[19]}" == '$'*'# Server\r\n'*"shardproxy_version:$ver\\r\\n"* ]]
-    [ "${lines[20]}" = '+PONG\r\n' ]
+    [[ "${lines[19]}" == '$'*'# Server\r\nredis_version:'"$rver"'\r\nredis_mode:standalone\r\n'* ]]
+    [[ "${lines[19]}" != *'# Clients'* ]]
+    # RESP3 from HELLO 3 on: the map, a null name, INFO as a verbatim string
+    [ "${lines[20]}" = "%7\\r\\n${h1}3${h2}" ]
+    [ "${lines[21]}" = '+OK\r\n' ]
+    [ "${lines[22]}" = '_\r\n' ]
+    [[ "${lines[23]}" == '='*'\r\ntxt:# Proxy\r\nshardproxy_version:'"$ver"'\r\n'* ]]
     # (a wrong INFO bulk length would have shifted the replies after it)
     # CLIENT ID differs per connection
     run raw 1 < <(resp CLIENT ID)

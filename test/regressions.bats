@@ -104,14 +104,14 @@ load helper
     exec 7>&-
 }
 
-@test "INFO stats reports output_overflows" {
+@test "INFO proxy reports output_overflows" {
     start_redis 1
     write_config "client_output_limit 1024"
     start_proxy
-    [[ "$(rcli info stats)" == *$'output_overflows:0\r'* ]]
+    [[ "$(rcli info proxy)" == *$'output_overflows:0\r'* ]]
     rcli set big "$(head -c 4096 /dev/zero | tr '\0' x)" >/dev/null
     run rcli get big # cut off: its reply exceeds the limit
-    wait_until eval '[[ "$(rcli info stats)" == *$'"'"'output_overflows:1\r'"'"'* ]]'
+    wait_until eval '[[ "$(rcli info proxy)" == *$'"'"'output_overflows:1\r'"'"'* ]]'
 }
 
 # bats test_tags=valgrind

@@ -7,8 +7,9 @@ reply reader or MurmurHash:
 
   enc(*args)            a command as a RESP array of bulk strings (str, bytes
                         or anything str() takes)
-  parse(buf, pos)       the RESP2 reply at buf[pos]: (value, end), or None when
-                        it is not complete yet; ValueError when it is not RESP
+  parse(buf, pos)       the RESP2 or RESP3 reply at buf[pos]: (value, end), or
+                        None when it is not complete yet; ValueError when it
+                        is not RESP
   reply_end(buf, pos)   end offset of that reply, or None (framing only)
   parse_all(data)       how many complete replies DATA is, or None when it is
                         not a sequence of well-formed replies
@@ -23,7 +24,11 @@ reply reader or MurmurHash:
 Parsed values: a status, error or integer reply is its line without CRLF
 (b"+OK", b"-ERR ...", b":1"; an error is an Err, a bytes subclass, so
 isinstance() tells it apart), a bulk string its bytes, nil None, an array a
-list.
+list.  RESP3: a null (_) is None, a boolean, double or big number its line
+like an integer, a verbatim string or blob error its bytes (a blob error
+an Err), a map, set or push a list of its elements (a map's keys and
+values alternating), an attribute is skipped (the value it annotates is
+returned).
 
 Run as a program (the bats suites use it for the independent slot check):
 
@@ -59,8 +64,9 @@ class Err(bytes):
 
 
 def parse(buf, pos=0):
-    """The RESP2 reply starting at buf[pos]: (value, end offset), or None when
-    it is incomplete.  ValueError when buf[pos] does not start a reply."""
+    """The RESP2 or RESP3 reply starting at buf[pos]: (value, end offset), or
+    None when it is incomplete.  ValueError when buf[pos] does not start a
+    reply."""
     nl = buf.find(b"\r\n", pos)
     if nl < 0:
         return None
@@ -68,19 +74,23 @@ def parse(buf, pos=0):
     line = bytes(buf[pos:nl])
     if kind == b"-":
         return Err(line), end
-    if kind in (b"+", b":"):
+    if kind in (b"+", b":", b"#", b",", b"("):
         return line, end
-    if kind == b"$":
+    if kind == b"_":
+        return None, end
+    if kind in (b"$", b"=", b"!"):
         n = int(line[1:])
         if n < 0:
             return None, end
         if len(buf) < end + n + 2:
             return None
-        return bytes(buf[end:end + n]), end + n + 2
-    if kind == b"*":
+        v = bytes(buf[end:end + n])
+        return (Err(v) if kind == b"!" else v), end + n + 2
+    if kind in (b"*", b"%", b"~", b">", b"|"):
         n = int(line[1:])
         if n < 0:
             return None, end
+        n *= 2 if kind in (b"%", b"|") else 1
         items = []
         for _ in range(n):
             r = parse(buf, end)
@@ -88,12 +98,14 @@ def parse(buf, pos=0):
                 return None
             items.append(r[0])
             end = r[1]
+        if kind == b"|":  # an attribute: the reply it annotates follows
+            return parse(buf, end)
         return items, end
     raise ValueError("not a RESP reply at offset %d: %r" % (pos, bytes(buf[pos:pos + 40])))
 
 
 def reply_end(buf, pos=0):
-    """End offset of the complete RESP2 reply starting at buf[pos], or None."""
+    """End offset of the complete RESP2 or RESP3 reply starting at buf[pos], or None."""
     r = parse(buf, pos)
     return None if r is None else r[1]
 

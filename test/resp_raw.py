@@ -4,7 +4,7 @@
     resp_raw.py PORT NREPLIES [--eof] [--timeout SECONDS] < request-bytes
 
 Connects to 127.0.0.1:PORT, sends stdin byte for byte in one write, then reads
-exactly NREPLIES complete RESP2 replies and prints each one on its own line,
+exactly NREPLIES complete RESP2 or RESP3 replies and prints each one on its own line,
 escaped, so nil ($-1) and the empty string ($0) stay distinguishable:
 
     \\r \\n \\\\ as written, other bytes outside 0x20..0x7e as \\xHH.

@@ -76,7 +76,8 @@ static void fuzz_admin_init(void)
     /* backend_apply, less bconn_connect */
     srv.backends = xmalloc(sizeof *srv.backends * (size_t)c->nbackends);
     for (i = 0; i < c->nbackends; i++) {
-        struct backend *b = backend_new(&c->backends[i], (int)c->backend_connections);
+        struct backend *b =
+            backend_new(&c->backends[i], (int)c->backend_connections, (int)c->databases);
         b->index = i;
         srv.all = xrealloc(srv.all, sizeof *srv.all * (size_t)(srv.nall + 1));
         srv.all[srv.nall++] = b;
