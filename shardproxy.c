@@ -1738,9 +1738,10 @@ struct command {
  *
  * Where the data comes from.  Name, arity and key specs are copied verbatim
  * from `COMMAND` (same as `COMMAND INFO`, subcommands nested) of Debian's
- * redis-server 7.0.15, no modules loaded: 367 rows, which are that server's
- * 366 commands and subcommands plus "client|setinfo" (a Redis 7.2 command
- * that redis-py and go-redis send on connect; answered here).  Each reply
+ * redis-server 7.0.15, no modules loaded: 368 rows, which are that server's
+ * 366 commands and subcommands plus two Redis 7.2 commands answered here:
+ * "client|setinfo" (redis-py, go-redis and node-redis send it on connect)
+ * and "client|no-touch".  Each reply
  * entry is [name, arity, flags, first, last, step, acl, tips, key_specs,
  * subcommands]; this table keeps name, arity and key_specs:
  *   - arity counts the name (and, for "container|sub", the subcommand too):
@@ -1770,8 +1771,16 @@ struct command {
  *   SPLIT      mget mset del unlink exists touch
  *   LOCAL      ping echo quit select hello auth info multi exec discard unwatch
  *              reset client|setname client|getname client|setinfo client|id
- *   ANY        time and every command|* subcommand
- *   ALL        dbsize
+ *              client|list client|info client|kill client|reply
+ *              client|no-evict client|no-touch
+ *   ANY        time, every command|* subcommand, config|get, function|list
+ *              function|dump function|stats and the help of config script
+ *              function slowlog object
+ *   ALL        dbsize keys randomkey scan lastsave swapdb flushdb flushall
+ *              script|load script|exists script|flush script|kill
+ *              function|load function|delete function|flush function|restore
+ *              function|kill slowlog|get slowlog|len slowlog|reset (each
+ *              merged as route_all_merges says; scan walks one at a time)
  *   CONTAINER  every command the server lists subcommands for (acl client
  *              cluster command config function latency memory module object
  *              pubsub script slowlog xgroup xinfo); look up "name|sub" next
@@ -1780,11 +1789,11 @@ struct command {
  *              (spublish ssubscribe sunsubscribe included, they have keys);
  *              every command flagged "blocking" but xread and xreadgroup
  *              (their BLOCK option is refused at run time); and these keyed
- *              ones: watch move migrate pfdebug restore-asking
+ *              ones: watch migrate pfdebug restore-asking
  *   ONE        a keyed command whose only spec is a fixed index with range
  *              lastkey 0 (exactly one key)
  *   SAME       every other keyed command: all keys must hash to one backend
- * Counts: ONE 130, SPLIT 6, SAME 41, LOCAL 16, ANY 8, ALL 1, REFUSE 150, CONTAINER 15.
+ * Counts: ONE 131, SPLIT 6, SAME 41, LOCAL 22, ANY 17, ALL 20, REFUSE 116, CONTAINER 15.
  */
 static const struct command cmd_table[] = {
     {"acl", -2, CMD_CONTAINER, 0, {KS_NONE}},
@@ -1825,12 +1834,13 @@ static const struct command cmd_table[] = {
     {"client|getredir", 2, CMD_REFUSE, 0, {KS_NONE}},
     {"client|help", 2, CMD_REFUSE, 0, {KS_NONE}},
     {"client|id", 2, CMD_LOCAL, 0, {KS_NONE}},
-    {"client|info", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"client|kill", -3, CMD_REFUSE, 0, {KS_NONE}},
-    {"client|list", -2, CMD_REFUSE, 0, {KS_NONE}},
-    {"client|no-evict", 3, CMD_REFUSE, 0, {KS_NONE}},
+    {"client|info", 2, CMD_LOCAL, 0, {KS_NONE}},
+    {"client|kill", -3, CMD_LOCAL, 0, {KS_NONE}},
+    {"client|list", -2, CMD_LOCAL, 0, {KS_NONE}},
+    {"client|no-evict", 3, CMD_LOCAL, 0, {KS_NONE}},
+    {"client|no-touch", 3, CMD_LOCAL, 0, {KS_NONE}},
     {"client|pause", -3, CMD_REFUSE, 0, {KS_NONE}},
-    {"client|reply", 3, CMD_REFUSE, 0, {KS_NONE}},
+    {"client|reply", 3, CMD_LOCAL, 0, {KS_NONE}},
     {"client|setinfo", 4, CMD_LOCAL, 0, {KS_NONE}},
     {"client|setname", 3, CMD_LOCAL, 0, {KS_NONE}},
     {"client|tracking", -3, CMD_REFUSE, 0, {KS_NONE}},
@@ -1874,8 +1884,8 @@ static const struct command cmd_table[] = {
     {"command|info", -2, CMD_ANY, 0, {KS_NONE}},
     {"command|list", -2, CMD_ANY, 0, {KS_NONE}},
     {"config", -2, CMD_CONTAINER, 0, {KS_NONE}},
-    {"config|get", -3, CMD_REFUSE, 0, {KS_NONE}},
-    {"config|help", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"config|get", -3, CMD_ANY, 0, {KS_NONE}},
+    {"config|help", 2, CMD_ANY, 0, {KS_NONE}},
     {"config|resetstat", 2, CMD_REFUSE, 0, {KS_NONE}},
     {"config|rewrite", 2, CMD_REFUSE, 0, {KS_NONE}},
     {"config|set", -4, CMD_REFUSE, 0, {KS_NONE}},
@@ -1900,18 +1910,18 @@ static const struct command cmd_table[] = {
     {"failover", -1, CMD_REFUSE, 0, {KS_NONE}},
     {"fcall", -3, CMD_SAME, 1, {KS_KEYNUM(2, 0, 1, 1)}},
     {"fcall_ro", -3, CMD_SAME, 1, {KS_KEYNUM(2, 0, 1, 1)}},
-    {"flushall", -1, CMD_REFUSE, 0, {KS_NONE}},
-    {"flushdb", -1, CMD_REFUSE, 0, {KS_NONE}},
+    {"flushall", -1, CMD_ALL, 0, {KS_NONE}},
+    {"flushdb", -1, CMD_ALL, 0, {KS_NONE}},
     {"function", -2, CMD_CONTAINER, 0, {KS_NONE}},
-    {"function|delete", 3, CMD_REFUSE, 0, {KS_NONE}},
-    {"function|dump", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"function|flush", -2, CMD_REFUSE, 0, {KS_NONE}},
-    {"function|help", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"function|kill", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"function|list", -2, CMD_REFUSE, 0, {KS_NONE}},
-    {"function|load", -3, CMD_REFUSE, 0, {KS_NONE}},
-    {"function|restore", -3, CMD_REFUSE, 0, {KS_NONE}},
-    {"function|stats", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"function|delete", 3, CMD_ALL, 0, {KS_NONE}},
+    {"function|dump", 2, CMD_ANY, 0, {KS_NONE}},
+    {"function|flush", -2, CMD_ALL, 0, {KS_NONE}},
+    {"function|help", 2, CMD_ANY, 0, {KS_NONE}},
+    {"function|kill", 2, CMD_ALL, 0, {KS_NONE}},
+    {"function|list", -2, CMD_ANY, 0, {KS_NONE}},
+    {"function|load", -3, CMD_ALL, 0, {KS_NONE}},
+    {"function|restore", -3, CMD_ALL, 0, {KS_NONE}},
+    {"function|stats", 2, CMD_ANY, 0, {KS_NONE}},
     {"geoadd", -5, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
     {"geodist", -4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
     {"geohash", -2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
@@ -1955,8 +1965,8 @@ static const struct command cmd_table[] = {
     {"incrby", 3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
     {"incrbyfloat", 3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
     {"info", -1, CMD_LOCAL, 0, {KS_NONE}},
-    {"keys", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"lastsave", 1, CMD_REFUSE, 0, {KS_NONE}},
+    {"keys", 2, CMD_ALL, 0, {KS_NONE}},
+    {"lastsave", 1, CMD_ALL, 0, {KS_NONE}},
     {"latency", -2, CMD_CONTAINER, 0, {KS_NONE}},
     {"latency|doctor", 2, CMD_REFUSE, 0, {KS_NONE}},
     {"latency|graph", 3, CMD_REFUSE, 0, {KS_NONE}},
@@ -1996,14 +2006,14 @@ static const struct command cmd_table[] = {
     {"module|loadex", -3, CMD_REFUSE, 0, {KS_NONE}},
     {"module|unload", 3, CMD_REFUSE, 0, {KS_NONE}},
     {"monitor", 1, CMD_REFUSE, 0, {KS_NONE}},
-    {"move", 3, CMD_REFUSE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"move", 3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
     {"mset", -3, CMD_SPLIT, 1, {KS_RANGE(1, -1, 2, 0)}},
     {"msetnx", -3, CMD_SAME, 1, {KS_RANGE(1, -1, 2, 0)}},
     {"multi", 1, CMD_LOCAL, 0, {KS_NONE}},
     {"object", -2, CMD_CONTAINER, 0, {KS_NONE}},
     {"object|encoding", 3, CMD_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
     {"object|freq", 3, CMD_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
-    {"object|help", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"object|help", 2, CMD_ANY, 0, {KS_NONE}},
     {"object|idletime", 3, CMD_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
     {"object|refcount", 3, CMD_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
     {"persist", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
@@ -2030,7 +2040,7 @@ static const struct command cmd_table[] = {
     {"pubsub|shardnumsub", -2, CMD_REFUSE, 0, {KS_NONE}},
     {"punsubscribe", -1, CMD_REFUSE, 0, {KS_NONE}},
     {"quit", -1, CMD_LOCAL, 0, {KS_NONE}},
-    {"randomkey", 1, CMD_REFUSE, 0, {KS_NONE}},
+    {"randomkey", 1, CMD_ALL, 0, {KS_NONE}},
     {"readonly", 1, CMD_REFUSE, 0, {KS_NONE}},
     {"readwrite", 1, CMD_REFUSE, 0, {KS_NONE}},
     {"rename", 3, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
@@ -2047,15 +2057,15 @@ static const struct command cmd_table[] = {
     {"rpushx", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
     {"sadd", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
     {"save", 1, CMD_REFUSE, 0, {KS_NONE}},
-    {"scan", -2, CMD_REFUSE, 0, {KS_NONE}},
+    {"scan", -2, CMD_ALL, 0, {KS_NONE}},
     {"scard", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
     {"script", -2, CMD_CONTAINER, 0, {KS_NONE}},
     {"script|debug", 3, CMD_REFUSE, 0, {KS_NONE}},
-    {"script|exists", -3, CMD_REFUSE, 0, {KS_NONE}},
-    {"script|flush", -2, CMD_REFUSE, 0, {KS_NONE}},
-    {"script|help", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"script|kill", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"script|load", 3, CMD_REFUSE, 0, {KS_NONE}},
+    {"script|exists", -3, CMD_ALL, 0, {KS_NONE}},
+    {"script|flush", -2, CMD_ALL, 0, {KS_NONE}},
+    {"script|help", 2, CMD_ANY, 0, {KS_NONE}},
+    {"script|kill", 2, CMD_ALL, 0, {KS_NONE}},
+    {"script|load", 3, CMD_ALL, 0, {KS_NONE}},
     {"sdiff", -2, CMD_SAME, 1, {KS_RANGE(1, -1, 1, 0)}},
     {"sdiffstore", -3, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, -1, 1, 0)}},
     {"select", 2, CMD_LOCAL, 0, {KS_NONE}},
@@ -2071,10 +2081,10 @@ static const struct command cmd_table[] = {
     {"sismember", 3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
     {"slaveof", 3, CMD_REFUSE, 0, {KS_NONE}},
     {"slowlog", -2, CMD_CONTAINER, 0, {KS_NONE}},
-    {"slowlog|get", -2, CMD_REFUSE, 0, {KS_NONE}},
-    {"slowlog|help", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"slowlog|len", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"slowlog|reset", 2, CMD_REFUSE, 0, {KS_NONE}},
+    {"slowlog|get", -2, CMD_ALL, 0, {KS_NONE}},
+    {"slowlog|help", 2, CMD_ANY, 0, {KS_NONE}},
+    {"slowlog|len", 2, CMD_ALL, 0, {KS_NONE}},
+    {"slowlog|reset", 2, CMD_ALL, 0, {KS_NONE}},
     {"smembers", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
     {"smismember", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
     {"smove", 4, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
@@ -2092,7 +2102,7 @@ static const struct command cmd_table[] = {
     {"sunion", -2, CMD_SAME, 1, {KS_RANGE(1, -1, 1, 0)}},
     {"sunionstore", -3, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, -1, 1, 0)}},
     {"sunsubscribe", -1, CMD_REFUSE, 1, {KS_RANGE(1, -1, 1, 0)}},
-    {"swapdb", 3, CMD_REFUSE, 0, {KS_NONE}},
+    {"swapdb", 3, CMD_ALL, 0, {KS_NONE}},
     {"sync", 1, CMD_REFUSE, 0, {KS_NONE}},
     {"time", 1, CMD_ANY, 0, {KS_NONE}},
     {"touch", -2, CMD_SPLIT, 1, {KS_RANGE(1, -1, 1, 0)}},
@@ -2259,6 +2269,24 @@ static int cmd_argeq(const struct resp_arg *a, const char *s)
 {
     size_t n = strlen(s);
     return a->len == n && strncasecmp(a->p, s, n) == 0;
+}
+
+/* The unsigned decimal P[0..N) (digits only, as a SCAN cursor) into *V.
+ * Returns 0, or -1 when it is not one or does not fit 64 bits. */
+static int cmd_parse_u64(const char *p, size_t n, uint64_t *v)
+{
+    size_t i;
+
+    *v = 0;
+    if (n == 0 || n > 20)
+        return -1;
+    for (i = 0; i < n; i++) {
+        unsigned d = (unsigned)(p[i] - '0');
+        if (d > 9 || *v > (UINT64_MAX - d) / 10)
+            return -1;
+        *v = *v * 10 + d;
+    }
+    return 0;
 }
 
 /* Append to POS the argument indexes of the keys that SPEC names in ARGV,
@@ -2489,9 +2517,17 @@ enum req_role {
 enum req_merge {
     MERGE_NONE,  /* not a split parent */
     MERGE_ARRAY, /* MGET: elements back in the order of the keys */
-    MERGE_OK,    /* MSET: +OK when every part said +OK */
-    MERGE_SUM,   /* DEL UNLINK EXISTS TOUCH DBSIZE: sum of integers */
-    MERGE_INFO   /* INFO: the proxy's sections plus the backends' keyspace summed */
+    MERGE_OK,    /* MSET FLUSHDB FLUSHALL SWAPDB ...: +OK when every part said +OK */
+    MERGE_SUM,   /* DEL UNLINK EXISTS TOUCH DBSIZE SLOWLOG LEN: sum of integers */
+    MERGE_INFO,  /* INFO: the proxy's sections plus the backends' keyspace summed */
+    MERGE_FIRST, /* SCRIPT LOAD, FUNCTION LOAD: the first reply, when all succeeded */
+    MERGE_AND,   /* SCRIPT EXISTS: 1 where every backend said 1 */
+    MERGE_ANYOK, /* SCRIPT KILL, FUNCTION KILL: +OK if any killed, else the error */
+    MERGE_CONCAT, /* KEYS: the arrays concatenated */
+    MERGE_SLOWLOG, /* SLOWLOG GET: entries concatenated, each tagged with its backend */
+    MERGE_RANDOM, /* RANDOMKEY: one non-null reply picked at random */
+    MERGE_MIN,   /* LASTSAVE: the smallest integer */
+    MERGE_SCAN   /* SCAN: one backend's reply, its cursor made the proxy's */
 };
 
 struct client;
@@ -2527,6 +2563,10 @@ struct req {
     uint8_t multi_refused;     /* MULTI's reply was an error: the block ran unwrapped */
     uint8_t hs;                /* REQ_HANDSHAKE: enum bconn_hs, what it was */
     char *skip_err;            /* the first error among the dropped replies, or NULL */
+    uint8_t mute;              /* its reply is dropped, not sent (CLIENT REPLY OFF, SKIP) */
+    uint32_t scan_at;          /* SCAN parent: index of the backend scanned */
+    uint32_t scan_nb;          /* SCAN parent: backends when the cursor was made */
+    uint8_t scan_tag;          /* SCAN parent: the topology's tag (route_scan_tag) */
 };
 
 /* ================================================= data model: backends */
@@ -2770,7 +2810,12 @@ struct client {
     uint32_t db;                      /* SELECTed database; its requests use that pool */
     struct txn *txn;                  /* MULTI seen, EXEC not yet: the queued commands */
     char *name;                       /* CLIENT SETNAME, or NULL */
-    char addr[64];                    /* peer address for logs */
+    char addr[64];                    /* peer address, as Redis writes it (logs, CLIENT LIST) */
+    char laddr[64];                   /* the listener's address it came in on (CLIENT LIST) */
+    const struct command *last_cmd;   /* its latest known command (CLIENT LIST's cmd=) */
+    uint8_t reply_off;                /* CLIENT REPLY OFF: replies are dropped until ON */
+    uint8_t reply_skip;               /* CLIENT REPLY SKIP: the next command's reply is dropped */
+    uint8_t mute;                     /* the command being dispatched gets no reply (either) */
     uint64_t created_us;              /* accept time */
     uint64_t last_us;                 /* last time it sent bytes */
     uint64_t partial_us;              /* when the partial request in `in` began */
@@ -3038,9 +3083,35 @@ static void client_interest(struct client *c)
 }
 
 /* A client connected as FD (already in the fd table's range) from SS. */
+/* SS as Redis writes a client's address: ip:port, [ipv6]:port, a UNIX
+ * socket's path:0 (an unnamed peer socket is "unix"). */
+static void client_format_addr(const struct sockaddr_storage *ss, char *out, size_t n)
+{
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+        char ip[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
+        snprintf(out, n, "%s:%u", ip, ntohs(in->sin_port));
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+        char ip[INET6_ADDRSTRLEN];
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);
+        snprintf(out, n, "[%s]:%u", ip, ntohs(in6->sin6_port));
+    } else if (ss->ss_family == AF_UNIX && ((const struct sockaddr_un *)ss)->sun_path[0]) {
+        const struct sockaddr_un *un = (const struct sockaddr_un *)ss;
+        size_t len = MIN(strnlen(un->sun_path, sizeof un->sun_path), n - 3);
+        memcpy(out, un->sun_path, len);
+        memcpy(out + len, ":0", 3);
+    } else {
+        snprintf(out, n, "unix");
+    }
+}
+
 static void client_new(int fd, const struct sockaddr_storage *ss)
 {
     struct client *c = xmalloc(sizeof *c);
+    struct sockaddr_storage local;
+    socklen_t len = sizeof local;
 
     memset(c, 0, sizeof *c);
     c->fd = fd;
@@ -3051,19 +3122,9 @@ static void client_new(int fd, const struct sockaddr_storage *ss)
     c->auth = srv.cfg->npasswords == 0 ? AUTH_OPEN : AUTH_NONE;
     c->proto = 2;
     resp_req_init(&c->parser);
-    if (ss->ss_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
-        char ip[INET_ADDRSTRLEN];
-        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
-        snprintf(c->addr, sizeof c->addr, "%s:%u", ip, ntohs(in->sin_port));
-    } else if (ss->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
-        char ip[INET6_ADDRSTRLEN];
-        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);
-        snprintf(c->addr, sizeof c->addr, "[%s]:%u", ip, ntohs(in6->sin6_port));
-    } else {
-        snprintf(c->addr, sizeof c->addr, "unix");
-    }
+    client_format_addr(ss, c->addr, sizeof c->addr);
+    if (getsockname(fd, (struct sockaddr *)&local, &len) == 0)
+        client_format_addr(&local, c->laddr, sizeof c->laddr);
     c->next = srv.clients;
     if (srv.clients)
         srv.clients->prev = c;
@@ -3234,6 +3295,7 @@ static void reply_check_limit(struct client *c)
 static void reply_push(struct client *c, struct req *r)
 {
     r->client = c;
+    r->mute = c->mute;
     if (c->tail)
         c->tail->next = r;
     else
@@ -3267,7 +3329,8 @@ static void reply_release(struct client *c)
 {
     while (c->head && c->head->done) {
         c->held -= buf_len(&c->head->reply);
-        reply_emit(c, c->head->reply.data + c->head->reply.r, buf_len(&c->head->reply));
+        if (!c->head->mute)
+            reply_emit(c, c->head->reply.data + c->head->reply.r, buf_len(&c->head->reply));
         reply_pop(c);
     }
     reply_check_limit(c);
@@ -3282,6 +3345,8 @@ static void reply_local(const struct call *k, const char *p, size_t n)
 
     /* answered without a backend: no latency to speak of */
     req_account(k->cmd, 0, n > 0 && p[0] == '-');
+    if (c->mute && !c->head)
+        return;
     if (!c->head) {
         reply_emit(c, p, n);
         reply_check_limit(c);
@@ -3350,25 +3415,63 @@ static void reply_flush(struct client *c)
  * is rendered by the INFO section, which needs the backends' state. */
 static void stats_info_merge(struct req *p);
 
-/* Any child that answered with an error fails the whole command: put that
- * error in OUT (the proxy's own as it is, a backend's naming the backend).
- * Returns 1 if one did. */
+/* Any child that answered with an error fails the whole command.  When
+ * every child got the same error from its backend (a FUNCTION LOAD of a
+ * library all of them have, a SCAN with a bad option), that is what one
+ * Redis would have said, and OUT gets it as it is.  Otherwise OUT gets the
+ * first error (the proxy's own as it is, a backend's naming the backend)
+ * and, when several failed, the other backends that did.  Returns 1 if any
+ * child failed. */
 static int complete_merge_error(const struct req *p, struct buf *out)
 {
-    uint32_t i;
+    const struct req *first = NULL;
+    uint32_t i, failed = 0;
+    int same = 0;
+    char also[200];
+    size_t o = 0;
 
+    also[0] = '\0';
     for (i = 0; i < p->nchild; i++) {
         const struct req *ch = p->child[i];
         const char *rp = ch->reply.data + ch->reply.r;
         if (rp[0] != '-')
             continue;
-        if (ch->proxy_error)
-            buf_append(out, rp, buf_len(&ch->reply));
-        else
-            enc_error(out, "ERR backend %s failed: %.*s", ch->backend->cfg.id,
-                      (int)MIN(buf_len(&ch->reply) - 3, 200), rp + 1);
-        return 1;
+        failed++;
+        if (!first) {
+            first = ch;
+            same = !ch->proxy_error;
+            continue;
+        }
+        same = same && !ch->proxy_error && buf_len(&ch->reply) == buf_len(&first->reply) &&
+               !memcmp(rp, first->reply.data + first->reply.r, buf_len(&ch->reply));
+        if (o < sizeof also)
+            o += (size_t)snprintf(also + o, sizeof also - o, "%s%s", o ? ", " : "",
+                                  ch->backend->cfg.id);
     }
+    if (!first)
+        return 0;
+    const char *rp = first->reply.data + first->reply.r;
+    int len = (int)MIN(buf_len(&first->reply) - 3, 200); /* without '-' and CRLF */
+    if (same && failed == p->nchild)
+        buf_append(out, rp, buf_len(&first->reply));
+    else if (first->proxy_error)
+        enc_error(out, "%.*s%s%s%s", len, rp + 1, o ? " (also failed: " : "", also, o ? ")" : "");
+    else
+        enc_error(out, "ERR backend %s failed: %.*s%s%s%s", first->backend->cfg.id, len, rp + 1,
+                  o ? " (also failed: " : "", also, o ? ")" : "");
+    return 1;
+}
+
+/* Child CH's reply, if it is an array: its element count in *N and the
+ * offset of its first element in *BODY.  Returns 0, or -1 when it is not. */
+static int complete_array_head(const struct req *ch, int64_t *n, size_t *body)
+{
+    const char *rp = ch->reply.data + ch->reply.r;
+    const char *nl = memchr(rp, '\n', buf_len(&ch->reply));
+
+    if (rp[0] != '*' || !nl || resp_parse_ll(rp + 1, (size_t)(nl - rp) - 2, n) != 0 || *n < 0)
+        return -1;
+    *body = (size_t)(nl - rp) + 1;
     return 0;
 }
 
@@ -3407,11 +3510,12 @@ static void complete_merge_array(const struct req *p, struct buf *out)
     free(cursor);
 }
 
-/* MSET: +OK when every child said +OK.  DEL, UNLINK, EXISTS, TOUCH,
- * DBSIZE: the sum of the children's integers. */
+/* MSET, FLUSHDB, SWAPDB...: +OK when every child said +OK.  DEL, UNLINK,
+ * EXISTS, TOUCH, DBSIZE, SLOWLOG LEN: the sum of the children's integers.
+ * LASTSAVE: the smallest (the oldest save). */
 static void complete_merge_scalar(const struct req *p, struct buf *out)
 {
-    int64_t sum = 0, v = 0;
+    int64_t acc = 0, v = 0;
     uint32_t i;
 
     for (i = 0; i < p->nchild; i++) {
@@ -3424,12 +3528,219 @@ static void complete_merge_scalar(const struct req *p, struct buf *out)
             enc_error(out, "ERR backend %s sent an unexpected reply", ch->backend->cfg.id);
             return;
         }
-        sum += v;
+        if (p->merge != MERGE_MIN)
+            acc += v;
+        else if (i == 0 || v < acc)
+            acc = v;
     }
     if (p->merge == MERGE_OK)
         buf_append_str(out, "+OK\r\n");
     else
-        buf_printf(out, ":%lld\r\n", (long long)sum);
+        buf_printf(out, ":%lld\r\n", (long long)acc);
+}
+
+/* Every child of P answered an array: put the header of an array of all
+ * their elements in OUT and return 0; else put an error naming the first
+ * that did not in OUT and return -1. */
+static int complete_arrays_head(const struct req *p, struct buf *out)
+{
+    int64_t n, total = 0;
+    size_t body;
+    uint32_t i;
+
+    for (i = 0; i < p->nchild; i++) {
+        if (complete_array_head(p->child[i], &n, &body) < 0) {
+            enc_error(out, "ERR backend %s sent an unexpected reply", p->child[i]->backend->cfg.id);
+            return -1;
+        }
+        total += n;
+    }
+    enc_array(out, (size_t)total);
+    return 0;
+}
+
+/* KEYS: every child's array, one after the other. */
+static void complete_merge_concat(const struct req *p, struct buf *out)
+{
+    int64_t n;
+    size_t body;
+    uint32_t i;
+
+    if (complete_arrays_head(p, out) < 0)
+        return;
+    for (i = 0; i < p->nchild; i++) {
+        const struct req *ch = p->child[i];
+        complete_array_head(ch, &n, &body);
+        buf_append(out, ch->reply.data + ch->reply.r + body, buf_len(&ch->reply) - body);
+    }
+}
+
+/* One SLOWLOG GET entry at E[0..N), into OUT with its last field (the
+ * client name, the proxy's connection's: useless here) replaced by the
+ * backend's identity ID.  Returns the entry's length, or 0 if it is cut. */
+static size_t complete_slowlog_entry(struct buf *out, const char *e, size_t n, const char *id)
+{
+    static const char six[] = "*6\r\n";
+    struct resp_reply_parser rp;
+    size_t at = sizeof six - 1;
+    int f;
+
+    if (n < at || memcmp(e, six, at)) { /* not the 6-field entry of Redis 4+: as it is */
+        resp_reply_init(&rp);
+        if (resp_reply_parse(&rp, e, n) != RESP_OK)
+            return 0;
+        buf_append(out, e, rp.pos);
+        return rp.pos;
+    }
+    for (f = 0; f < 6; f++) {
+        resp_reply_init(&rp);
+        if (resp_reply_parse(&rp, e + at, n - at) != RESP_OK)
+            return 0;
+        if (f == 5)
+            break;
+        at += rp.pos;
+    }
+    buf_append(out, e, at);
+    enc_bulk(out, id, strlen(id));
+    return at + rp.pos;
+}
+
+/* SLOWLOG GET: each backend's entries in turn (newest first within each,
+ * as Redis keeps them), every entry tagged with its backend. */
+static void complete_merge_slowlog(const struct req *p, struct buf *out)
+{
+    int64_t n, e;
+    size_t body;
+    uint32_t i;
+
+    if (complete_arrays_head(p, out) < 0)
+        return;
+    for (i = 0; i < p->nchild; i++) {
+        const struct req *ch = p->child[i];
+        const char *rp = ch->reply.data + ch->reply.r;
+        complete_array_head(ch, &n, &body);
+        for (e = 0; e < n; e++) {
+            size_t len = complete_slowlog_entry(out, rp + body, buf_len(&ch->reply) - body,
+                                                ch->backend->cfg.id);
+            if (!len) {
+                out->r = out->w = 0;
+                enc_error(out, "ERR backend %s sent a short reply", ch->backend->cfg.id);
+                return;
+            }
+            body += len;
+        }
+    }
+}
+
+/* SCRIPT EXISTS: 1 for a script only where every backend has it (an
+ * EVALSHA may run on any of them). */
+static void complete_merge_and(const struct req *p, struct buf *out)
+{
+    int64_t n = 0, first = -1, e;
+    size_t body;
+    uint32_t i;
+    uint8_t *all;
+
+    for (i = 0; i < p->nchild; i++) {
+        if (complete_array_head(p->child[i], &n, &body) < 0 || (first >= 0 && n != first) ||
+            buf_len(&p->child[i]->reply) != body + 4 * (size_t)n) {
+            enc_error(out, "ERR backend %s sent an unexpected reply", p->child[i]->backend->cfg.id);
+            return;
+        }
+        first = n;
+    }
+    all = xmalloc((size_t)n + 1);
+    memset(all, 1, (size_t)n + 1);
+    for (i = 0; i < p->nchild; i++) {
+        const struct req *ch = p->child[i];
+        const char *rp = ch->reply.data + ch->reply.r;
+        complete_array_head(ch, &n, &body);
+        for (e = 0; e < n; e++)
+            all[e] &= memcmp(rp + body + 4 * (size_t)e, ":1\r\n", 4) == 0;
+    }
+    enc_array(out, (size_t)n);
+    for (e = 0; e < n; e++)
+        buf_append_str(out, all[e] ? ":1\r\n" : ":0\r\n");
+    free(all);
+}
+
+/* Child CH's reply as it is. */
+static void complete_copy(const struct req *ch, struct buf *out)
+{
+    buf_append(out, ch->reply.data + ch->reply.r, buf_len(&ch->reply));
+}
+
+/* SCRIPT KILL, FUNCTION KILL: +OK when any backend killed one (a script
+ * runs on one backend), else the first child's error (NOTBUSY ...). */
+static void complete_merge_anyok(const struct req *p, struct buf *out)
+{
+    uint32_t i;
+
+    for (i = 0; i < p->nchild; i++)
+        if (p->child[i]->reply.data[p->child[i]->reply.r] == '+') {
+            complete_copy(p->child[i], out);
+            return;
+        }
+    complete_copy(p->child[0], out);
+}
+
+/* RANDOMKEY: the key of a backend picked at random among those that have
+ * one, or a null when none has. */
+static void complete_merge_random(const struct req *p, struct buf *out)
+{
+    uint32_t i, n = 0, pick;
+
+    for (i = 0; i < p->nchild; i++)
+        n += p->child[i]->reply.data[p->child[i]->reply.r] == '$' &&
+             p->child[i]->reply.data[p->child[i]->reply.r + 1] != '-';
+    if (n == 0) {
+        enc_null(out, p->proto);
+        return;
+    }
+    pick = (uint32_t)rand() % n;
+    for (i = 0; i < p->nchild; i++) {
+        const char *rp = p->child[i]->reply.data + p->child[i]->reply.r;
+        if (rp[0] == '$' && rp[1] != '-' && pick-- == 0) {
+            complete_copy(p->child[i], out);
+            return;
+        }
+    }
+}
+
+/* SCAN: the backend's [cursor, keys] with its cursor made the proxy's
+ * (route_scan): the next backend's start when this one is done, and 0
+ * only after the last. */
+static void complete_merge_scan(const struct req *p, struct buf *out)
+{
+    static const char head[] = "*2\r\n$";
+    const struct req *ch = p->child[0];
+    const char *rp = ch->reply.data + ch->reply.r, *nl;
+    size_t n = buf_len(&ch->reply), at = sizeof head - 1;
+    int64_t clen;
+    uint64_t bcur = 0, next, bi = p->scan_at;
+    char cur[24];
+
+    if (n < at || memcmp(rp, head, at) || !(nl = memchr(rp + at, '\n', n - at)) ||
+        resp_parse_ll(rp + at, (size_t)(nl - rp) - at - 1, &clen) != 0 || clen < 1 ||
+        clen > 20 || (size_t)(nl - rp) + 1 + (size_t)clen + 2 > n ||
+        cmd_parse_u64(nl + 1, (size_t)clen, &bcur) < 0) {
+        enc_error(out, "ERR backend %s sent an unexpected reply", ch->backend->cfg.id);
+        return;
+    }
+    at = (size_t)(nl - rp) + 1 + (size_t)clen + 2; /* the keys array */
+    if (bcur == 0 && bi + 1 == p->scan_nb)
+        next = 0;
+    else if (bcur == 0)
+        next = (bi + 1) * 16 + p->scan_tag;
+    else if (bcur > (UINT64_MAX / 16 - 1) / p->scan_nb) {
+        enc_error(out, "ERR backend %s cursor too large for the proxy", ch->backend->cfg.id);
+        return;
+    } else
+        next = (bcur * p->scan_nb + bi) * 16 + p->scan_tag;
+    snprintf(cur, sizeof cur, "%llu", (unsigned long long)next);
+    enc_array(out, 2);
+    enc_bulk(out, cur, strlen(cur));
+    buf_append(out, rp + at, n - at);
 }
 
 /* Build a split parent's reply (in p->reply) from its children's, then
@@ -3438,13 +3749,37 @@ static void complete_merge(struct req *p)
 {
     uint32_t i;
 
-    if (p->merge == MERGE_INFO) { /* a backend that failed only misses from the sum */
+    if (p->merge == MERGE_INFO) /* a backend that failed only misses from the sum */
         stats_info_merge(p);
-    } else if (!complete_merge_error(p, &p->reply)) {
-        if (p->merge == MERGE_ARRAY)
+    else if (p->merge == MERGE_ANYOK) /* a kill fails where nothing ran */
+        complete_merge_anyok(p, &p->reply);
+    else if (!complete_merge_error(p, &p->reply)) {
+        switch ((enum req_merge)p->merge) {
+        case MERGE_ARRAY:
             complete_merge_array(p, &p->reply);
-        else
+            break;
+        case MERGE_FIRST:
+            complete_copy(p->child[0], &p->reply);
+            break;
+        case MERGE_AND:
+            complete_merge_and(p, &p->reply);
+            break;
+        case MERGE_CONCAT:
+            complete_merge_concat(p, &p->reply);
+            break;
+        case MERGE_SLOWLOG:
+            complete_merge_slowlog(p, &p->reply);
+            break;
+        case MERGE_RANDOM:
+            complete_merge_random(p, &p->reply);
+            break;
+        case MERGE_SCAN:
+            complete_merge_scan(p, &p->reply);
+            break;
+        default: /* MERGE_OK, MERGE_SUM, MERGE_MIN */
             complete_merge_scalar(p, &p->reply);
+            break;
+        }
     }
     for (i = 0; i < p->nchild; i++)
         req_free(p->child[i]);
@@ -3488,7 +3823,8 @@ static void complete_reply(struct req *r, const char *p, size_t n, int proxy_err
     }
     req_account(r->cmd, srv.now_us - r->start_us, n > 0 && p[0] == '-');
     if (c->head == r) { /* fast path: no copy into the record */
-        reply_emit(c, p, n);
+        if (!r->mute)
+            reply_emit(c, p, n);
         reply_pop(c);
         reply_release(c);
         return;
@@ -4691,7 +5027,7 @@ out:
 }
 
 /* Send the command ENC to every backend under one parent merged by MERGE
- * (DBSIZE; INFO keyspace with the SECTIONS asked for). */
+ * (DBSIZE, FLUSHDB, KEYS...; INFO with the SECTIONS asked for). */
 static void route_fanout(const struct call *k, enum req_merge merge, const struct buf *enc,
                          uint8_t sections)
 {
@@ -4701,6 +5037,106 @@ static void route_fanout(const struct call *k, enum req_merge merge, const struc
     p->info_sections = sections;
     for (i = 0; i < srv.nbackends; i++) /* the last send may complete and merge p */
         route_send_child(k->c, p->child[i], enc);
+}
+
+/* How the replies of each command sent to every backend are merged. */
+static const struct route_all_merge {
+    const char *name; /* a CMD_ALL command of cmd_table */
+    uint8_t merge;    /* enum req_merge */
+} route_all_merges[] = {
+    {"dbsize", MERGE_SUM},        {"flushall", MERGE_OK},
+    {"flushdb", MERGE_OK},        {"function|delete", MERGE_OK},
+    {"function|flush", MERGE_OK}, {"function|kill", MERGE_ANYOK},
+    {"function|load", MERGE_FIRST}, {"function|restore", MERGE_OK},
+    {"keys", MERGE_CONCAT},       {"lastsave", MERGE_MIN},
+    {"randomkey", MERGE_RANDOM},  {"script|exists", MERGE_AND},
+    {"script|flush", MERGE_OK},   {"script|kill", MERGE_ANYOK},
+    {"script|load", MERGE_FIRST}, {"slowlog|get", MERGE_SLOWLOG},
+    {"slowlog|len", MERGE_SUM},   {"slowlog|reset", MERGE_OK},
+    {"swapdb", MERGE_OK},
+};
+
+/* The tag (1..15) SCAN cursors carry for the current list of backends,
+ * from their identities in order: a cursor made for another topology is
+ * refused (but for one chance in 15) rather than misread. */
+static unsigned route_scan_tag(void)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    const char *id;
+    int i;
+
+    for (i = 0; i < srv.nbackends; i++) {
+        for (id = srv.backends[i]->cfg.id; *id; id++)
+            h = (h ^ (uint8_t)*id) * 16777619u;
+        h = (h ^ 0xffu) * 16777619u; /* separator: "ab","c" is not "a","bc" */
+    }
+    return 1 + h % 15;
+}
+
+/*
+ * SCAN cursor [MATCH p] [COUNT n] [TYPE t]: one backend at a time, in
+ * order.  The proxy's cursor packs where the scan is:
+ *
+ *     cursor = (backend cursor * backends + backend index) * 16 + tag
+ *
+ * so 0 starts at backend 0, a backend's 0 ("done") moves on to the next
+ * backend's start, and 0 is returned only after the last backend is done.
+ * Each step is one SCAN on one backend with the options as they are, so
+ * every guarantee Redis gives for one server (a key present for the whole
+ * scan is returned at least once; COUNT is a hint) holds for the whole.
+ * A cursor that is not a number or whose tag is not this topology's gets
+ * Redis's "-ERR invalid cursor".
+ */
+static void route_scan(const struct call *k)
+{
+    uint64_t cur, tag = route_scan_tag(), nb = (uint64_t)srv.nbackends, bcur = 0;
+    struct resp_arg *argv;
+    struct buf enc = {0, 0, 0, 0};
+    struct req *p;
+    char num[24];
+    int bi = 0;
+
+    if (cmd_parse_u64(k->argv[1].p, k->argv[1].len, &cur) < 0 || (cur != 0 && cur % 16 != tag)) {
+        reply_error(k, "ERR invalid cursor");
+        return;
+    }
+    if (cur != 0) {
+        bi = (int)((cur / 16) % nb);
+        bcur = cur / 16 / nb;
+    }
+    argv = xmalloc(sizeof *argv * (size_t)k->argc);
+    memcpy(argv, k->argv, sizeof *argv * (size_t)k->argc);
+    snprintf(num, sizeof num, "%llu", (unsigned long long)bcur);
+    argv[1].p = num;
+    argv[1].len = strlen(num);
+    enc_command(&enc, argv, (size_t)k->argc);
+    free(argv);
+    p = route_new_parent(k, MERGE_SCAN, 1, &bi);
+    p->scan_at = (uint32_t)bi;
+    p->scan_nb = (uint32_t)nb;
+    p->scan_tag = (uint8_t)tag;
+    route_send_child(k->c, p->child[0], &enc); /* may complete p */
+    buf_free(&enc);
+}
+
+/* A command for every backend: SCAN walks them; the others go to all at
+ * once and are merged as route_all_merges says. */
+static void route_all(const struct call *k)
+{
+    struct buf enc = {0, 0, 0, 0};
+    size_t i;
+
+    if (!strcmp(k->cmd->name, "scan")) {
+        route_scan(k);
+        return;
+    }
+    for (i = 0; i < sizeof route_all_merges / sizeof route_all_merges[0]; i++)
+        if (!strcmp(route_all_merges[i].name, k->cmd->name))
+            break;
+    assert(i < sizeof route_all_merges / sizeof route_all_merges[0]);
+    enc_command(&enc, k->argv, (size_t)k->argc);
+    route_fanout(k, (enum req_merge)route_all_merges[i].merge, &enc, 0);
+    buf_free(&enc);
 }
 
 /* The next backend (round robin) whose connection for C may take a
@@ -4752,17 +5188,12 @@ static void route_exec(const struct call *k, int bi, const struct txn *t)
 }
 
 /* The keys of call K, a command whose keys must live together, into
- * srv.keypos: their count, or -1 (the error replied) when the arguments do
- * not fit its key specs or name no key (EVAL ... 0: nowhere to route). */
+ * srv.keypos: their count (0 for EVAL ... 0), or -1 when the arguments do
+ * not fit its key specs (a numkeys past the arguments, negative or not a
+ * number). */
 static int64_t route_same_keys(const struct call *k)
 {
-    int64_t n = cmd_keys(k->cmd, k->argv, k->argc, srv.keypos);
-
-    if (n < 0)
-        reply_error(k, "ERR wrong number of keys or arguments for '%s' command", k->cmd->name);
-    else if (n == 0)
-        reply_error(k, "ERR '%s' without keys cannot be routed by the proxy", k->cmd->name);
-    return n > 0 ? n : -1;
+    return cmd_keys(k->cmd, k->argv, k->argc, srv.keypos);
 }
 
 /* The backend all N (> 0) keys of K at srv.keypos map to, or -1 (the
@@ -4780,21 +5211,28 @@ static int route_keys_backend(const struct call *k, int64_t n)
     return bi;
 }
 
-/* Route a keyed command whose keys must all live on one backend. */
+/* Route a keyed command whose keys must all live on one backend.  EVAL,
+ * EVALSHA, FCALL (and _RO) with zero keys run on the first backend of the
+ * configuration: always the same one, so what a keyless script keeps
+ * there (it should keep nothing) stays in one place. */
 static void route_same(const struct call *k)
 {
     const char *name = k->cmd->name;
     int64_t n = route_same_keys(k);
     int bi;
 
-    if (n < 0)
+    if (n < 0) { /* Redis refuses such arguments, with words of its own */
+        route_any(k);
         return;
+    }
     if ((!strcmp(name, "xread") || !strcmp(name, "xreadgroup")) &&
         cmd_blocking_opt(k->argv, k->argc)) {
         reply_error(k, "ERR blocking '%s' (BLOCK) is not supported by the proxy", name);
         return;
     }
-    if ((bi = route_keys_backend(k, n)) >= 0)
+    if (n == 0)
+        route_forward(k, 0);
+    else if ((bi = route_keys_backend(k, n)) >= 0)
         route_forward(k, bi);
 }
 
@@ -5586,22 +6024,251 @@ static void local_hello(const struct call *k)
     local_hello_reply(k);
 }
 
-/* CLIENT SETNAME / GETNAME / ID / SETINFO. */
+/* X's line of CLIENT LIST and CLIENT INFO, in Redis 7.0's format and
+ * field order.  What the proxy has no notion of is Redis's value for a
+ * client without it (sub=0, user=default, redir=-1); the memory fields are
+ * the proxy's own buffers for X. */
+static void local_client_line(struct buf *b, const struct client *x)
+{
+    size_t qbuf = buf_len(&x->in), multi_mem = x->txn ? x->txn->q.cap : 0;
+    size_t omem = buf_len(&x->out) + x->held;
+
+    buf_printf(b,
+               "id=%llu addr=%s laddr=%s fd=%d name=%s age=%llu idle=%llu flags=%s db=%u "
+               "sub=0 psub=0 ssub=0 multi=%lld qbuf=%zu qbuf-free=%zu argv-mem=0 "
+               "multi-mem=%zu rbs=%zu rbp=0 obl=0 oll=%u omem=%zu tot-mem=%zu events=%s "
+               "cmd=%s user=default redir=-1 resp=%u\n",
+               (unsigned long long)x->id, x->addr, x->laddr, x->fd, x->name ? x->name : "",
+               (unsigned long long)((srv.now_us - x->created_us) / 1000000),
+               (unsigned long long)((srv.now_us - x->last_us) / 1000000), x->txn ? "x" : "N",
+               (unsigned)x->db, x->txn ? (long long)x->txn->n : -1LL, qbuf, x->in.cap - qbuf,
+               multi_mem, x->out.cap, (unsigned)x->npending, omem,
+               sizeof *x + x->in.cap + x->out.cap + multi_mem + x->held,
+               buf_len(&x->out) ? "rw" : "r", x->last_cmd ? x->last_cmd->name : "NULL",
+               (unsigned)x->proto);
+}
+
+/* Does TYPE (CLIENT LIST / KILL's TYPE filter) name a kind of client the
+ * proxy's clients are (normal), one they are not (master, replica, slave,
+ * pubsub), or none?  Returns 1, 0, or -1 (the error replied). */
+static int local_client_type(const struct call *k, const struct resp_arg *type)
+{
+    if (cmd_argeq(type, "normal"))
+        return 1;
+    if (cmd_argeq(type, "master") || cmd_argeq(type, "replica") || cmd_argeq(type, "slave") ||
+        cmd_argeq(type, "pubsub"))
+        return 0;
+    reply_error(k, "ERR Unknown client type '%.*s'", (int)MIN(type->len, 64), type->p);
+    return -1;
+}
+
+/* The oldest client of this process: CLIENT LIST walks from it, as Redis
+ * lists its clients in the order they connected (srv.clients is newest
+ * first). */
+static struct client *local_client_oldest(void)
+{
+    struct client *x = srv.clients;
+
+    while (x && x->next)
+        x = x->next;
+    return x;
+}
+
+/* CLIENT LIST [TYPE type] [ID id ...]: this process's clients (with
+ * several workers, those of the worker serving the connection). */
+static void local_client_list(const struct call *k)
+{
+    const struct resp_arg *argv = k->argv;
+    struct buf text = {0, 0, 0, 0}, b = {0, 0, 0, 0};
+    const struct client *x;
+    int64_t i, id;
+    int all = 1;
+
+    if (k->argc == 4 && cmd_argeq(&argv[2], "type")) {
+        if ((all = local_client_type(k, &argv[3])) < 0)
+            return;
+    } else if (k->argc >= 4 && cmd_argeq(&argv[2], "id")) {
+        for (i = 3; i < k->argc; i++)
+            if (resp_parse_ll(argv[i].p, argv[i].len, &id) != 0 || id <= 0) {
+                reply_error(k, "ERR Invalid client ID");
+                return;
+            }
+    } else if (k->argc != 2) {
+        reply_error(k, "ERR syntax error");
+        return;
+    }
+    for (x = local_client_oldest(); x && all; x = x->prev) {
+        int want = k->argc < 4 || cmd_argeq(&argv[2], "type");
+        for (i = 3; !want && i < k->argc; i++)
+            want = resp_parse_ll(argv[i].p, argv[i].len, &id) == 0 && (uint64_t)id == x->id;
+        if (want)
+            local_client_line(&text, x);
+    }
+    enc_text(&b, text.data ? text.data : "", buf_len(&text), k->c->proto);
+    reply_local(k, b.data, buf_len(&b));
+    buf_free(&text);
+    buf_free(&b);
+}
+
+/* The filters of CLIENT KILL <filter> <value> ...: which clients go. */
+struct local_kill {
+    uint64_t id;                /* ID: only this client (0: any) */
+    const struct resp_arg *addr;  /* ADDR: peer address, or NULL */
+    const struct resp_arg *laddr; /* LADDR: local address, or NULL */
+    int skipme;                 /* SKIPME yes (the default): never the caller */
+    int type_ok;                /* TYPE: 0 when it names a kind no client is */
+    uint64_t maxage_s;          /* MAXAGE: only clients older than this (0: any) */
+};
+
+/* Parse CLIENT KILL's filters into F.  Returns 0, or -1 with the error
+ * replied, Redis's for each wrong filter. */
+static int local_kill_filters(const struct call *k, struct local_kill *f)
+{
+    const struct resp_arg *argv = k->argv;
+    int64_t i, v;
+
+    memset(f, 0, sizeof *f);
+    f->skipme = f->type_ok = 1;
+    if (k->argc % 2 != 0) {
+        reply_error(k, "ERR syntax error");
+        return -1;
+    }
+    for (i = 2; i < k->argc; i += 2) {
+        const struct resp_arg *val = &argv[i + 1];
+        if (cmd_argeq(&argv[i], "id")) {
+            if (resp_parse_ll(val->p, val->len, &v) != 0 || v <= 0) {
+                reply_error(k, "ERR client-id should be greater than 0");
+                return -1;
+            }
+            f->id = (uint64_t)v;
+        } else if (cmd_argeq(&argv[i], "addr")) {
+            f->addr = val;
+        } else if (cmd_argeq(&argv[i], "laddr")) {
+            f->laddr = val;
+        } else if (cmd_argeq(&argv[i], "skipme") && (cmd_argeq(val, "yes") || cmd_argeq(val, "no"))) {
+            f->skipme = cmd_argeq(val, "yes");
+        } else if (cmd_argeq(&argv[i], "type")) {
+            if ((f->type_ok = local_client_type(k, val)) < 0)
+                return -1;
+        } else if (cmd_argeq(&argv[i], "user")) {
+            if (!cmd_argeq(val, "default")) {
+                reply_error(k, "ERR No such user '%.*s'", (int)MIN(val->len, 64), val->p);
+                return -1;
+            }
+        } else if (cmd_argeq(&argv[i], "maxage")) {
+            if (resp_parse_ll(val->p, val->len, &v) != 0 || v < 0) {
+                reply_error(k, "ERR syntax error");
+                return -1;
+            }
+            f->maxage_s = (uint64_t)v;
+        } else {
+            reply_error(k, "ERR syntax error");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Does client X pass filters F (asked by ME)? */
+static int local_kill_match(const struct local_kill *f, const struct client *x,
+                            const struct client *me)
+{
+    return f->type_ok && !(f->skipme && x == me) && (!f->id || f->id == x->id) &&
+           (!f->addr || (strlen(x->addr) == f->addr->len &&
+                         !memcmp(x->addr, f->addr->p, f->addr->len))) &&
+           (!f->laddr || (strlen(x->laddr) == f->laddr->len &&
+                          !memcmp(x->laddr, f->laddr->p, f->laddr->len))) &&
+           (!f->maxage_s || (srv.now_us - x->created_us) / 1000000 > f->maxage_s);
+}
+
+/* CLIENT KILL addr:port (answers +OK, or "No such client") or CLIENT KILL
+ * with filters (answers how many were closed).  Clients of this process
+ * only; the caller itself is closed after its reply, as in Redis. */
+static void local_client_kill(const struct call *k)
+{
+    struct client *c = k->c, *x, *next;
+    struct local_kill f;
+    struct resp_arg old;
+    long long n = 0;
+
+    if (k->argc == 3) { /* the old form: one address, the caller included */
+        old = k->argv[2];
+        memset(&f, 0, sizeof f);
+        f.addr = &old;
+        f.type_ok = 1;
+    } else if (local_kill_filters(k, &f) < 0) {
+        return;
+    }
+    for (x = srv.clients; x; x = next) {
+        next = x->next; /* client_close moves X to the dead list */
+        if (!local_kill_match(&f, x, c))
+            continue;
+        n++;
+        if (x == c)
+            c->state = CLIENT_CLOSING;
+        else
+            client_close(x, "CLIENT KILL");
+    }
+    if (k->argc != 3) {
+        char num[32];
+        snprintf(num, sizeof num, ":%lld\r\n", n);
+        reply_local_str(k, num);
+    } else if (n)
+        reply_local_str(k, "+OK\r\n");
+    else
+        reply_error(k, "ERR No such client");
+}
+
+/* CLIENT REPLY ON|OFF|SKIP: OFF drops every reply from now on (its own
+ * too), SKIP that of the next command (and its own), ON answers +OK. */
+static void local_client_reply(const struct call *k)
+{
+    struct client *c = k->c;
+    const struct resp_arg *mode = &k->argv[2];
+
+    if (cmd_argeq(mode, "on")) {
+        c->reply_off = c->mute = 0;
+        reply_local_str(k, "+OK\r\n");
+    } else if (cmd_argeq(mode, "off")) {
+        c->reply_off = c->mute = 1;
+    } else if (cmd_argeq(mode, "skip")) {
+        c->reply_skip = c->mute = 1;
+    } else {
+        reply_error(k, "ERR syntax error");
+    }
+}
+
+/* CLIENT SETINFO attr value, validated as Redis 7.2 does. */
+static void local_client_setinfo(const struct call *k)
+{
+    const struct resp_arg *argv = k->argv;
+
+    if (!cmd_argeq(&argv[2], "lib-name") && !cmd_argeq(&argv[2], "lib-ver"))
+        reply_error(k, "ERR Unrecognized option '%.*s'", (int)MIN(argv[2].len, 64), argv[2].p);
+    else if (!local_valid_name(&argv[3]))
+        reply_error(k, "ERR %s cannot contain spaces, newlines or special characters.",
+                    cmd_argeq(&argv[2], "lib-name") ? "lib-name" : "lib-ver");
+    else
+        reply_local_str(k, "+OK\r\n");
+}
+
+/* CLIENT SETNAME / GETNAME / ID / INFO / LIST / KILL / REPLY / SETINFO /
+ * NO-EVICT / NO-TOUCH. */
 static void local_client(const struct call *k)
 {
     struct client *c = k->c;
-    const struct command *cmd = k->cmd;
+    const char *sub = k->cmd->name + sizeof "client|" - 1;
     const struct resp_arg *argv = k->argv;
-    struct buf b = {0, 0, 0, 0};
+    struct buf b = {0, 0, 0, 0}, text = {0, 0, 0, 0};
 
-    if (!strcmp(cmd->name, "client|id")) {
+    if (!strcmp(sub, "id")) {
         buf_printf(&b, ":%llu\r\n", (unsigned long long)c->id);
-    } else if (!strcmp(cmd->name, "client|getname")) {
+    } else if (!strcmp(sub, "getname")) {
         if (c->name)
             enc_bulk(&b, c->name, strlen(c->name));
         else
             enc_null(&b, c->proto);
-    } else if (!strcmp(cmd->name, "client|setname")) {
+    } else if (!strcmp(sub, "setname")) {
         if (!local_valid_name(&argv[2])) {
             reply_error(k, LOCAL_BADNAME);
             return;
@@ -5609,15 +6276,28 @@ static void local_client(const struct call *k)
         free(c->name);
         c->name = argv[2].len ? xstrndup(argv[2].p, argv[2].len) : NULL;
         buf_append_str(&b, "+OK\r\n");
-    } else { /* client|setinfo */
-        if (!cmd_argeq(&argv[2], "lib-name") && !cmd_argeq(&argv[2], "lib-ver")) {
-            reply_error(k, "ERR Unrecognized option '%.*s'", (int)MIN(argv[2].len, 64),
-                         argv[2].p);
-            return;
-        }
-        buf_append_str(&b, "+OK\r\n");
+    } else if (!strcmp(sub, "info")) {
+        local_client_line(&text, c);
+        enc_text(&b, text.data, buf_len(&text), c->proto);
+        buf_free(&text);
+    } else if (!strcmp(sub, "no-evict") || !strcmp(sub, "no-touch")) {
+        /* accepted: the proxy evicts no client, and which keys a client
+         * touches is the backends' business on shared connections */
+        if (cmd_argeq(&argv[2], "on") || cmd_argeq(&argv[2], "off"))
+            buf_append_str(&b, "+OK\r\n");
+        else
+            enc_error(&b, "ERR syntax error");
+    } else if (!strcmp(sub, "list")) {
+        local_client_list(k);
+    } else if (!strcmp(sub, "kill")) {
+        local_client_kill(k);
+    } else if (!strcmp(sub, "reply")) {
+        local_client_reply(k);
+    } else {
+        local_client_setinfo(k);
     }
-    reply_local(k, b.data, buf_len(&b));
+    if (buf_len(&b))
+        reply_local(k, b.data, buf_len(&b));
     buf_free(&b);
 }
 
@@ -5803,13 +6483,9 @@ static void input_route(const struct call *k)
     case CMD_CONTAINER: /* only bare COMMAND passes the arity check */
         route_any(k);
         break;
-    case CMD_ALL: {
-        struct buf enc = {0, 0, 0, 0};
-        enc_command(&enc, k->argv, (size_t)k->argc);
-        route_fanout(k, MERGE_SUM, &enc, 0);
-        buf_free(&enc);
+    case CMD_ALL:
+        route_all(k);
         break;
-    }
     case CMD_REFUSE:
         reply_error(k, "ERR '%s' is not supported by the proxy", cmd->name);
         break;
@@ -5848,8 +6524,10 @@ static int input_txn_keys(const struct call *k, int *bi)
         for (n = 0; 1 + n * step < k->argc; n++)
             srv.keypos[n] = 1 + n * step;
     } else if (kind == CMD_SAME) {
-        if ((n = route_same_keys(k)) < 0)
+        if ((n = route_same_keys(k)) < 0) {
+            reply_error(k, "ERR wrong number of keys or arguments for '%s' command", cmd->name);
             return -1;
+        }
     } else if (kind != CMD_ANY && kind != CMD_CONTAINER && strcmp(cmd->name, "ping") &&
                strcmp(cmd->name, "echo") && strcmp(cmd->name, "unwatch")) {
         reply_error(k, "ERR '%s' cannot be queued in a transaction by the proxy", cmd->name);
@@ -5980,6 +6658,7 @@ static void input_dispatch(struct client *c, const char *raw, size_t rawlen)
     k.rawlen = rawlen;
     k.argc = resp_req_args(&c->parser, raw, srv.argv, srv.argv_cap, srv.scratch);
     k.argv = srv.argv;
+    c->mute = c->reply_off || c->reply_skip; /* CLIENT REPLY: what this one gets */
     if (k.argc < 0) {
         srv.st->protocol_errors++;
         reply_error(&k, "ERR Protocol error: unbalanced quotes in request");
@@ -5988,6 +6667,7 @@ static void input_dispatch(struct client *c, const char *raw, size_t rawlen)
     }
     if (k.argc == 0)
         return;
+    c->reply_skip = 0;
     srv.st->commands++;
     k.cmd = cmd_find(k.argv[0].p, k.argv[0].len);
     if (k.cmd && k.cmd->kind == CMD_CONTAINER && k.argc > 1) {
@@ -6005,6 +6685,7 @@ static void input_dispatch(struct client *c, const char *raw, size_t rawlen)
         return;
     }
     req_cmd_stats(k.cmd)->calls++;
+    c->last_cmd = k.cmd;
     if (!cmd_arity_ok(k.cmd, k.argc)) {
         char err[96];
         snprintf(err, sizeof err, "ERR wrong number of arguments for '%s' command", k.cmd->name);

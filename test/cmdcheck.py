@@ -10,14 +10,15 @@ is one of:
 
   rows    every server command and subcommand has a row with the server's
           arity and key specs, and every row is a server command (except
-          client|setinfo, a Redis 7.2 command the proxy answers itself)
+          client|setinfo and client|no-touch, Redis 7.2 commands the proxy
+          answers itself)
   sorted  rows are in strictly increasing strcmp() order (bsearch needs it)
   kinds   kinds follow the routing policy: a command without key specs is
           not ONE, SPLIT or SAME; ONE has exactly one fixed one-key spec;
           SPLIT only for the commands the proxy knows how to merge; commands
           with subcommands are CONTAINER and no other is; every command the
           server flags "blocking" (but xread, xreadgroup) or "pubsub" is
-          REFUSE; client|setinfo is LOCAL with arity 4
+          REFUSE; client|setinfo is LOCAL with arity 4, client|no-touch with 3
   all     all of the above
 
 Prints one line per disagreement and exits 1 if there is any, else 0.
@@ -33,7 +34,7 @@ SPLITTABLE = {"mget", "mset", "del", "unlink", "exists", "touch"}
 # Blocking commands served anyway: the proxy refuses their BLOCK option.
 BLOCKING_SERVED = {"xread", "xreadgroup"}
 # Rows that are not in Redis 7.0's COMMAND reply: name -> (arity, kind).
-EXTRA_ROWS = {"client|setinfo": (4, "CMD_LOCAL")}
+EXTRA_ROWS = {"client|setinfo": (4, "CMD_LOCAL"), "client|no-touch": (3, "CMD_LOCAL")}
 
 
 def canon_spec(ks):

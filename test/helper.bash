@@ -214,6 +214,16 @@ key_on() {
     key_for "127.0.0.1:${REDIS_PORTS[$1]}" "${2:-key}" "${3:-$SP_CONF}"
 }
 
+# dbsize_sum: the sum of the backends' DBSIZE.
+dbsize_sum() {
+    local i n sum=0
+    for i in "${!REDIS_PORTS[@]}"; do
+        n=$(bcli "$i" dbsize) || return 1
+        sum=$((sum + n))
+    done
+    echo "$sum"
+}
+
 set_ok() {
     [[ "$(rcli set "$1" "$2" 2>&1)" == OK ]]
 }

@@ -166,7 +166,7 @@ load helper
     [[ "$(bcli 0 exists rk2)" == 0 ]]
 }
 
-@test "transactions: EVAL without keys is refused inside MULTI too; inline commands count re-encoded" {
+@test "transactions: EVAL without keys is queued and runs in the block; inline commands count re-encoded" {
     start_redis 1
     write_config "max_request_size 1024"
     start_proxy
@@ -176,8 +176,8 @@ load helper
         resp EXEC
     )
     printf '%s\n' "${lines[@]}"
-    [[ "${lines[1]}" == "-ERR 'eval' without keys cannot be routed by the proxy\\r\\n" ]]
-    [[ "${lines[2]}" == '-EXECABORT Transaction discarded because of previous errors.\r\n' ]]
+    [[ "${lines[1]}" == '+QUEUED\r\n' ]]
+    [[ "${lines[2]}" == '*1\r\n:1\r\n' ]]
     # 307 bytes inline, about 1,070 as the RESP array the backend would get
     run raw 3 < <(printf 'MULTI\r\nSADD s %s\r\nEXEC\r\n' "$(printf 'x%.0s ' {1..150})")
     printf '%s\n' "${lines[@]}"

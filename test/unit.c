@@ -1645,7 +1645,13 @@ static void test_merge_ok_sum(void)
     T_REPLY(p, 0, "+OK\r\n");
     T_REPLY(p, 1, "-ERR first\r\n");
     T_REPLY(p, 2, "-ERR second\r\n");
-    T_MERGE("MSET two errors", p, "-ERR backend b1 failed: ERR first\r\n");
+    T_MERGE("MSET two errors", p, "-ERR backend b1 failed: ERR first (also failed: b2)\r\n");
+
+    /* Every backend refused alike: that is what one Redis would say, as it is. */
+    p = t_parent(MERGE_OK, 2, NULL, 0);
+    T_REPLY(p, 0, "-ERR Library 'lib' already exists\r\n");
+    T_REPLY(p, 1, "-ERR Library 'lib' already exists\r\n");
+    T_MERGE("same error everywhere", p, "-ERR Library 'lib' already exists\r\n");
 
     /* An error the proxy made for a child (timeout, connection lost) goes through as is. */
     p = t_parent(MERGE_OK, 3, NULL, 0);
@@ -1665,7 +1671,7 @@ static void test_merge_ok_sum(void)
     }
     T_REPLY(p, 1, ":1\r\n");
     T_REPLY(p, 2, "-ERR real\r\n");
-    T_MERGE("SUM proxy error first", p, "-ERR backend b0 connection lost\r\n");
+    T_MERGE("SUM proxy error first", p, "-ERR backend b0 connection lost (also failed: b2)\r\n");
 
     p = t_parent(MERGE_SUM, 3, NULL, 0);
     T_REPLY(p, 0, ":3\r\n");
@@ -1711,14 +1717,106 @@ static void test_merge_ok_sum(void)
     {
         char longerr[400], want[400];
         int n;
-        p = t_parent(MERGE_SUM, 1, NULL, 0);
+        p = t_parent(MERGE_SUM, 2, NULL, 0);
         memset(longerr, 'x', sizeof longerr);
         longerr[0] = '-';
         memcpy(longerr + 301, "\r\n", 2); /* 300 bytes of message */
         t_child_reply(p, 0, longerr, 303, 0);
+        T_REPLY(p, 1, ":1\r\n");
         n = snprintf(want, sizeof want, "-ERR backend b0 failed: %.200s\r\n", longerr + 1);
         t_merge_expect("SUM long error", p, want, (size_t)n);
     }
+}
+
+/* Make SCAN parent P one that scanned backend AT of 3, topology tag 5. */
+static void t_scan_parent(struct req *p, uint32_t at)
+{
+    p->scan_at = at;
+    p->scan_nb = 3;
+    p->scan_tag = 5;
+}
+
+/* The merges of commands sent to every backend: KEYS, SCRIPT EXISTS, SCRIPT
+ * KILL, LASTSAVE, SLOWLOG GET, RANDOMKEY, and SCAN's cursor arithmetic. */
+static void test_merge_fanout(void)
+{
+    struct req *p;
+
+    p = t_parent(MERGE_CONCAT, 3, NULL, 0);
+    T_REPLY(p, 0, "*2\r\n$1\r\na\r\n$1\r\nb\r\n");
+    T_REPLY(p, 1, "*0\r\n");
+    T_REPLY(p, 2, "*1\r\n$1\r\nc\r\n");
+    T_MERGE("KEYS", p, "*3\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n");
+
+    p = t_parent(MERGE_AND, 2, NULL, 0);
+    T_REPLY(p, 0, "*3\r\n:1\r\n:1\r\n:0\r\n");
+    T_REPLY(p, 1, "*3\r\n:1\r\n:0\r\n:0\r\n");
+    T_MERGE("SCRIPT EXISTS", p, "*3\r\n:1\r\n:0\r\n:0\r\n");
+
+    p = t_parent(MERGE_AND, 2, NULL, 0);
+    T_REPLY(p, 0, "*1\r\n:1\r\n");
+    T_REPLY(p, 1, "*2\r\n:1\r\n:1\r\n");
+    T_MERGE("SCRIPT EXISTS, counts differ", p, "-ERR backend b1 sent an unexpected reply\r\n");
+
+    p = t_parent(MERGE_ANYOK, 2, NULL, 0);
+    T_REPLY(p, 0, "-NOTBUSY No scripts in execution right now.\r\n");
+    T_REPLY(p, 1, "+OK\r\n");
+    T_MERGE("SCRIPT KILL, one killed", p, "+OK\r\n");
+
+    p = t_parent(MERGE_ANYOK, 2, NULL, 0);
+    T_REPLY(p, 0, "-NOTBUSY No scripts in execution right now.\r\n");
+    T_REPLY(p, 1, "-NOTBUSY No scripts in execution right now.\r\n");
+    T_MERGE("SCRIPT KILL, none", p, "-NOTBUSY No scripts in execution right now.\r\n");
+
+    p = t_parent(MERGE_MIN, 3, NULL, 0);
+    T_REPLY(p, 0, ":1700000005\r\n");
+    T_REPLY(p, 1, ":1700000001\r\n");
+    T_REPLY(p, 2, ":1700000009\r\n");
+    T_MERGE("LASTSAVE", p, ":1700000001\r\n");
+
+    p = t_parent(MERGE_SLOWLOG, 2, NULL, 0);
+    T_REPLY(p, 0, "*1\r\n*6\r\n:7\r\n:1700000000\r\n:12\r\n*1\r\n$3\r\nGET\r\n$9\r\n1.2.3.4:5\r\n$0\r\n\r\n");
+    T_REPLY(p, 1, "*0\r\n");
+    T_MERGE("SLOWLOG GET", p,
+            "*1\r\n*6\r\n:7\r\n:1700000000\r\n:12\r\n*1\r\n$3\r\nGET\r\n$9\r\n1.2.3.4:5\r\n$2\r\nb0\r\n");
+
+    p = t_parent(MERGE_RANDOM, 3, NULL, 0);
+    T_REPLY(p, 0, "$-1\r\n");
+    T_REPLY(p, 1, "$3\r\nkey\r\n");
+    T_REPLY(p, 2, "$-1\r\n");
+    T_MERGE("RANDOMKEY, one has keys", p, "$3\r\nkey\r\n");
+
+    p = t_parent(MERGE_RANDOM, 2, NULL, 0);
+    p->proto = 3;
+    T_REPLY(p, 0, "_\r\n");
+    T_REPLY(p, 1, "_\r\n");
+    T_MERGE("RANDOMKEY, RESP3, empty", p, "_\r\n");
+
+    /* cursor = (backend cursor * backends + backend index) * 16 + tag */
+    p = t_parent(MERGE_SCAN, 1, NULL, 0);
+    t_scan_parent(p, 1);
+    T_REPLY(p, 0, "*2\r\n$2\r\n17\r\n*1\r\n$1\r\nk\r\n");
+    T_MERGE("SCAN mid-backend", p, "*2\r\n$3\r\n837\r\n*1\r\n$1\r\nk\r\n");
+
+    p = t_parent(MERGE_SCAN, 1, NULL, 0);
+    t_scan_parent(p, 1);
+    T_REPLY(p, 0, "*2\r\n$1\r\n0\r\n*0\r\n");
+    T_MERGE("SCAN backend done: the next one's start", p, "*2\r\n$2\r\n37\r\n*0\r\n");
+
+    p = t_parent(MERGE_SCAN, 1, NULL, 0);
+    t_scan_parent(p, 2);
+    T_REPLY(p, 0, "*2\r\n$1\r\n0\r\n*0\r\n");
+    T_MERGE("SCAN last backend done", p, "*2\r\n$1\r\n0\r\n*0\r\n");
+
+    p = t_parent(MERGE_SCAN, 1, NULL, 0);
+    t_scan_parent(p, 0);
+    T_REPLY(p, 0, "*2\r\n$20\r\n18446744073709551615\r\n*0\r\n");
+    T_MERGE("SCAN cursor too large", p, "-ERR backend b0 cursor too large for the proxy\r\n");
+
+    p = t_parent(MERGE_SCAN, 1, NULL, 0);
+    t_scan_parent(p, 0);
+    T_REPLY(p, 0, "*2\r\n$2\r\nx1\r\n*0\r\n");
+    T_MERGE("SCAN garbage cursor", p, "-ERR backend b0 sent an unexpected reply\r\n");
 }
 
 /* ---------------------------------------------------------- configuration */
@@ -2313,6 +2411,7 @@ int main(void)
     test_hist_quantile();
     test_merge_mget();
     test_merge_ok_sum();
+    test_merge_fanout();
     test_config_defaults();
     test_config_ranges();
     test_config_sizes();
