@@ -5808,9 +5808,16 @@ static void stats_info_keyspace(struct buf *out, const struct stats_ask *ask)
         const char *t = stats_info_text(&ask->replies[i]->reply, &n);
         for (at = 0; t && at < n; at++) {
             unsigned long long k, e, a;
+            char line[160]; /* the line, NUL-terminated for sscanf: the reply is not */
+            size_t len = 0;
             int d;
-            if ((at > 0 && t[at - 1] != '\n') || t[at] != 'd' ||
-                sscanf(t + at, "db%d:keys=%llu,expires=%llu,avg_ttl=%llu", &d, &k, &e, &a) != 4 ||
+            if ((at > 0 && t[at - 1] != '\n') || t[at] != 'd')
+                continue;
+            while (at + len < n && t[at + len] != '\r' && len < sizeof line - 1)
+                len++;
+            memcpy(line, t + at, len);
+            line[len] = '\0';
+            if (sscanf(line, "db%d:keys=%llu,expires=%llu,avg_ttl=%llu", &d, &k, &e, &a) != 4 ||
                 d < 0 || (size_t)d >= ndb)
                 continue;
             keys[d] += k;
