@@ -1772,7 +1772,8 @@ struct command {
  *   LOCAL      ping echo quit select hello auth info multi exec discard unwatch
  *              reset client|setname client|getname client|setinfo client|id
  *              client|list client|info client|kill client|reply
- *              client|no-evict client|no-touch
+ *              client|no-evict client|no-touch, and watch (keyed: it holds a
+ *              dedicated connection to its keys' backend, route_watch)
  *   ANY        time, every command|* subcommand, config|get, function|list
  *              function|dump function|stats and the help of config script
  *              function slowlog object
@@ -1787,13 +1788,13 @@ struct command {
  *              (bare COMMAND, arity -1, is valid without a subcommand)
  *   REFUSE     every other command without key specs; every pub/sub command
  *              (spublish ssubscribe sunsubscribe included, they have keys);
- *              every command flagged "blocking" but xread and xreadgroup
- *              (their BLOCK option is refused at run time); and these keyed
- *              ones: watch migrate pfdebug restore-asking
+ *              and these keyed ones: migrate pfdebug restore-asking
  *   ONE        a keyed command whose only spec is a fixed index with range
  *              lastkey 0 (exactly one key)
  *   SAME       every other keyed command: all keys must hash to one backend
- * Counts: ONE 131, SPLIT 6, SAME 41, LOCAL 22, ANY 17, ALL 20, REFUSE 116, CONTAINER 15.
+ *              (the blocking ones, blpop ... bzmpop and xread/xreadgroup
+ *              with BLOCK, run on a dedicated connection: route_blocking)
+ * Counts: ONE 131, SPLIT 6, SAME 49, LOCAL 23, ANY 17, ALL 20, REFUSE 107, CONTAINER 15.
  */
 static const struct command cmd_table[] = {
     {"acl", -2, CMD_CONTAINER, 0, {KS_NONE}},
@@ -1820,14 +1821,14 @@ static const struct command cmd_table[] = {
     {"bitfield_ro", -2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
     {"bitop", -4, CMD_SAME, 2, {KS_RANGE(2, 0, 1, 0), KS_RANGE(3, -1, 1, 0)}},
     {"bitpos", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"blmove", 6, CMD_REFUSE, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
-    {"blmpop", -5, CMD_REFUSE, 1, {KS_KEYNUM(2, 0, 1, 1)}},
-    {"blpop", -3, CMD_REFUSE, 1, {KS_RANGE(1, -2, 1, 0)}},
-    {"brpop", -3, CMD_REFUSE, 1, {KS_RANGE(1, -2, 1, 0)}},
-    {"brpoplpush", 4, CMD_REFUSE, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
-    {"bzmpop", -5, CMD_REFUSE, 1, {KS_KEYNUM(2, 0, 1, 1)}},
-    {"bzpopmax", -3, CMD_REFUSE, 1, {KS_RANGE(1, -2, 1, 0)}},
-    {"bzpopmin", -3, CMD_REFUSE, 1, {KS_RANGE(1, -2, 1, 0)}},
+    {"blmove", 6, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
+    {"blmpop", -5, CMD_SAME, 1, {KS_KEYNUM(2, 0, 1, 1)}},
+    {"blpop", -3, CMD_SAME, 1, {KS_RANGE(1, -2, 1, 0)}},
+    {"brpop", -3, CMD_SAME, 1, {KS_RANGE(1, -2, 1, 0)}},
+    {"brpoplpush", 4, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
+    {"bzmpop", -5, CMD_SAME, 1, {KS_KEYNUM(2, 0, 1, 1)}},
+    {"bzpopmax", -3, CMD_SAME, 1, {KS_RANGE(1, -2, 1, 0)}},
+    {"bzpopmin", -3, CMD_SAME, 1, {KS_RANGE(1, -2, 1, 0)}},
     {"client", -2, CMD_CONTAINER, 0, {KS_NONE}},
     {"client|caching", 3, CMD_REFUSE, 0, {KS_NONE}},
     {"client|getname", 2, CMD_LOCAL, 0, {KS_NONE}},
@@ -2112,7 +2113,7 @@ static const struct command cmd_table[] = {
     {"unsubscribe", -1, CMD_REFUSE, 0, {KS_NONE}},
     {"unwatch", 1, CMD_LOCAL, 0, {KS_NONE}},
     {"wait", 3, CMD_REFUSE, 0, {KS_NONE}},
-    {"watch", -2, CMD_REFUSE, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"watch", -2, CMD_LOCAL, 1, {KS_RANGE(1, -1, 1, 0)}},
     {"xack", -4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
     {"xadd", -5, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
     {"xautoclaim", -6, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
@@ -2378,18 +2379,61 @@ static int64_t cmd_keys(const struct command *cmd, const struct resp_arg *argv, 
     return n;
 }
 
-/* 1 if a blocking option (XREAD/XREADGROUP BLOCK) appears before STREAMS. */
-static int cmd_blocking_opt(const struct resp_arg *argv, int64_t argc)
+/* The argument index of XREAD/XREADGROUP's BLOCK milliseconds, or 0 when
+ * there is no BLOCK before STREAMS. */
+static int64_t cmd_block_arg(const struct resp_arg *argv, int64_t argc)
 {
     int64_t i;
 
-    for (i = 1; i < argc; i++) {
+    for (i = 1; i + 1 < argc; i++) {
         if (cmd_argeq(&argv[i], "streams"))
             return 0;
         if (cmd_argeq(&argv[i], "block"))
-            return 1;
+            return i + 1;
     }
     return 0;
+}
+
+/* The timeout A of a blocking command, in UNIT milliseconds (1000 for
+ * Redis's seconds, which may have a fraction; 1 for XREAD's BLOCK), as
+ * milliseconds rounded up; 0 for 0 (block forever) and for a value Redis
+ * will refuse at once (negative, not a number): that reply is immediate. */
+static uint64_t cmd_timeout_ms(const struct resp_arg *a, double unit)
+{
+    char text[64];
+    char *end;
+    double v;
+
+    if (a->len == 0 || a->len >= sizeof text)
+        return 0;
+    memcpy(text, a->p, a->len);
+    text[a->len] = '\0';
+    v = strtod(text, &end);
+    if (*end || !(v > 0) || v * unit > 1e15)
+        return 0;
+    return (uint64_t)(v * unit + 0.999);
+}
+
+/* Does call ARGV of CMD block on the backend?  BLPOP BRPOP BZPOPMIN
+ * BZPOPMAX BRPOPLPUSH BLMOVE (timeout last), BLMPOP BZMPOP (timeout first)
+ * and XREAD XREADGROUP with BLOCK.  Returns 1 with the command's own
+ * timeout in *MS (0: forever), else 0. */
+static int cmd_blocks(const struct command *cmd, const struct resp_arg *argv, int64_t argc,
+                      uint64_t *ms)
+{
+    const char *n = cmd->name;
+    int64_t at;
+
+    if (!strcmp(n, "blpop") || !strcmp(n, "brpop") || !strcmp(n, "bzpopmin") ||
+        !strcmp(n, "bzpopmax") || !strcmp(n, "brpoplpush") || !strcmp(n, "blmove"))
+        *ms = cmd_timeout_ms(&argv[argc - 1], 1000);
+    else if (!strcmp(n, "blmpop") || !strcmp(n, "bzmpop"))
+        *ms = cmd_timeout_ms(&argv[1], 1000);
+    else if ((!strcmp(n, "xread") || !strcmp(n, "xreadgroup")) && (at = cmd_block_arg(argv, argc)))
+        *ms = cmd_timeout_ms(&argv[at], 1);
+    else
+        return 0;
+    return 1;
 }
 
 /* ============================================ data model: configuration */
@@ -2431,6 +2475,7 @@ struct config {
     uint64_t backend_connections;      /* pipelined connections per backend and pool */
     uint64_t databases;                /* databases a client may SELECT (0..N-1) */
     uint64_t pool_idle_timeout;        /* seconds an unused pool (a db, RESP3) stays open */
+    uint64_t blocking_connections;     /* dedicated connections per backend (blocking, WATCH) */
     uint64_t max_clients;              /* client connections accepted at once */
     uint64_t client_max_pending;       /* unanswered requests before reading pauses */
     uint64_t client_output_limit;      /* unread reply bytes before disconnect */
@@ -2617,6 +2662,23 @@ struct bconn {
     uint64_t backoff_ms;          /* next retry delay, doubling to RECONNECT_MAX_MS */
     uint64_t peer_check_us;       /* BACKOFF: when the other workers' view was last read */
     uint64_t used_us;             /* last request queued (an unused pool closes) */
+    int pool;                     /* its pool (bconn_pool): database pool / 2, RESP3 if odd */
+    uint8_t dedicated;            /* one of the backend's dedicated connections (b->ded) */
+    struct client *owner;         /* dedicated: the client holding it, NULL while free */
+    uint64_t block_until_us;      /* dedicated, a blocking command on it: when its reply is
+                                     late (its own timeout plus `timeout`); 0 never */
+    uint8_t release_idle;         /* dedicated: free it once what is on it is answered (the
+                                     EXEC or UNWATCH that ends a WATCH) */
+    uint8_t drop;                 /* dedicated, free: enum bconn_drop, when to close it */
+};
+
+/* When a dedicated connection nobody holds any more must close. */
+enum bconn_drop {
+    DROP_NO,   /* never: it is held, or free for reuse */
+    DROP_IDLE, /* once nothing is in flight on it: a WATCH ended without EXEC or UNWATCH,
+                  so it still watches keys and must not serve another client's EXEC */
+    DROP_NOW   /* at once: its client left while blocked (its records are orphans), and
+                  the backend would hold the block for nobody */
 };
 
 /*
@@ -2657,6 +2719,8 @@ struct bconn {
     G(slots, "backend_slots", BACKENDS, "slots", "Maglev table slots owned", b->slots) \
     G(connections, "backend_connections", BACKENDS, "connections", "Connections up now", \
       s->conns)                                                                         \
+    G(dedicated, "backend_dedicated_connections", BACKENDS, "dedicated",                \
+      "Dedicated connections clients hold now (blocking commands, WATCH)", s->dedicated) \
     G(inflight, "backend_inflight_requests", BACKENDS, "inflight",                      \
       "Requests not answered yet", s->inflight)                                         \
     C(requests, NONE, NULL, "Requests sent to the backend")                             \
@@ -2712,6 +2776,7 @@ struct stats_slot {
     uint8_t state;           /* enum stats_state */
     uint64_t conns;          /* connections up */
     uint64_t inflight;       /* requests not answered yet */
+    uint64_t dedicated;      /* dedicated connections held by clients */
     char last_error[200];    /* why it was last marked down, "" if never */
     struct backend_stats st; /* counters */
     struct hist latency;     /* request queued to reply read, us */
@@ -2751,6 +2816,10 @@ struct backend {
     int per_pool;              /* connections per pool (backend_connections) */
     int nused;                 /* conns[0..nused) were opened at least once: what the
                                   loop walks, so unused pools cost nothing */
+    struct bconn **ded;        /* dedicated connections (blocking commands, WATCH), each
+                                  one client's while it holds it, kept for reuse after */
+    int nded;                  /* entries in ded, at most ded_max */
+    int ded_max;               /* blocking_connections */
     char version[32];          /* redis_version its INFO last reported, "" if unknown */
     uint32_t slots;            /* Maglev slots it owns */
     struct stats_slot *sh;     /* its stats: in this process's block, or private */
@@ -2816,6 +2885,12 @@ struct client {
     uint8_t reply_off;                /* CLIENT REPLY OFF: replies are dropped until ON */
     uint8_t reply_skip;               /* CLIENT REPLY SKIP: the next command's reply is dropped */
     uint8_t mute;                     /* the command being dispatched gets no reply (either) */
+    struct bconn *ded;                /* the dedicated connection its blocking command is
+                                         on: its later requests wait until it is answered */
+    struct bconn *watch;              /* the dedicated connection its WATCH ran on, held
+                                         until EXEC, DISCARD, UNWATCH or RESET */
+    char *watch_lost;                 /* the backend whose connection a WATCH was on failed
+                                         (its id): EXEC fails, or NULL */
     uint64_t created_us;              /* accept time */
     uint64_t last_us;                 /* last time it sent bytes */
     uint64_t partial_us;              /* when the partial request in `in` began */
@@ -3011,6 +3086,21 @@ static void req_account(const struct command *cmd, uint64_t us, int error)
 /* client_: accept, close, free; max_clients; idle timers. */
 
 /* C's transaction is over (EXEC, DISCARD, close): drop what it queued. */
+/* C's WATCH ends without an EXEC or UNWATCH reaching the backend
+ * (DISCARD, RESET, an aborted EXEC, the client gone): the connection still
+ * watches the keys, so it is closed (bconn_drop) rather than given to
+ * another client. */
+static void client_watch_end(struct client *c)
+{
+    free(c->watch_lost);
+    c->watch_lost = NULL;
+    if (!c->watch)
+        return;
+    c->watch->owner = NULL;
+    c->watch->drop = DROP_IDLE; /* the WATCH itself may still be in flight */
+    c->watch = NULL;
+}
+
 static void client_txn_end(struct client *c)
 {
     if (!c->txn)
@@ -3030,6 +3120,12 @@ static void client_close(struct client *c, const char *why)
     if (c->state == CLIENT_DEAD)
         return;
     log_at(LOG_DEBUG, "client %llu %s closed: %s", (unsigned long long)c->id, c->addr, why);
+    if (c->ded) { /* blocked: the connection is closed by bconn_timers (bconn_drop) */
+        c->ded->owner = NULL;
+        c->ded->drop = DROP_NOW;
+        c->ded = NULL;
+    }
+    client_watch_end(c);
     for (r = c->head; r; r = next) {
         next = r->next;
         if (r->done)
@@ -3060,6 +3156,7 @@ static void client_close(struct client *c, const char *why)
 
 static void client_free(struct client *c)
 {
+    free(c->watch_lost);
     free(c->name);
     free(c);
 }
@@ -3075,6 +3172,10 @@ static void client_interest(struct client *c)
     if (c->state == CLIENT_DEAD)
         return;
     if (c->state == CLIENT_OPEN && !c->throttled && !srv.stopping)
+        want |= EV_READ;
+    /* a blocked client is still read, a little, to see it leave (and drop
+     * its block) as Redis does; what it sends waits unparsed */
+    if (c->state == CLIENT_OPEN && c->ded && buf_len(&c->in) < READ_CHUNK && !srv.stopping)
         want |= EV_READ;
     if (buf_len(&c->out))
         want |= EV_WRITE;
@@ -3861,6 +3962,30 @@ static int bconn_connected(const struct bconn *bc)
     return bc->state == BCONN_HANDSHAKE || bc->state == BCONN_UP;
 }
 
+/* Dedicated BC is answered (its blocking command, or the EXEC or UNWATCH
+ * that ended a WATCH) or failed: its client reads its next requests again,
+ * and BC is free for another client. */
+static void bconn_release(struct bconn *bc)
+{
+    struct client *c = bc->owner;
+
+    if (!c)
+        return;
+    bc->owner = NULL;
+    bc->block_until_us = 0;
+    bc->release_idle = 0;
+    bc->used_us = srv.now_us;
+    if (c->ded == bc) {
+        c->ded = NULL;
+        reply_dirty(c); /* its unread input is parsed at the end of the pass */
+    }
+    if (c->watch == bc) { /* it failed under a WATCH: that client's EXEC must fail */
+        c->watch = NULL;
+        free(c->watch_lost);
+        c->watch_lost = xstrndup(bc->backend->cfg.id, strlen(bc->backend->cfg.id));
+    }
+}
+
 /* The connection's stream can no longer be trusted: close it, answer every
  * record on it with an error, and schedule a reconnect: at once (DOWN) when
  * a proven connection was lost, after the backoff (BACKOFF) otherwise. */
@@ -3904,6 +4029,10 @@ static void bconn_fail(struct bconn *bc, int timed_out, const char *why)
         }
     }
     bc->tail = NULL;
+    if (bc->dedicated) { /* not reconnected: the next blocking command connects */
+        bc->state = BCONN_IDLE;
+        bconn_release(bc);
+    }
 }
 
 /* What a handshake command a connection sends first was (its reply is
@@ -3921,7 +4050,17 @@ enum bconn_hs {
  * the others when a client first needs them. */
 static int bconn_pool(const struct bconn *bc)
 {
-    return (int)(bc - bc->backend->conns) / bc->backend->per_pool;
+    return bc->pool;
+}
+
+/* Connection I of B, for the walks over all of them: the pools' opened
+ * conns[0..nused), then the dedicated ones; NULL past the last. */
+static struct bconn *bconn_nth(const struct backend *b, int i)
+{
+    if (i < b->nused)
+        return &b->conns[i];
+    i -= b->nused;
+    return i < b->nded ? b->ded[i] : NULL;
 }
 
 /* The database pool P's connections SELECT on the backend: the client's
@@ -3986,7 +4125,7 @@ static int bconn_handshake(struct bconn *bc)
         bconn_hs_add(&hs, a, 2, HS_SELECT, &first, &last);
         n++;
     }
-    if (pool == 0) {
+    if (pool == 0 && !bc->dedicated) {
         struct resp_arg a[2] = {{"INFO", 4}, {"server", 6}};
         bconn_hs_add(&hs, a, 2, HS_PROBE, &first, &last);
         n++;
@@ -4010,7 +4149,8 @@ static void bconn_up(struct bconn *bc)
     if (bc->backend->cfg.sa.ss_family != AF_UNIX)
         net_tcp_options(bc->fd);
     bc->state = bconn_handshake(bc) ? BCONN_HANDSHAKE : BCONN_UP;
-    log_at(LOG_INFO, "backend %s (%s): connected", bc->backend->cfg.id, bc->backend->cfg.addr);
+    log_at(bc->dedicated ? LOG_DEBUG : LOG_INFO, "backend %s (%s): connected%s",
+           bc->backend->cfg.id, bc->backend->cfg.addr, bc->dedicated ? " (dedicated)" : "");
 }
 
 /* Start a non-blocking connect. */
@@ -4088,14 +4228,19 @@ static struct bconn *bconn_pick(struct backend *b, const struct client *c)
     return bc;
 }
 
-/* A pool's connection nobody used for pool_idle_timeout closes (and stops
- * reconnecting): a client that once SELECTed a database does not keep
- * sockets open on every backend forever.  The default pool stays. */
+/* May BC close for being unused?  A pool's connection nobody used for
+ * pool_idle_timeout closes (and stops reconnecting): a client that once
+ * SELECTed a database does not keep sockets open on every backend
+ * forever.  So does a free dedicated one.  The default pool stays. */
+static int bconn_idles(const struct bconn *bc)
+{
+    return bc->state != BCONN_IDLE && !bc->head && !bc->owner &&
+           (bconn_pool(bc) > 0 || bc->dedicated) && srv.cfg->pool_idle_timeout;
+}
+
 static int bconn_idle_due(const struct bconn *bc)
 {
-    return bc->state != BCONN_IDLE && !bc->head && bconn_pool(bc) > 0 &&
-           srv.cfg->pool_idle_timeout &&
-           srv.now_us - bc->used_us >= srv.cfg->pool_idle_timeout * 1000000;
+    return bconn_idles(bc) && srv.now_us - bc->used_us >= srv.cfg->pool_idle_timeout * 1000000;
 }
 
 /* Close BC back to IDLE (bconn_idle_due said so: nothing is on it). */
@@ -4112,6 +4257,89 @@ static void bconn_idle(struct bconn *bc)
     bc->proven = 0;
     bc->retry_us = 0;
     bc->backoff_ms = RECONNECT_MIN_MS;
+}
+
+/* A dedicated connection of B for client C (a blocking command, WATCH), now C's: a
+ * free one of C's pool still open, else a free closed one, else a new one
+ * while B has fewer than blocking_connections, else a free one of another
+ * pool, closed first.  NULL when every one is held. */
+static struct bconn *bconn_borrow(struct backend *b, struct client *c)
+{
+    int pool = (int)c->db * 2 + (c->proto == 3), i;
+    struct bconn *bc = NULL, *closed = NULL, *other = NULL;
+
+    for (i = 0; i < b->nded && !bc; i++) {
+        struct bconn *d = b->ded[i];
+        if (d->owner || d->drop)
+            continue;
+        if (d->state == BCONN_IDLE)
+            closed = closed ? closed : d;
+        else if (d->pool == pool)
+            bc = d;
+        else
+            other = other ? other : d;
+    }
+    if (!bc && !closed && b->nded < b->ded_max) {
+        closed = xcalloc(1, sizeof *closed);
+        closed->backend = b;
+        closed->fd = -1;
+        closed->dedicated = 1;
+        closed->state = BCONN_IDLE;
+        closed->backoff_ms = RECONNECT_MIN_MS;
+        resp_reply_init(&closed->rp);
+        b->ded = xrealloc(b->ded, sizeof *b->ded * (size_t)(b->nded + 1));
+        b->ded[b->nded++] = closed;
+    }
+    if (!bc && !closed && other) {
+        bconn_idle(other);
+        closed = other;
+    }
+    if (!bc && !(bc = closed))
+        return NULL;
+    bc->owner = c;
+    bc->used_us = srv.now_us;
+    if (bc->state == BCONN_IDLE) {
+        bc->pool = pool;
+        bconn_connect(bc); /* a connect that fails at once releases it again */
+    }
+    return bc;
+}
+
+/* Must BC close now (enum bconn_drop)? */
+static int bconn_drop_due(const struct bconn *bc)
+{
+    return bc->dedicated && !bc->owner &&
+           (bc->drop == DROP_NOW || (bc->drop == DROP_IDLE && !bc->head));
+}
+
+/* Close dedicated BC as bconn_drop_due says: what is still on it is
+ * orphans. */
+static void bconn_drop(struct bconn *bc)
+{
+    struct req *r;
+
+    log_at(LOG_DEBUG, "backend %s (%s): dedicated connection closed: %s", bc->backend->cfg.id,
+           bc->backend->cfg.addr, bc->drop == DROP_NOW ? "its client left" : "its WATCH ended");
+    bc->drop = DROP_NO;
+    while ((r = bc->head) != NULL) {
+        bc->head = r->next_sent;
+        bc->inflight--;
+        req_free(r); /* a handshake record, or the client's orphan */
+    }
+    bc->tail = NULL;
+    bconn_idle(bc);
+}
+
+/* When BC's oldest record is late, or UINT64_MAX: `timeout` after it was
+ * queued; for a blocking command on a dedicated connection, when its own
+ * timeout plus `timeout` has passed (never for a timeout of 0). */
+static uint64_t bconn_deadline(const struct bconn *bc)
+{
+    if (!bc->head)
+        return UINT64_MAX;
+    if (bc->dedicated && bc->head->role != REQ_HANDSHAKE)
+        return bc->block_until_us ? bc->block_until_us : UINT64_MAX;
+    return srv.cfg->timeout_ms ? bc->head->sent_us + srv.cfg->timeout_ms * 1000 : UINT64_MAX;
 }
 
 /* Queue R (already tied to bc's backend) on BC; its bytes must already be
@@ -4268,6 +4496,9 @@ static void bconn_replies(struct bconn *bc)
                 bconn_exec_reply(r, p, n);
             else
                 complete_reply(r, p, n, 0);
+            if (bc->dedicated && !bc->head && bc->owner &&
+                (bc->owner->ded == bc || bc->release_idle))
+                bconn_release(bc);
         }
         buf_consume(&bc->in, n);
         resp_reply_init(&bc->rp);
@@ -4330,6 +4561,10 @@ static void bconn_flush(struct bconn *bc)
  * deadline. */
 static void bconn_timers(struct bconn *bc)
 {
+    if (bconn_drop_due(bc)) {
+        bconn_drop(bc);
+        return;
+    }
     if (bconn_idle_due(bc)) {
         bconn_idle(bc);
         return;
@@ -4344,8 +4579,7 @@ static void bconn_timers(struct bconn *bc)
         return;
     }
     /* a DOWN connection still holding records waits for its reconnect */
-    if (bc->head && srv.cfg->timeout_ms && bc->state != BCONN_DOWN &&
-        srv.now_us - bc->head->sent_us >= srv.cfg->timeout_ms * 1000)
+    if (bc->state != BCONN_DOWN && srv.now_us >= bconn_deadline(bc))
         bconn_fail(bc, 1, "request timed out");
 }
 
@@ -4358,9 +4592,10 @@ static uint64_t bconn_next_timer(const struct bconn *bc)
         t = bc->retry_us;
     else if (bc->state == BCONN_CONNECTING)
         t = bc->deadline_us;
-    if (bc->head && srv.cfg->timeout_ms)
-        t = MIN(t, bc->head->sent_us + srv.cfg->timeout_ms * 1000);
-    if (bc->state != BCONN_IDLE && !bc->head && bconn_pool(bc) > 0 && srv.cfg->pool_idle_timeout)
+    if (bconn_drop_due(bc))
+        return srv.now_us;
+    t = MIN(t, bconn_deadline(bc));
+    if (bconn_idles(bc))
         t = MIN(t, bc->used_us + srv.cfg->pool_idle_timeout * 1000000);
     return t;
 }
@@ -4491,6 +4726,7 @@ static void stats_add_slot(struct stats_slot *d, const struct stats_slot *s, int
     if (gauges) {
         d->conns += s->conns;
         d->inflight += s->inflight;
+        d->dedicated += s->dedicated;
         d->state = MAX(d->state, s->state);
     }
 }
@@ -4555,12 +4791,13 @@ struct stats_view {
  * after a lost connection) is under way, else down. */
 static enum stats_state backend_state(const struct backend *b)
 {
+    const struct bconn *bc;
     int i, connecting = 0;
 
-    for (i = 0; i < b->nused; i++) {
-        if (b->conns[i].state == BCONN_UP)
+    for (i = 0; (bc = bconn_nth(b, i)) != NULL; i++) {
+        if (bc->state == BCONN_UP)
             return STATS_UP;
-        if (b->conns[i].state != BCONN_BACKOFF && b->conns[i].state != BCONN_IDLE)
+        if (bc->state != BCONN_BACKOFF && bc->state != BCONN_IDLE)
             connecting = 1;
     }
     return connecting ? STATS_CONNECTING : STATS_DOWN;
@@ -4589,8 +4826,21 @@ static uint64_t backend_inflight(const struct backend *b)
     uint64_t n = 0;
     int i;
 
-    for (i = 0; i < b->nused; i++)
-        n += b->conns[i].inflight;
+    const struct bconn *bc;
+
+    for (i = 0; (bc = bconn_nth(b, i)) != NULL; i++)
+        n += bc->inflight;
+    return n;
+}
+
+/* B's dedicated connections that clients hold. */
+static uint64_t backend_dedicated(const struct backend *b)
+{
+    uint64_t n = 0;
+    int i;
+
+    for (i = 0; i < b->nded; i++)
+        n += b->ded[i]->owner != NULL;
     return n;
 }
 
@@ -4600,8 +4850,10 @@ static uint64_t backend_conns_up(const struct backend *b)
     uint64_t n = 0;
     int i;
 
-    for (i = 0; i < b->nused; i++)
-        n += b->conns[i].state == BCONN_UP;
+    const struct bconn *bc;
+
+    for (i = 0; (bc = bconn_nth(b, i)) != NULL; i++)
+        n += bc->state == BCONN_UP;
     return n;
 }
 
@@ -4619,6 +4871,7 @@ static void backend_publish(void)
         b->sh->state = (uint8_t)backend_state(b);
         b->sh->conns = backend_conns_up(b);
         b->sh->inflight = backend_inflight(b);
+        b->sh->dedicated = backend_dedicated(b);
         if (!b->retired)
             routed += b->sh->inflight;
     }
@@ -4676,7 +4929,7 @@ static int backend_streq(const char *a, const char *b)
  * connected yet; the loop walks only the default pool until another one is
  * needed. */
 static struct backend *backend_new(const struct config_backend *cb, int per_pool,
-                                   int databases)
+                                   int databases, int ded_max)
 {
     struct backend *b = xmalloc(sizeof *b);
     int j;
@@ -4685,12 +4938,14 @@ static struct backend *backend_new(const struct config_backend *cb, int per_pool
     backend_copy_cfg(&b->cfg, cb);
     stats_slot_claim(b);
     b->per_pool = per_pool;
+    b->ded_max = ded_max;
     b->nused = per_pool;
     b->nconns = per_pool * databases * 2;
     b->conns = xmalloc(sizeof *b->conns * (size_t)MAX(b->nconns, 1));
     memset(b->conns, 0, sizeof *b->conns * (size_t)MAX(b->nconns, 1));
     for (j = 0; j < b->nconns; j++) {
         b->conns[j].backend = b;
+        b->conns[j].pool = j / per_pool;
         b->conns[j].fd = -1;
         b->conns[j].backoff_ms = RECONNECT_MIN_MS;
         b->conns[j].state = j < per_pool ? BCONN_DOWN : BCONN_IDLE;
@@ -4703,18 +4958,19 @@ static struct backend *backend_new(const struct config_backend *cb, int per_pool
  * parent goes with its last child). */
 static void backend_drop_inflight(struct backend *b)
 {
+    struct bconn *bc;
     struct req *r;
     int j;
 
-    for (j = 0; j < b->nconns; j++) {
-        while ((r = b->conns[j].head) != NULL) {
-            b->conns[j].head = r->next_sent;
+    for (j = 0; (bc = bconn_nth(b, j)) != NULL; j++) {
+        while ((r = bc->head) != NULL) {
+            bc->head = r->next_sent;
             if (!r->parent)
                 req_free(r);
             else if (--r->parent->pending == 0)
                 req_free(r->parent); /* frees r too */
         }
-        b->conns[j].tail = NULL;
+        bc->tail = NULL;
     }
 }
 
@@ -4724,13 +4980,16 @@ static void backend_free(struct backend *b)
     int j;
 
     assert(b->refs == 0);
-    for (j = 0; j < b->nconns; j++) {
-        struct bconn *bc = &b->conns[j];
+    for (j = 0; j < b->nconns + b->nded; j++) {
+        struct bconn *bc = j < b->nconns ? &b->conns[j] : b->ded[j - b->nconns];
         if (bc->fd >= 0)
             fd_release(bc->fd);
         buf_free(&bc->in);
         buf_free(&bc->out);
     }
+    for (j = 0; j < b->nded; j++)
+        free(b->ded[j]);
+    free(b->ded);
     free(b->conns);
     stats_slot_release(b);
     free(b->cfg.addr);
@@ -4761,7 +5020,7 @@ static void backend_apply(const struct config *c)
     struct backend **next = xmalloc(sizeof *next * (size_t)c->nbackends);
     /* the master routes nothing: its backends are names for the reports */
     int per_pool = srv.self < 0 ? 0 : (int)c->backend_connections, i, j;
-    int databases = (int)c->databases;
+    int databases = (int)c->databases, ded_max = (int)c->blocking_connections;
     uint64_t s;
 
     for (i = 0; i < c->nbackends; i++) {
@@ -4771,9 +5030,10 @@ static void backend_apply(const struct config *c)
                 b = srv.backends[j];
                 srv.backends[j] = NULL; /* claimed */
                 b->cfg.weight = c->backends[i].weight;
+                b->ded_max = ded_max; /* those held beyond a lower limit are not replaced */
             }
         if (!b) {
-            b = backend_new(&c->backends[i], per_pool, databases);
+            b = backend_new(&c->backends[i], per_pool, databases, ded_max);
             srv.all = xrealloc(srv.all, sizeof *srv.all * (size_t)(srv.nall + 1));
             srv.all[srv.nall++] = b;
             for (j = 0; j < b->per_pool; j++)
@@ -4811,8 +5071,9 @@ static void backend_reap(void)
         int busy = 0;
         if (!b->retired)
             continue;
-        for (j = 0; j < b->nused; j++)
-            busy |= b->conns[j].head != NULL;
+        struct bconn *bc;
+        for (j = 0; (bc = bconn_nth(b, j)) != NULL; j++)
+            busy |= bc->head != NULL;
         if (busy || b->refs > 0)
             continue;
         backend_free(b);
@@ -4879,21 +5140,26 @@ static struct req *route_record(const struct call *k, struct backend *b, struct 
     return r;
 }
 
-/* Forward a request to backend BI: raw bytes, or re-encoded when it came
- * inline. */
+/* Write call K's bytes (re-encoded if it came inline) to BC and queue its
+ * record R there. */
+static void route_send(const struct call *k, struct bconn *bc, struct req *r)
+{
+    if (k->c->parser.inline_req)
+        enc_command(&bc->out, k->argv, (size_t)k->argc);
+    else
+        buf_append(&bc->out, k->raw, k->rawlen);
+    bconn_push(bc, r);
+}
+
+/* Forward a request to backend BI, on the client's shared connection. */
 static void route_forward(const struct call *k, int bi)
 {
     struct backend *b = srv.backends[bi];
     struct bconn *bc = bconn_pick(b, k->c);
     struct req *r = route_record(k, b, bc);
 
-    if (!r)
-        return;
-    if (k->c->parser.inline_req)
-        enc_command(&bc->out, k->argv, (size_t)k->argc);
-    else
-        buf_append(&bc->out, k->raw, k->rawlen);
-    bconn_push(bc, r);
+    if (r)
+        route_send(k, bc, r);
 }
 
 /* Send child CH of a split: its bytes are already encoded in ENC. */
@@ -5167,18 +5433,24 @@ static void route_any(const struct call *k)
 }
 
 /* EXEC of transaction T: its commands go to backend BI as one block,
- * MULTI, the commands, EXEC, on one shared connection.  One record
+ * MULTI, the commands, EXEC, on one shared connection (on the WATCH's
+ * connection when the client watches keys).  One record
  * answers it: the backend's replies to MULTI and to each queued command
  * (+OK, +QUEUED) are dropped, and EXEC's array is the client's reply. */
 static void route_exec(const struct call *k, int bi, const struct txn *t)
 {
     static const char multi[] = "*1\r\n$5\r\nMULTI\r\n", exec[] = "*1\r\n$4\r\nEXEC\r\n";
+    struct client *c = k->c;
     struct backend *b = srv.backends[bi];
-    struct bconn *bc = bconn_pick(b, k->c);
+    struct bconn *bc = c->watch && c->watch->backend == b ? c->watch : bconn_pick(b, c);
     struct req *r = route_record(k, b, bc);
 
     if (!r)
         return;
+    if (bc == c->watch) { /* EXEC ends the WATCH there: then the connection is free */
+        c->watch = NULL;
+        bc->release_idle = 1;
+    }
     r->skip = t->n + 1;
     r->skip_first = 1;
     buf_append(&bc->out, multi, sizeof multi - 1);
@@ -5211,28 +5483,134 @@ static int route_keys_backend(const struct call *k, int64_t n)
     return bi;
 }
 
+/* A dedicated connection of backend B for call K's client (bconn_borrow),
+ * or NULL with the error replied: B is down, or all its dedicated
+ * connections are held. */
+static struct bconn *route_borrow(const struct call *k, struct backend *b)
+{
+    struct bconn *bc;
+
+    if (!route_usable(bconn_pick(b, k->c))) { /* the shared connection knows it is down */
+        b->sh->st.failures++;
+        reply_error(k, "ERR backend %s unavailable", b->cfg.id);
+        return NULL;
+    }
+    if (!(bc = bconn_borrow(b, k->c))) {
+        reply_error(k, "ERR backend %s: all %d dedicated connections for blocking commands "
+                       "and WATCH are in use (blocking_connections)", b->cfg.id, b->ded_max);
+        return NULL;
+    }
+    if (bc->owner != k->c) { /* its connect failed at once */
+        b->sh->st.failures++;
+        reply_error(k, "ERR backend %s unavailable", b->cfg.id);
+        return NULL;
+    }
+    return bc;
+}
+
+/*
+ * WATCH key ...: on a dedicated connection to the keys' backend, which the
+ * client holds until EXEC, DISCARD, UNWATCH or RESET: Redis keeps what a
+ * connection watches, and EXEC must run where WATCH did.  The keys of every
+ * WATCH, and of the transaction after, must map to that one backend
+ * (-CROSSSLOT otherwise).  Meanwhile the client's other commands go over
+ * the shared connections as usual (a write of its own to a watched key
+ * still makes EXEC fail, as in Redis).
+ */
+static void route_watch(const struct call *k)
+{
+    struct client *c = k->c;
+    int64_t n = cmd_keys(k->cmd, k->argv, k->argc, srv.keypos); /* arity: at least one */
+    struct backend *b;
+    struct req *r;
+    int bi;
+
+    if (n <= 0) { /* not for a WATCH that passed its arity check */
+        reply_error(k, "ERR wrong number of arguments for 'watch' command");
+        return;
+    }
+    if ((bi = route_keys_backend(k, n)) < 0)
+        return;
+    b = srv.backends[bi];
+    if (c->watch && c->watch->backend != b) {
+        reply_local_str(k, "-CROSSSLOT Keys in request don't hash to the same backend\r\n");
+        return;
+    }
+    if (!c->watch && !(c->watch = route_borrow(k, b)))
+        return;
+    if ((r = route_record(k, b, c->watch)) != NULL)
+        route_send(k, c->watch, r);
+}
+
+/* UNWATCH: where a WATCH holds a connection, sent there, which is free
+ * once it is answered; else nothing is watched and Redis says +OK. */
+static void route_unwatch(const struct call *k)
+{
+    struct client *c = k->c;
+    struct bconn *bc = c->watch;
+    struct req *r;
+
+    free(c->watch_lost);
+    c->watch_lost = NULL;
+    if (!bc) {
+        reply_local_str(k, "+OK\r\n");
+        return;
+    }
+    c->watch = NULL;
+    bc->release_idle = 1;
+    if ((r = route_record(k, bc->backend, bc)) != NULL)
+        route_send(k, bc, r);
+}
+
+/*
+ * A blocking command (BLPOP ... BZMPOP, XREAD/XREADGROUP BLOCK) for backend
+ * BI, with its own timeout MS (0: none).  It runs on a dedicated connection
+ * the client holds until the reply, so the shared ones keep serving
+ * everyone meanwhile; input_dispatch sent it only once everything the
+ * client asked before was answered, and reads nothing more of that client
+ * until it is answered, so its requests run in the order Redis would run
+ * them.  The reply is late (-ERR ... timed out, and the connection closed)
+ * only after the command's own timeout plus `timeout`.
+ */
+static void route_blocking(const struct call *k, int bi, uint64_t ms)
+{
+    struct backend *b = srv.backends[bi];
+    struct client *c = k->c;
+    struct bconn *bc;
+    struct req *r;
+
+    if (!(bc = route_borrow(k, b)))
+        return;
+    c->ded = bc;
+    if (!(r = route_record(k, b, bc))) {
+        bconn_release(bc);
+        return;
+    }
+    bc->block_until_us = ms ? srv.now_us + (ms + srv.cfg->timeout_ms) * 1000 : 0;
+    route_send(k, bc, r);
+}
+
 /* Route a keyed command whose keys must all live on one backend.  EVAL,
  * EVALSHA, FCALL (and _RO) with zero keys run on the first backend of the
  * configuration: always the same one, so what a keyless script keeps
  * there (it should keep nothing) stays in one place. */
 static void route_same(const struct call *k)
 {
-    const char *name = k->cmd->name;
     int64_t n = route_same_keys(k);
+    uint64_t ms;
     int bi;
 
     if (n < 0) { /* Redis refuses such arguments, with words of its own */
         route_any(k);
         return;
     }
-    if ((!strcmp(name, "xread") || !strcmp(name, "xreadgroup")) &&
-        cmd_blocking_opt(k->argv, k->argc)) {
-        reply_error(k, "ERR blocking '%s' (BLOCK) is not supported by the proxy", name);
-        return;
-    }
     if (n == 0)
         route_forward(k, 0);
-    else if ((bi = route_keys_backend(k, n)) >= 0)
+    else if ((bi = route_keys_backend(k, n)) < 0)
+        return;
+    else if (cmd_blocks(k->cmd, k->argv, k->argc, &ms))
+        route_blocking(k, bi, ms);
+    else
         route_forward(k, bi);
 }
 
@@ -6384,12 +6762,14 @@ static void local_call(const struct call *k)
         local_hello(k);
     } else if (!strcmp(name, "multi")) {
         c->txn = xcalloc(1, sizeof *c->txn);
-        c->txn->backend = -1;
+        c->txn->backend = c->watch ? c->watch->backend->index : -1; /* EXEC runs there */
+        c->txn->cfg_gen = srv.cfg_gen;
         buf_append_str(&b, "+OK\r\n");
     } else if (!strcmp(name, "reset")) {
         /* what of Redis's RESET the proxy holds: a transaction, the name,
          * and the authentication, which must be proven again */
         client_txn_end(c);
+        client_watch_end(c);
         free(c->name);
         c->name = NULL;
         c->proto = 2;
@@ -6398,7 +6778,9 @@ static void local_call(const struct call *k)
             c->auth = AUTH_NONE;
         buf_append_str(&b, "+RESET\r\n");
     } else if (!strcmp(name, "unwatch")) {
-        buf_append_str(&b, "+OK\r\n"); /* nothing is ever watched: WATCH is refused */
+        route_unwatch(k);
+    } else if (!strcmp(name, "watch")) {
+        route_watch(k);
     } else if (!strcmp(name, "exec") || !strcmp(name, "discard")) {
         reply_error(k, "ERR %s without MULTI", !strcmp(name, "exec") ? "EXEC" : "DISCARD");
     } else if (!strcmp(name, "auth")) {
@@ -6590,20 +6972,24 @@ static void input_txn_queue(const struct call *k, struct txn *t)
  * its backend (any backend when no command named a key).  T ends here. */
 static void input_exec(const struct call *k, struct txn *t)
 {
+    struct client *c = k->c;
     int bi = t->backend;
 
     if (t->dirty)
         reply_local_str(k, "-EXECABORT Transaction discarded because of previous errors.\r\n");
+    else if (c->watch_lost)
+        reply_error(k, "ERR backend %s unavailable", c->watch_lost);
     else if (bi >= 0 && t->cfg_gen != srv.cfg_gen)
         reply_local_str(k, "-EXECABORT Transaction discarded: the proxy's configuration was "
                            "reloaded while it was queued\r\n");
-    else if (t->n == 0)
+    else if (t->n == 0 && !c->watch) /* with WATCH the backend says whether it still holds */
         reply_local_str(k, "*0\r\n");
-    else if (bi < 0 && (bi = route_any_backend(k->c)) < 0)
+    else if (bi < 0 && (bi = route_any_backend(c)) < 0)
         reply_error(k, "ERR no backend available");
     else
         route_exec(k, bi, t);
-    client_txn_end(k->c);
+    client_txn_end(c);
+    client_watch_end(c); /* what route_exec did not take to the backend */
 }
 
 /* Serve a request of a client inside MULTI: queue it, or end the
@@ -6616,8 +7002,9 @@ static void input_txn(const struct call *k)
 
     if (!strcmp(name, "exec")) {
         input_exec(k, t);
-    } else if (!strcmp(name, "discard")) {
+    } else if (!strcmp(name, "discard")) { /* Redis's DISCARD unwatches too */
         client_txn_end(k->c);
+        client_watch_end(k->c);
         reply_local_str(k, "+OK\r\n");
     } else if (!strcmp(name, "quit") || !strcmp(name, "reset")) {
         local_call(k);
@@ -6653,8 +7040,20 @@ static void input_reject(const struct call *k, const char *err)
     input_txn_flag(k->c);
 }
 
-/* Serve one framed request of C at RAW[0..RAWLEN). */
-static void input_dispatch(struct client *c, const char *raw, size_t rawlen)
+/* Must call K wait until everything its client asked before is answered?
+ * A blocking command must: on a connection of its own it would overtake
+ * them, where Redis runs a client's commands in order. */
+static int input_defer(const struct call *k)
+{
+    uint64_t ms;
+
+    return k->cmd && k->c->head && !k->c->txn && cmd_arity_ok(k->cmd, k->argc) &&
+           cmd_blocks(k->cmd, k->argv, k->argc, &ms);
+}
+
+/* Serve one framed request of C at RAW[0..RAWLEN).  Returns 1 when it must
+ * wait (input_defer): nothing of it was done, it is parsed again later. */
+static int input_dispatch(struct client *c, const char *raw, size_t rawlen)
 {
     struct call k;
 
@@ -6670,26 +7069,28 @@ static void input_dispatch(struct client *c, const char *raw, size_t rawlen)
         srv.st->protocol_errors++;
         reply_error(&k, "ERR Protocol error: unbalanced quotes in request");
         c->state = CLIENT_CLOSING;
-        return;
+        return 0;
     }
     if (k.argc == 0)
-        return;
+        return 0;
+    k.cmd = cmd_find(k.argv[0].p, k.argv[0].len);
+    if (input_defer(&k))
+        return 1;
     c->reply_skip = 0;
     srv.st->commands++;
-    k.cmd = cmd_find(k.argv[0].p, k.argv[0].len);
     if (k.cmd && k.cmd->kind == CMD_CONTAINER && k.argc > 1) {
         if (!(k.cmd = cmd_find_sub(k.cmd, &k.argv[1]))) {
             reply_error(&k, "ERR unknown subcommand '%.*s'. Try %.*s HELP.",
                         (int)MIN(k.argv[1].len, 128), k.argv[1].p, (int)MIN(k.argv[0].len, 32),
                         k.argv[0].p);
             input_txn_flag(c);
-            return;
+            return 0;
         }
     }
     if (!k.cmd) {
         input_unknown(&k);
         input_txn_flag(c);
-        return;
+        return 0;
     }
     req_cmd_stats(k.cmd)->calls++;
     c->last_cmd = k.cmd;
@@ -6708,6 +7109,7 @@ static void input_dispatch(struct client *c, const char *raw, size_t rawlen)
     } else {
         input_route(&k);
     }
+    return 0;
 }
 
 /* The limits C's next request must keep.  Before AUTH they are Redis's
@@ -6746,7 +7148,7 @@ static void input_process(struct client *c, const char *data, size_t len, int ow
     c->throttled = 0;
     while (pos < len && c->state == CLIENT_OPEN) {
         enum resp_result rc;
-        if (c->npending >= srv.cfg->client_max_pending) {
+        if (c->npending >= srv.cfg->client_max_pending || c->ded) { /* or blocked */
             c->throttled = 1;
             break;
         }
@@ -6758,8 +7160,11 @@ static void input_process(struct client *c, const char *data, size_t len, int ow
             input_protocol_error(c);
             break;
         }
-        if (c->parser.argc > 0)
-            input_dispatch(c, data + pos, c->parser.pos);
+        if (c->parser.argc > 0 && input_dispatch(c, data + pos, c->parser.pos)) {
+            resp_req_init(&c->parser); /* a blocking command: parsed again when its turn comes */
+            c->throttled = 1;
+            break;
+        }
         pos += c->parser.pos;
         resp_req_init(&c->parser);
     }
@@ -6799,6 +7204,9 @@ static void input_read(struct client *c)
         } else {
             input_process(c, srv.rbuf, n, 0);
         }
+    } else if (rc == NET_EOF && c->ded) {
+        /* gone while blocked: Redis drops such a client, and so its block, at once */
+        client_close(c, "EOF while blocked");
     } else if (rc == NET_EOF) {
         /* what was asked is still answered (half-closed pipes), then close */
         c->state = CLIENT_CLOSING;
@@ -7239,6 +7647,8 @@ static const struct config_directive config_directives[] = {
      CONFIG_RELOADS},
     {"pool_idle_timeout", config_parse_number, CONFIG_FIELD(pool_idle_timeout), 0, 86400,
      "60", CONFIG_RELOADS},
+    {"blocking_connections", config_parse_number, CONFIG_FIELD(blocking_connections), 1, 100000,
+     "1000", CONFIG_RELOADS},
     {"max_clients", config_parse_number, CONFIG_FIELD(max_clients), 1, 10000000, "10000",
      CONFIG_RELOADS},
     {"client_max_pending", config_parse_number, CONFIG_FIELD(client_max_pending), 1, 10000000,
@@ -8172,14 +8582,15 @@ static void loop_interest(void)
     for (i = 0; i < srv.cfg->nlistens; i++)
         if (srv.listen_fds[i] >= 0)
             loop_set(srv.listen_fds[i], accepting);
-    for (i = 0; i < srv.nall; i++)
-        for (j = 0; j < srv.all[i]->nused; j++) {
-            struct bconn *bc = &srv.all[i]->conns[j];
+    for (i = 0; i < srv.nall; i++) {
+        struct bconn *bc;
+        for (j = 0; (bc = bconn_nth(srv.all[i], j)) != NULL; j++) {
             if (bc->state == BCONN_CONNECTING)
                 loop_set(bc->fd, EV_WRITE);
             else if (bconn_connected(bc))
                 loop_set(bc->fd, EV_READ | (buf_len(&bc->out) ? EV_WRITE : 0u));
         }
+    }
     if (srv.admin_fd >= 0)
         loop_set(srv.admin_fd, srv.now_us >= srv.accept_paused_until ? EV_READ : 0);
     if (srv.ctl_fd >= 0)
@@ -8200,9 +8611,11 @@ static int loop_timeout(void)
     uint64_t t = srv.now_us + 1000000;
     int i, j;
 
-    for (i = 0; i < srv.nall; i++)
-        for (j = 0; j < srv.all[i]->nused; j++)
-            t = MIN(t, bconn_next_timer(&srv.all[i]->conns[j]));
+    for (i = 0; i < srv.nall; i++) {
+        const struct bconn *bc;
+        for (j = 0; (bc = bconn_nth(srv.all[i], j)) != NULL; j++)
+            t = MIN(t, bconn_next_timer(bc));
+    }
     if (srv.accept_paused_until > srv.now_us)
         t = MIN(t, srv.accept_paused_until);
     if (srv.stopping)
@@ -8341,9 +8754,11 @@ static void loop_flush(void)
             c->npending < srv.cfg->client_max_pending)
             input_process(c, c->in.data + c->in.r, buf_len(&c->in), 1);
     }
-    for (b = 0; b < srv.nall; b++)
-        for (j = 0; j < srv.all[b]->nused; j++)
-            bconn_flush(&srv.all[b]->conns[j]);
+    for (b = 0; b < srv.nall; b++) {
+        struct bconn *bc;
+        for (j = 0; (bc = bconn_nth(srv.all[b], j)) != NULL; j++)
+            bconn_flush(bc);
+    }
     for (i = 0; i < srv.ndirty; i++) {
         c = srv.dirty[i];
         c->dirty = 0;
@@ -8432,9 +8847,10 @@ static void loop_run(void)
             break;
         loop_wait(loop_timeout());
         for (i = 0; i < srv.nall; i++) {
+            struct bconn *bc;
             int j;
-            for (j = 0; j < srv.all[i]->nused; j++)
-                bconn_timers(&srv.all[i]->conns[j]);
+            for (j = 0; (bc = bconn_nth(srv.all[i], j)) != NULL; j++)
+                bconn_timers(bc);
         }
         client_timers();
         loop_flush();

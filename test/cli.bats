@@ -71,6 +71,7 @@ config_directive_names() {
         [workers]="workers auto"
         [databases]="databases 16"
         [pool_idle_timeout]="pool_idle_timeout 60"
+        [blocking_connections]="blocking_connections 1000"
     )
     local names=() name lines=("# full example" "") missing=() more=()
     mapfile -t names < <(config_directive_names)

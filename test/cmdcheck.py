@@ -17,7 +17,7 @@ is one of:
           not ONE, SPLIT or SAME; ONE has exactly one fixed one-key spec;
           SPLIT only for the commands the proxy knows how to merge; commands
           with subcommands are CONTAINER and no other is; every command the
-          server flags "blocking" (but xread, xreadgroup) or "pubsub" is
+          server flags "blocking" (but those in BLOCKING_SERVED) or "pubsub" is
           REFUSE; client|setinfo is LOCAL with arity 4, client|no-touch with 3
   all     all of the above
 
@@ -31,8 +31,9 @@ KINDS = {"CMD_ONE", "CMD_SPLIT", "CMD_SAME", "CMD_LOCAL", "CMD_ANY",
 KEYED_KINDS = {"CMD_ONE", "CMD_SPLIT", "CMD_SAME"}
 # Commands whose replies the proxy knows how to merge across backends.
 SPLITTABLE = {"mget", "mset", "del", "unlink", "exists", "touch"}
-# Blocking commands served anyway: the proxy refuses their BLOCK option.
-BLOCKING_SERVED = {"xread", "xreadgroup"}
+# Blocking commands served, on a dedicated connection while they block.
+BLOCKING_SERVED = {"xread", "xreadgroup", "blpop", "brpop", "brpoplpush", "blmove", "blmpop",
+                   "bzpopmin", "bzpopmax", "bzmpop"}
 # Rows that are not in Redis 7.0's COMMAND reply: name -> (arity, kind).
 EXTRA_ROWS = {"client|setinfo": (4, "CMD_LOCAL"), "client|no-touch": (3, "CMD_LOCAL")}
 

@@ -44,7 +44,8 @@ timed_rcli() {
 inflight_is() {
     local line
     line="$(rcli info backends | tr -d '\r' | grep "^backend$1:")" || return 1
-    [[ "${line##*inflight=}" == "$2" ]]
+    line=${line##*inflight=}
+    [[ "${line%%,*}" == "$2" ]]
 }
 
 # True when nothing accepts connections on PORT.

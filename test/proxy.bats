@@ -544,14 +544,14 @@ check_placement() {
         resp SHUTDOWN
         resp DEBUG SLEEP 0
         resp REPLICAOF no one
-        resp WATCH "${ON0[0]}"
+        resp MONITOR
         resp PING
         resp SUBSCRIBE chan
         resp PING
-        resp BLPOP "${ON0[1]}" 0
+        resp WAIT 0 0
         resp CLUSTER INFO
         resp ACL SETUSER someone
-        resp XREAD BLOCK 0 STREAMS s 0
+        resp PUBLISH chan msg
         resp FOO a b
         resp GET
         resp get a b
@@ -569,14 +569,14 @@ check_placement() {
     [ "${lines[2]}" = "-ERR 'shutdown' is not supported by the proxy\\r\\n" ]
     [ "${lines[3]}" = "-ERR 'debug' is not supported by the proxy\\r\\n" ]
     [ "${lines[4]}" = "-ERR 'replicaof' is not supported by the proxy\\r\\n" ]
-    [ "${lines[5]}" = "-ERR 'watch' is not supported by the proxy\\r\\n" ]
+    [ "${lines[5]}" = "-ERR 'monitor' is not supported by the proxy\\r\\n" ]
     [ "${lines[6]}" = '+PONG\r\n' ]
     [ "${lines[7]}" = "-ERR 'subscribe' is not supported by the proxy\\r\\n" ]
     [ "${lines[8]}" = '+PONG\r\n' ] # not a pub/sub pong
-    [ "${lines[9]}" = "-ERR 'blpop' is not supported by the proxy\\r\\n" ]
+    [ "${lines[9]}" = "-ERR 'wait' is not supported by the proxy\\r\\n" ]
     [ "${lines[10]}" = "-ERR 'cluster|info' is not supported by the proxy\\r\\n" ]
     [ "${lines[11]}" = "-ERR 'acl|setuser' is not supported by the proxy\\r\\n" ]
-    [ "${lines[12]}" = "-ERR blocking 'xread' (BLOCK) is not supported by the proxy\\r\\n" ]
+    [ "${lines[12]}" = "-ERR 'publish' is not supported by the proxy\\r\\n" ]
     [ "${lines[13]}" = "-ERR unknown command 'FOO', with args beginning with: 'a' 'b' \\r\\n" ]
     [ "${lines[14]}" = "-ERR wrong number of arguments for 'get' command\\r\\n" ]
     [ "${lines[15]}" = "-ERR wrong number of arguments for 'get' command\\r\\n" ]
@@ -585,7 +585,7 @@ check_placement() {
     [ "${lines[18]}" = '*-1\r\n' ] # XREAD without BLOCK is served
     [ "${lines[19]}" = '+PONG\r\n' ]
     [ "${lines[20]}" = '$4\r\nkeep\r\n' ]
-    [ "${lines[21]}" = ':1\r\n' ] # BLPOP did not pop
+    [ "${lines[21]}" = ':1\r\n' ]
     # nothing was flushed or moved on the backends
     [ "$(bcli 0 get "${ON0[0]}")" = keep ]
     [ "$(bcli 0 -n 1 dbsize)" = 0 ]
@@ -698,7 +698,7 @@ txn_script() {
         resp DBSIZE # every backend: no one backend to run it on
         resp SET "${ON0[2]}" v
         resp EXEC
-        resp WATCH "${ON0[0]}" # outside MULTI: not served yet
+        resp WATCH "${ON0[0]}" # outside MULTI: served (on a dedicated connection)
     )
     printf '%s\n' "${lines[@]}"
     [ "$status" -eq 0 ]
@@ -713,7 +713,7 @@ txn_script() {
     [ "${lines[8]}" = "-ERR 'dbsize' cannot be queued in a transaction by the proxy\r\n" ]
     [ "${lines[9]}" = '+QUEUED\r\n' ]
     [ "${lines[10]}" = "$abort" ]
-    [ "${lines[11]}" = "-ERR 'watch' is not supported by the proxy\r\n" ]
+    [ "${lines[11]}" = '+OK\r\n' ]
     # a client that leaves inside MULTI: what it queued is dropped
     run raw 2 < <(
         resp MULTI

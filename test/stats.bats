@@ -300,7 +300,7 @@ report_count() {
     ((n >= 232)) # 230 SETs, the readiness PING, this INFO
     grep -qx '# Backends' <<<"$info"
     for i in 0 1 2; do
-        grep -qE "^backend$i:id=127\.0\.0\.1:${REDIS_PORTS[$i]},addr=127\.0\.0\.1:${REDIS_PORTS[$i]},(weight=1,)?state=up,slots=[0-9]+,connections=1,inflight=[0-9]+$" <<<"$info"
+        grep -qE "^backend$i:id=127\.0\.0\.1:${REDIS_PORTS[$i]},addr=127\.0\.0\.1:${REDIS_PORTS[$i]},(weight=1,)?state=up,slots=[0-9]+,connections=1,dedicated=0,inflight=[0-9]+$" <<<"$info"
     done
     grep -qx '# Keyspace' <<<"$info"
     # the keyspace is the sum over the backends

@@ -1819,6 +1819,52 @@ static void test_merge_fanout(void)
     T_MERGE("SCAN garbage cursor", p, "-ERR backend b0 sent an unexpected reply\r\n");
 }
 
+/* Which calls block, and their own timeouts in milliseconds (0: forever, or
+ * a value Redis refuses at once). */
+static void test_cmd_blocks(void)
+{
+    static const struct {
+        const char *args[8]; /* the call, NULL-terminated */
+        int blocks;
+        uint64_t ms;
+    } v[] = {
+        {{"blpop", "a", "b", "0.5", NULL}, 1, 500},
+        {{"brpop", "a", "2", NULL}, 1, 2000},
+        {{"bzpopmin", "a", "0", NULL}, 1, 0},
+        {{"blmove", "a", "b", "LEFT", "RIGHT", "1.0001", NULL}, 1, 1001},
+        {{"blmpop", "0.25", "1", "a", "LEFT", NULL}, 1, 250},
+        {{"bzmpop", "-1", "1", "a", "MIN", NULL}, 1, 0},
+        {{"blpop", "a", "abc", NULL}, 1, 0},
+        {{"xread", "COUNT", "1", "BLOCK", "300", "STREAMS", "s", "$"}, 1, 300},
+        {{"xread", "COUNT", "1", "STREAMS", "s", "0", NULL}, 0, 0},
+        {{"xreadgroup", "GROUP", "g", "c", "STREAMS", "block", ">", NULL}, 0, 0},
+        {{"get", "a", NULL}, 0, 0},
+    };
+    size_t i;
+
+    cmd_init();
+    for (i = 0; i < ARRAY_LEN(v); i++) {
+        struct resp_arg argv[8];
+        int64_t argc = 0;
+        uint64_t ms = 12345;
+        const struct command *cmd;
+        int got;
+        while (argc < 8 && v[i].args[argc]) {
+            argv[argc].p = v[i].args[argc];
+            argv[argc].len = strlen(v[i].args[argc]);
+            argc++;
+        }
+        cmd = cmd_find(argv[0].p, argv[0].len);
+        T_CHECK(cmd != NULL, "%s: not in the table", v[i].args[0]);
+        if (!cmd)
+            continue;
+        got = cmd_blocks(cmd, argv, argc, &ms);
+        T_CHECK(got == v[i].blocks && (!got || ms == v[i].ms),
+                "case %zu (%s): blocks %d ms %" PRIu64 ", want %d %" PRIu64, i, v[i].args[0], got,
+                ms, v[i].blocks, v[i].ms);
+    }
+}
+
 /* ---------------------------------------------------------- configuration */
 
 #define T_MIN_CONF "listen 127.0.0.1:1\nbackend 127.0.0.1:2\n"
@@ -2412,6 +2458,7 @@ int main(void)
     test_merge_mget();
     test_merge_ok_sum();
     test_merge_fanout();
+    test_cmd_blocks();
     test_config_defaults();
     test_config_ranges();
     test_config_sizes();

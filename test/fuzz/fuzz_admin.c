@@ -77,7 +77,8 @@ static void fuzz_admin_init(void)
     srv.backends = xmalloc(sizeof *srv.backends * (size_t)c->nbackends);
     for (i = 0; i < c->nbackends; i++) {
         struct backend *b =
-            backend_new(&c->backends[i], (int)c->backend_connections, (int)c->databases);
+            backend_new(&c->backends[i], (int)c->backend_connections, (int)c->databases,
+                        (int)c->blocking_connections);
         b->index = i;
         srv.all = xrealloc(srv.all, sizeof *srv.all * (size_t)(srv.nall + 1));
         srv.all[srv.nall++] = b;
