@@ -9,7 +9,8 @@
 # test/clients/compat.js and test/clients_py.py: one `ok LIB CHECK` /
 # `FAIL LIB CHECK: ERROR` line each, shown here when a test fails.  Both run
 # against a plain redis-server too (`node test/clients/compat.js ioredis
-# 127.0.0.1 6379`), where everything passes.
+# 127.0.0.1 6379`), where everything passes.  BullMQ, unchanged, runs a job
+# queue through three backends (test/clients/bullmq.js).
 #
 # Skips, saying why, without the Node libraries (test/clients/node_modules:
 # deps.sh installs them with npm ci) or without redis-py for /usr/bin/python3.
@@ -107,4 +108,21 @@ py_compat() {
     need_redis_py
     proxy_over 3
     py_compat
+}
+
+# ------------------------------------------------------------------ BullMQ
+
+@test "clients, three backends: BullMQ (prefix {bull}): 1,000 jobs, 4 workers, delayed jobs, QueueEvents" {
+    need_node_clients
+    [[ -d "$BATS_TEST_DIRNAME/clients/node_modules/bullmq" ]] ||
+        skip "no bullmq in test/clients/node_modules (make deps installs it with npm)"
+    proxy_over 3
+    run timeout 150 node "$BATS_TEST_DIRNAME/clients/bullmq.js" 127.0.0.1 "$SP_PORT" 1000 4
+    printf '%s\n' "${lines[@]}"
+    [ "$status" -eq 0 ]
+    [[ "$output" != *FAIL* ]]
+    [[ "$output" == *"ok 1000 jobs completed once each with the right result"* ]]
+    [[ "$output" == *"ok QueueEvents saw 1000 completions"* ]]
+    # the blocking commands and watches BullMQ used were all given back
+    wait_until eval '[ "$(rcli info backends | tr , "\n" | grep -c "^dedicated=0")" = 3 ]'
 }
