@@ -140,6 +140,10 @@
 #endif
 #ifndef RECONNECT_MIN_MS
 #define RECONNECT_MIN_MS 100 /* first retry delay after a failed connect */
+/* What a blocking command's reply may take past its own timeout at least,
+ * whatever `timeout` says: Redis answers an expired block on its next event
+ * loop pass, up to 100 ms (its cron period) late. */
+#define BLOCK_GRACE_MS 500
 #endif
 #ifndef RECONNECT_MAX_MS
 #define RECONNECT_MAX_MS 5000 /* backoff ceiling */
@@ -2380,16 +2384,21 @@ static int64_t cmd_keys(const struct command *cmd, const struct resp_arg *argv, 
 }
 
 /* The argument index of XREAD/XREADGROUP's BLOCK milliseconds, or 0 when
- * there is no BLOCK before STREAMS. */
-static int64_t cmd_block_arg(const struct resp_arg *argv, int64_t argc)
+ * there is no BLOCK before STREAMS.  FROM is where the options start (after
+ * XREADGROUP's GROUP group consumer): the options are walked with their
+ * values, so a group, consumer or count spelled "block" is not mistaken
+ * for one. */
+static int64_t cmd_block_arg(const struct resp_arg *argv, int64_t argc, int64_t from)
 {
     int64_t i;
 
-    for (i = 1; i + 1 < argc; i++) {
+    for (i = from; i < argc; i++) {
         if (cmd_argeq(&argv[i], "streams"))
             return 0;
         if (cmd_argeq(&argv[i], "block"))
-            return i + 1;
+            return i + 1 < argc ? i + 1 : 0;
+        if (cmd_argeq(&argv[i], "count"))
+            i++; /* its value */
     }
     return 0;
 }
@@ -2429,7 +2438,9 @@ static int cmd_blocks(const struct command *cmd, const struct resp_arg *argv, in
         *ms = cmd_timeout_ms(&argv[argc - 1], 1000);
     else if (!strcmp(n, "blmpop") || !strcmp(n, "bzmpop"))
         *ms = cmd_timeout_ms(&argv[1], 1000);
-    else if ((!strcmp(n, "xread") || !strcmp(n, "xreadgroup")) && (at = cmd_block_arg(argv, argc)))
+    else if (!strcmp(n, "xread") && (at = cmd_block_arg(argv, argc, 1)))
+        *ms = cmd_timeout_ms(&argv[at], 1);
+    else if (!strcmp(n, "xreadgroup") && (at = cmd_block_arg(argv, argc, 4)))
         *ms = cmd_timeout_ms(&argv[at], 1);
     else
         return 0;
@@ -2666,7 +2677,8 @@ struct bconn {
     uint8_t dedicated;            /* one of the backend's dedicated connections (b->ded) */
     struct client *owner;         /* dedicated: the client holding it, NULL while free */
     uint64_t block_until_us;      /* dedicated, a blocking command on it: when its reply is
-                                     late (its own timeout plus `timeout`); 0 never */
+                                     late (route_blocking), UINT64_MAX never; 0: no blocking
+                                     command on it, `timeout` applies as anywhere */
     uint8_t release_idle;         /* dedicated: free it once what is on it is answered (the
                                      EXEC or UNWATCH that ends a WATCH) */
     uint8_t drop;                 /* dedicated, free: enum bconn_drop, when to close it */
@@ -3085,11 +3097,17 @@ static void req_account(const struct command *cmd, uint64_t us, int error)
 /* ============================================================== clients */
 /* client_: accept, close, free; max_clients; idle timers. */
 
-/* C's transaction is over (EXEC, DISCARD, close): drop what it queued. */
-/* C's WATCH ends without an EXEC or UNWATCH reaching the backend
- * (DISCARD, RESET, an aborted EXEC, the client gone): the connection still
- * watches the keys, so it is closed (bconn_drop) rather than given to
- * another client. */
+/* Does C watch keys?  It holds a WATCH connection no EXEC or UNWATCH has
+ * ended yet (one that did is held until answered, to keep the order). */
+static int client_watching(const struct client *c)
+{
+    return c->watch && !c->watch->release_idle;
+}
+
+/* C lets go of its WATCH connection: DISCARD, RESET, an aborted EXEC, the
+ * client gone, or a WATCH on another backend after an EXEC.  One that an
+ * EXEC or UNWATCH ended is freed once answered; one that still watches keys
+ * is closed (bconn_drop) rather than given to another client. */
 static void client_watch_end(struct client *c)
 {
     free(c->watch_lost);
@@ -3097,10 +3115,12 @@ static void client_watch_end(struct client *c)
     if (!c->watch)
         return;
     c->watch->owner = NULL;
-    c->watch->drop = DROP_IDLE; /* the WATCH itself may still be in flight */
+    if (!c->watch->release_idle)
+        c->watch->drop = DROP_IDLE; /* the WATCH itself may still be in flight */
     c->watch = NULL;
 }
 
+/* C's transaction is over (EXEC, DISCARD, close): drop what it queued. */
 static void client_txn_end(struct client *c)
 {
     if (!c->txn)
@@ -3415,6 +3435,8 @@ static void reply_pop(struct client *c)
         c->tail = NULL;
     c->npending--;
     req_free(r);
+    if (c->throttled) /* its input waits for room, or for this (input_defer) */
+        reply_dirty(c);
 }
 
 /* Record R of C is complete with its reply stored in it: count the bytes
@@ -3968,21 +3990,24 @@ static int bconn_connected(const struct bconn *bc)
 static void bconn_release(struct bconn *bc)
 {
     struct client *c = bc->owner;
+    int ended = bc->release_idle; /* an EXEC or UNWATCH ended its WATCH: not a failure */
 
-    if (!c)
-        return;
     bc->owner = NULL;
     bc->block_until_us = 0;
     bc->release_idle = 0;
     bc->used_us = srv.now_us;
+    if (!c)
+        return;
     if (c->ded == bc) {
         c->ded = NULL;
         reply_dirty(c); /* its unread input is parsed at the end of the pass */
     }
-    if (c->watch == bc) { /* it failed under a WATCH: that client's EXEC must fail */
+    if (c->watch == bc) {
         c->watch = NULL;
-        free(c->watch_lost);
-        c->watch_lost = xstrndup(bc->backend->cfg.id, strlen(bc->backend->cfg.id));
+        if (!ended) { /* it failed under a WATCH: that client's EXEC must fail */
+            free(c->watch_lost);
+            c->watch_lost = xstrndup(bc->backend->cfg.id, strlen(bc->backend->cfg.id));
+        }
     }
 }
 
@@ -4215,12 +4240,16 @@ static void bconn_open(struct bconn *bc)
 
 /* The connection a client's requests to B use: in the pool of its database
  * and protocol, and fixed per client within it, so one client's requests
- * to one backend stay on one ordered stream. */
+ * to one backend stay on one ordered stream.  While the client holds a
+ * WATCH connection to B, that one: WATCH, what follows it, and EXEC run in
+ * the client's order, as on one connection to Redis. */
 static struct bconn *bconn_pick(struct backend *b, const struct client *c)
 {
     int pool = c ? (int)c->db * 2 + (c->proto == 3) : 0;
     struct bconn *bc;
 
+    if (c && c->watch && c->watch->backend == b)
+        return c->watch;
     assert(pool * b->per_pool < b->nconns); /* input_dispatch checked c->db */
     bc = &b->conns[pool * b->per_pool + (int)(c ? c->id % (uint64_t)b->per_pool : 0)];
     if (bc->state == BCONN_IDLE)
@@ -4270,7 +4299,7 @@ static struct bconn *bconn_borrow(struct backend *b, struct client *c)
 
     for (i = 0; i < b->nded && !bc; i++) {
         struct bconn *d = b->ded[i];
-        if (d->owner || d->drop)
+        if (d->owner || d->drop || d->release_idle) /* held, closing, or still answering */
             continue;
         if (d->state == BCONN_IDLE)
             closed = closed ? closed : d;
@@ -4298,6 +4327,8 @@ static struct bconn *bconn_borrow(struct backend *b, struct client *c)
         return NULL;
     bc->owner = c;
     bc->used_us = srv.now_us;
+    bc->block_until_us = 0;
+    bc->release_idle = 0;
     if (bc->state == BCONN_IDLE) {
         bc->pool = pool;
         bconn_connect(bc); /* a connect that fails at once releases it again */
@@ -4321,6 +4352,8 @@ static void bconn_drop(struct bconn *bc)
     log_at(LOG_DEBUG, "backend %s (%s): dedicated connection closed: %s", bc->backend->cfg.id,
            bc->backend->cfg.addr, bc->drop == DROP_NOW ? "its client left" : "its WATCH ended");
     bc->drop = DROP_NO;
+    bc->block_until_us = 0;
+    bc->release_idle = 0;
     while ((r = bc->head) != NULL) {
         bc->head = r->next_sent;
         bc->inflight--;
@@ -4331,14 +4364,14 @@ static void bconn_drop(struct bconn *bc)
 }
 
 /* When BC's oldest record is late, or UINT64_MAX: `timeout` after it was
- * queued; for a blocking command on a dedicated connection, when its own
- * timeout plus `timeout` has passed (never for a timeout of 0). */
+ * queued; for a blocking command on a dedicated connection, what
+ * route_blocking set. */
 static uint64_t bconn_deadline(const struct bconn *bc)
 {
     if (!bc->head)
         return UINT64_MAX;
-    if (bc->dedicated && bc->head->role != REQ_HANDSHAKE)
-        return bc->block_until_us ? bc->block_until_us : UINT64_MAX;
+    if (bc->block_until_us && bc->head->role != REQ_HANDSHAKE)
+        return bc->block_until_us;
     return srv.cfg->timeout_ms ? bc->head->sent_us + srv.cfg->timeout_ms * 1000 : UINT64_MAX;
 }
 
@@ -4356,6 +4389,38 @@ static void bconn_push(struct bconn *bc, struct req *r)
     bc->inflight++;
     bc->used_us = srv.now_us;
     bc->backend->sh->st.requests++;
+}
+
+/* C's requests now use another database or protocol: so does its WATCH
+ * connection, which carries them to that backend (bconn_pick), with SELECT
+ * and HELLO in line, as one connection to Redis would. */
+static void bconn_watch_follow(const struct client *c)
+{
+    struct bconn *bc = c->watch;
+    int pool = (int)c->db * 2 + (c->proto == 3);
+    struct req *first = NULL, *last = NULL, *r, *next;
+    struct buf hs = {0, 0, 0, 0};
+    char dbtext[24];
+
+    if (!bc || bc->pool == pool)
+        return;
+    if (bc->pool / 2 != pool / 2) {
+        struct resp_arg a[2] = {{"SELECT", 6}, {dbtext, 0}};
+        a[1].len = (size_t)snprintf(dbtext, sizeof dbtext, "%lld",
+                                    (long long)bconn_db(bc->backend, pool));
+        bconn_hs_add(&hs, a, 2, HS_SELECT, &first, &last);
+    }
+    if ((bc->pool & 1) != (pool & 1)) {
+        struct resp_arg a[2] = {{"HELLO", 5}, {pool & 1 ? "3" : "2", 1}};
+        bconn_hs_add(&hs, a, 2, HS_HELLO, &first, &last);
+    }
+    buf_append(&bc->out, hs.data, buf_len(&hs));
+    buf_free(&hs);
+    for (r = first; r; r = next) {
+        next = r->next_sent;
+        bconn_push(bc, r);
+    }
+    bc->pool = pool;
 }
 
 /* Keep the redis_version an INFO reply P[0..N) names as B's version. */
@@ -4496,8 +4561,8 @@ static void bconn_replies(struct bconn *bc)
                 bconn_exec_reply(r, p, n);
             else
                 complete_reply(r, p, n, 0);
-            if (bc->dedicated && !bc->head && bc->owner &&
-                (bc->owner->ded == bc || bc->release_idle))
+            if (bc->dedicated && !bc->head &&
+                (bc->release_idle || (bc->owner && bc->owner->ded == bc)))
                 bconn_release(bc);
         }
         buf_consume(&bc->in, n);
@@ -4588,8 +4653,8 @@ static uint64_t bconn_next_timer(const struct bconn *bc)
 {
     uint64_t t = UINT64_MAX;
 
-    if (bc->state == BCONN_DOWN || bc->state == BCONN_BACKOFF)
-        t = bc->retry_us;
+    if ((bc->state == BCONN_DOWN || bc->state == BCONN_BACKOFF) && !bc->backend->retired)
+        t = bc->retry_us; /* a retired backend is not reconnected (bconn_timers) */
     else if (bc->state == BCONN_CONNECTING)
         t = bc->deadline_us;
     if (bconn_drop_due(bc))
@@ -5072,8 +5137,8 @@ static void backend_reap(void)
         if (!b->retired)
             continue;
         struct bconn *bc;
-        for (j = 0; (bc = bconn_nth(b, j)) != NULL; j++)
-            busy |= bc->head != NULL;
+        for (j = 0; (bc = bconn_nth(b, j)) != NULL; j++) /* or a client holds it */
+            busy |= bc->head != NULL || bc->owner != NULL;
         if (busy || b->refs > 0)
             continue;
         backend_free(b);
@@ -5442,15 +5507,13 @@ static void route_exec(const struct call *k, int bi, const struct txn *t)
     static const char multi[] = "*1\r\n$5\r\nMULTI\r\n", exec[] = "*1\r\n$4\r\nEXEC\r\n";
     struct client *c = k->c;
     struct backend *b = srv.backends[bi];
-    struct bconn *bc = c->watch && c->watch->backend == b ? c->watch : bconn_pick(b, c);
+    struct bconn *bc = bconn_pick(b, c); /* the WATCH connection, when there is one */
     struct req *r = route_record(k, b, bc);
 
     if (!r)
         return;
-    if (bc == c->watch) { /* EXEC ends the WATCH there: then the connection is free */
-        c->watch = NULL;
+    if (bc == c->watch) /* EXEC ends the WATCH: the connection is free once answered */
         bc->release_idle = 1;
-    }
     r->skip = t->n + 1;
     r->skip_first = 1;
     buf_append(&bc->out, multi, sizeof multi - 1);
@@ -5532,11 +5595,15 @@ static void route_watch(const struct call *k)
     if ((bi = route_keys_backend(k, n)) < 0)
         return;
     b = srv.backends[bi];
-    if (c->watch && c->watch->backend != b) {
+    if (client_watching(c) && c->watch->backend != b) {
         reply_local_str(k, "-CROSSSLOT Keys in request don't hash to the same backend\r\n");
         return;
     }
-    if (!c->watch && !(c->watch = route_borrow(k, b)))
+    if (c->watch && c->watch->backend != b) /* one an EXEC or UNWATCH ended: let it go */
+        client_watch_end(c);
+    if (c->watch)
+        c->watch->release_idle = 0; /* watching again, on the same connection */
+    else if (!(c->watch = route_borrow(k, b)))
         return;
     if ((r = route_record(k, b, c->watch)) != NULL)
         route_send(k, c->watch, r);
@@ -5552,12 +5619,11 @@ static void route_unwatch(const struct call *k)
 
     free(c->watch_lost);
     c->watch_lost = NULL;
-    if (!bc) {
+    if (!client_watching(c)) {
         reply_local_str(k, "+OK\r\n");
         return;
     }
-    c->watch = NULL;
-    bc->release_idle = 1;
+    bc->release_idle = 1; /* held until answered: what follows stays in order */
     if ((r = route_record(k, bc->backend, bc)) != NULL)
         route_send(k, bc, r);
 }
@@ -5586,7 +5652,11 @@ static void route_blocking(const struct call *k, int bi, uint64_t ms)
         bconn_release(bc);
         return;
     }
-    bc->block_until_us = ms ? srv.now_us + (ms + srv.cfg->timeout_ms) * 1000 : 0;
+    /* late after its own timeout plus `timeout` (at least BLOCK_GRACE_MS);
+     * never for a timeout of 0, or with `timeout 0` (never time out) */
+    bc->block_until_us = ms && srv.cfg->timeout_ms
+                             ? srv.now_us + (ms + MAX(srv.cfg->timeout_ms, BLOCK_GRACE_MS)) * 1000
+                             : UINT64_MAX;
     route_send(k, bc, r);
 }
 
@@ -6406,6 +6476,7 @@ static void local_hello(const struct call *k)
         c->name = setname->len ? xstrndup(setname->p, setname->len) : NULL;
     }
     c->proto = (uint8_t)ver;
+    bconn_watch_follow(c);
     local_hello_reply(k);
 }
 
@@ -6732,6 +6803,7 @@ static void local_select(const struct call *k)
             return;
         }
     k->c->db = (uint32_t)db;
+    bconn_watch_follow(k->c);
     reply_local_str(k, "+OK\r\n");
 }
 
@@ -6762,7 +6834,9 @@ static void local_call(const struct call *k)
         local_hello(k);
     } else if (!strcmp(name, "multi")) {
         c->txn = xcalloc(1, sizeof *c->txn);
-        c->txn->backend = c->watch ? c->watch->backend->index : -1; /* EXEC runs there */
+        c->txn->backend = client_watching(c) && !c->watch->backend->retired
+                              ? c->watch->backend->index /* EXEC runs there */
+                              : -1;
         c->txn->cfg_gen = srv.cfg_gen;
         buf_append_str(&b, "+OK\r\n");
     } else if (!strcmp(name, "reset")) {
@@ -6979,17 +7053,21 @@ static void input_exec(const struct call *k, struct txn *t)
         reply_local_str(k, "-EXECABORT Transaction discarded because of previous errors.\r\n");
     else if (c->watch_lost)
         reply_error(k, "ERR backend %s unavailable", c->watch_lost);
+    else if (client_watching(c) && c->watch->backend->retired) /* reloaded since WATCH */
+        reply_local_str(k, "-EXECABORT Transaction discarded: the proxy's configuration was "
+                           "reloaded while it was queued\r\n");
     else if (bi >= 0 && t->cfg_gen != srv.cfg_gen)
         reply_local_str(k, "-EXECABORT Transaction discarded: the proxy's configuration was "
                            "reloaded while it was queued\r\n");
-    else if (t->n == 0 && !c->watch) /* with WATCH the backend says whether it still holds */
+    else if (t->n == 0 && !client_watching(c)) /* else the backend says if it holds */
         reply_local_str(k, "*0\r\n");
     else if (bi < 0 && (bi = route_any_backend(c)) < 0)
         reply_error(k, "ERR no backend available");
     else
         route_exec(k, bi, t);
     client_txn_end(c);
-    client_watch_end(c); /* what route_exec did not take to the backend */
+    if (client_watching(c)) /* route_exec did not take it to the backend */
+        client_watch_end(c);
 }
 
 /* Serve a request of a client inside MULTI: queue it, or end the
@@ -7034,6 +7112,8 @@ static void input_reject(const struct call *k, const char *err)
         reply_error(k, "EXECABORT Transaction discarded because of: %s",
                     strncmp(err, "ERR ", 4) ? err : err + 4);
         client_txn_end(k->c);
+        if (client_watching(k->c)) /* as Redis's aborted EXEC, it unwatches */
+            client_watch_end(k->c);
         return;
     }
     reply_error(k, "%s", err);
@@ -8739,6 +8819,14 @@ static void loop_event(int fd, unsigned mask)
     }
 }
 
+/* Parse what throttled client C left unread, if it may go on now. */
+static void loop_resume(struct client *c)
+{
+    if (c->state == CLIENT_OPEN && c->throttled && !c->ded && !srv.stopping &&
+        c->npending < srv.cfg->client_max_pending)
+        input_process(c, c->in.data + c->in.r, buf_len(&c->in), 1);
+}
+
 /* End of a pass: resume throttled clients, then one write per backend
  * connection and per client with output, registering what each client
  * waits for now; then free closed clients. */
@@ -8748,12 +8836,8 @@ static void loop_flush(void)
     size_t i;
     int b, j;
 
-    for (i = 0; i < srv.ndirty; i++) {
-        c = srv.dirty[i];
-        if (c->state == CLIENT_OPEN && c->throttled && !srv.stopping &&
-            c->npending < srv.cfg->client_max_pending)
-            input_process(c, c->in.data + c->in.r, buf_len(&c->in), 1);
-    }
+    for (i = 0; i < srv.ndirty; i++)
+        loop_resume(srv.dirty[i]);
     for (b = 0; b < srv.nall; b++) {
         struct bconn *bc;
         for (j = 0; (bc = bconn_nth(srv.all[b], j)) != NULL; j++)
@@ -8761,6 +8845,7 @@ static void loop_flush(void)
     }
     for (i = 0; i < srv.ndirty; i++) {
         c = srv.dirty[i];
+        loop_resume(c); /* made dirty by a backend write that failed just now */
         c->dirty = 0;
         if (c->state != CLIENT_DEAD)
             reply_flush(c);

@@ -185,3 +185,120 @@ load helper
     [[ "${lines[2]}" == '-EXECABORT Transaction discarded because of previous errors.\r\n' ]]
     [[ "$(bcli 0 exists s)" == 0 ]]
 }
+
+# same_as_redis N SCRIPT-FUNCTION: the proxy's N replies to the bytes the
+# function prints are the bytes the first redis-server sends.
+same_as_redis() {
+    local n=$1 fn=$2 proxy i
+    run raw "$n" < <("$fn")
+    printf '%s\n' "${lines[@]}"
+    [ "$status" -eq 0 ]
+    proxy=("${lines[@]}")
+    bcli 0 flushall >/dev/null
+    run timeout 20 python3 "$BATS_TEST_DIRNAME/resp_raw.py" "${REDIS_PORTS[0]}" "$n" < <("$fn")
+    [ "$status" -eq 0 ]
+    for i in "${!lines[@]}"; do
+        [ "${proxy[i]}" = "${lines[i]}" ] || {
+            echo "reply $i: proxy '${proxy[i]}', redis '${lines[i]}'"
+            return 1
+        }
+    done
+}
+
+@test "WATCH pipelined with the client's own write, GET after EXEC, SELECT in between: Redis's order and db" {
+    start_redis 1
+    write_config
+    start_proxy
+    script() {
+        resp SET k 1
+        resp WATCH k
+        resp SET k x # its own write: the EXEC below must abort
+        resp MULTI
+        resp SET k y
+        resp EXEC
+        resp WATCH k
+        resp MULTI
+        resp SET k 2
+        resp EXEC
+        resp GET k # after the EXEC, not before it
+        resp WATCH k
+        resp SELECT 1 # the EXEC runs in db 1, as on Redis
+        resp MULTI
+        resp SET k in1
+        resp EXEC
+        resp GET k
+        resp SELECT 0
+        resp GET k
+    }
+    same_as_redis 19 script
+}
+
+@test "blocking: CLIENT REPLY SKIP before a deferred BLPOP does not stall the client; timeout 0 never cuts a block" {
+    start_redis 1
+    write_config "timeout 0"
+    start_proxy
+    script() {
+        resp CLIENT REPLY SKIP
+        resp SET a 1
+        resp BLPOP q 0.2
+        resp PING
+    }
+    same_as_redis 2 script
+    # with `timeout 0` (never time out) a block that expires is Redis's null
+    run raw 1 < <(resp BLPOP q 0.3)
+    [ "${lines[0]}" = '*-1\r\n' ]
+}
+
+@test "blocking: XREADGROUP with a consumer named streams and BLOCK runs on a dedicated connection" {
+    start_redis 1
+    write_config
+    start_proxy
+    rcli xgroup create s g '$' mkstream >/dev/null
+    local out="$BATS_TEST_TMPDIR/x" pid t0 t1
+    timeout 20 python3 "$BATS_TEST_DIRNAME/resp_raw.py" "$SP_PORT" 1 --timeout 10 \
+        < <(resp XREADGROUP GROUP g streams BLOCK 1500 STREAMS s '>') >"$out" 3>&- &
+    pid=$!
+    SP_EXTRA_PIDS+=("$pid")
+    wait_until eval '[ "$(rcli info backends | grep -c "dedicated=1")" = 1 ]'
+    t0=$(date +%s%N)
+    [ "$(rcli set other 1)" = OK ] # the shared connection is not stuck behind it
+    t1=$(date +%s%N)
+    (((t1 - t0) / 1000000 < 1000))
+    wait "$pid"
+    [ "$(cat "$out")" = '*-1\r\n' ]
+}
+
+# bats test_tags=valgrind
+@test "dedicated connections: reused after a blocked client left, and after an UNWATCH cut short by CLIENT KILL" {
+    start_redis 1
+    write_config
+    start_proxy
+    # a blocked client leaves; past its block's deadline the connection serves a WATCH
+    run raw 0 < <(resp BLPOP b 1)
+    sleep 2.2
+    run raw 4 < <(resp WATCH b; resp MULTI; resp SET b 1; resp EXEC)
+    printf '%s\n' "${lines[@]}"
+    [ "${lines[3]}" = '*1\r\n+OK\r\n' ]
+    # an UNWATCH still in flight when its client is killed
+    SP_TEST_DIR=$BATS_TEST_DIRNAME run timeout 20 python3 - "$SP_PORT" "${REDIS_PORTS[0]}" <<'PY'
+import os, subprocess, sys, time
+sys.path.insert(0, os.environ["SP_TEST_DIR"])
+from resp import connect, enc, Reader
+port, rport = int(sys.argv[1]), sys.argv[2]
+a, b = connect(port), connect(port)
+ra, rb = Reader(a), Reader(b)
+a.sendall(enc("WATCH", "k")); ra.raw()
+a.sendall(enc("CLIENT", "ID")); cid = ra.reply()[1:].decode()
+subprocess.run(["redis-cli", "-p", rport, "CLIENT", "PAUSE", "700", "ALL"], check=True,
+               stdout=subprocess.DEVNULL)
+a.sendall(enc("UNWATCH"))
+time.sleep(0.1)
+b.sendall(enc("CLIENT", "KILL", "ID", cid)); print(rb.raw())
+time.sleep(1)
+b.sendall(enc("PING")); print(rb.raw())
+PY
+    printf '%s\n' "${lines[@]}"
+    [ "${lines[0]}" = "b':1\\r\\n'" ]
+    [ "${lines[1]}" = "b'+PONG\\r\\n'" ]
+    wait_until eval '[ "$(rcli info backends | grep -c "dedicated=0")" = 1 ]'
+}

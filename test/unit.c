@@ -1838,6 +1838,9 @@ static void test_cmd_blocks(void)
         {{"xread", "COUNT", "1", "BLOCK", "300", "STREAMS", "s", "$"}, 1, 300},
         {{"xread", "COUNT", "1", "STREAMS", "s", "0", NULL}, 0, 0},
         {{"xreadgroup", "GROUP", "g", "c", "STREAMS", "block", ">", NULL}, 0, 0},
+        {{"xreadgroup", "GROUP", "block", "c", "STREAMS", "s", ">", NULL}, 0, 0},
+        {{"xreadgroup", "GROUP", "g", "streams", "BLOCK", "2500", "STREAMS", "s"}, 1, 2500},
+        {{"xread", "COUNT", "block", "STREAMS", "s", "0", NULL}, 0, 0},
         {{"get", "a", NULL}, 0, 0},
     };
     size_t i;
