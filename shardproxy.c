@@ -2674,6 +2674,8 @@ struct bconn {
     uint64_t peer_check_us;       /* BACKOFF: when the other workers' view was last read */
     uint64_t used_us;             /* last request queued (an unused pool closes) */
     int pool;                     /* its pool (bconn_pool): database pool / 2, RESP3 if odd */
+    int hs_pool;                  /* dedicated: the pool its handshake sets up (the one it
+                                     was borrowed in; a WATCH's SELECT/HELLO follow after) */
     uint8_t dedicated;            /* one of the backend's dedicated connections (b->ded) */
     struct client *owner;         /* dedicated: the client holding it, NULL while free */
     uint64_t block_until_us;      /* dedicated, a blocking command on it: when its reply is
@@ -2896,7 +2898,8 @@ struct client {
     const struct command *last_cmd;   /* its latest known command (CLIENT LIST's cmd=) */
     uint8_t reply_off;                /* CLIENT REPLY OFF: replies are dropped until ON */
     uint8_t reply_skip;               /* CLIENT REPLY SKIP: the next command's reply is dropped */
-    uint8_t mute;                     /* the command being dispatched gets no reply (either) */
+    uint8_t mute;                     /* the command being dispatched gets no reply: MUTE_OFF
+                                         (CLIENT REPLY OFF), MUTE_SKIP (a SKIP before it) */
     struct bconn *ded;                /* the dedicated connection its blocking command is
                                          on: its later requests wait until it is answered */
     struct bconn *watch;              /* the dedicated connection its WATCH ran on, held
@@ -2907,6 +2910,10 @@ struct client {
     uint64_t last_us;                 /* last time it sent bytes */
     uint64_t partial_us;              /* when the partial request in `in` began */
 };
+
+/* Why a client's current command is answered with nothing (client.mute). */
+#define MUTE_OFF 1  /* CLIENT REPLY OFF is in effect */
+#define MUTE_SKIP 2 /* the command before was CLIENT REPLY SKIP */
 
 /* One connection to the admin socket: line-based commands, text replies. */
 struct admin {
@@ -3097,26 +3104,33 @@ static void req_account(const struct command *cmd, uint64_t us, int error)
 /* ============================================================== clients */
 /* client_: accept, close, free; max_clients; idle timers. */
 
-/* Does C watch keys?  It holds a WATCH connection no EXEC or UNWATCH has
- * ended yet (one that did is held until answered, to keep the order). */
+/* Does C watch keys?  It holds a WATCH connection no EXEC, UNWATCH,
+ * DISCARD... has ended yet (one that did is held until what is in flight on
+ * it is answered, so the client's later requests stay behind). */
 static int client_watching(const struct client *c)
 {
-    return c->watch && !c->watch->release_idle;
+    return c->watch && !c->watch->release_idle && !c->watch->drop;
 }
 
-/* C lets go of its WATCH connection: DISCARD, RESET, an aborted EXEC, the
- * client gone, or a WATCH on another backend after an EXEC.  One that an
- * EXEC or UNWATCH ended is freed once answered; one that still watches keys
- * is closed (bconn_drop) rather than given to another client. */
-static void client_watch_end(struct client *c)
+/* C's WATCH ends without EXEC or UNWATCH (DISCARD, RESET, an aborted EXEC),
+ * or C lets go of it NOW (C is gone).  A connection that still watches keys
+ * is closed (bconn_drop) rather than given to another client; one an EXEC
+ * or UNWATCH ended is freed once answered.  While things C sent are in
+ * flight on it (and not NOW), C keeps it, so its next requests to that
+ * backend queue behind them. */
+static void client_watch_end(struct client *c, int now)
 {
+    struct bconn *bc = c->watch;
+
     free(c->watch_lost);
     c->watch_lost = NULL;
-    if (!c->watch)
+    if (!bc)
         return;
-    c->watch->owner = NULL;
-    if (!c->watch->release_idle)
-        c->watch->drop = DROP_IDLE; /* the WATCH itself may still be in flight */
+    if (!bc->release_idle)
+        bc->drop = DROP_IDLE; /* it still watches: closed once idle, never reused */
+    if (bc->head && !now)
+        return; /* held until idle (bconn_idle_check): the client's next requests queue behind */
+    bc->owner = NULL;
     c->watch = NULL;
 }
 
@@ -3145,7 +3159,7 @@ static void client_close(struct client *c, const char *why)
         c->ded->drop = DROP_NOW;
         c->ded = NULL;
     }
-    client_watch_end(c);
+    client_watch_end(c, 1);
     for (r = c->head; r; r = next) {
         next = r->next;
         if (r->done)
@@ -3990,7 +4004,7 @@ static int bconn_connected(const struct bconn *bc)
 static void bconn_release(struct bconn *bc)
 {
     struct client *c = bc->owner;
-    int ended = bc->release_idle; /* an EXEC or UNWATCH ended its WATCH: not a failure */
+    int ended = bc->release_idle || bc->drop; /* its WATCH ended (EXEC, UNWATCH, DISCARD...) */
 
     bc->owner = NULL;
     bc->block_until_us = 0;
@@ -4121,7 +4135,7 @@ static void bconn_hs_add(struct buf *hs, const struct resp_arg *argv, size_t arg
 static int bconn_handshake(struct bconn *bc)
 {
     const struct config_backend *cb = &bc->backend->cfg;
-    int pool = bconn_pool(bc), n = 0;
+    int pool = bc->dedicated ? bc->hs_pool : bconn_pool(bc), n = 0;
     int64_t db = bconn_db(bc->backend, pool);
     struct buf hs = {0, 0, 0, 0};
     struct req *first = NULL, *last = NULL;
@@ -4330,10 +4344,23 @@ static struct bconn *bconn_borrow(struct backend *b, struct client *c)
     bc->block_until_us = 0;
     bc->release_idle = 0;
     if (bc->state == BCONN_IDLE) {
-        bc->pool = pool;
+        bc->pool = bc->hs_pool = pool;
         bconn_connect(bc); /* a connect that fails at once releases it again */
     }
     return bc;
+}
+
+/* Dedicated BC may have just answered the last thing on it: a blocking
+ * command (its client reads on), the EXEC or UNWATCH that ended a WATCH
+ * (free for reuse), or what was in flight when a WATCH ended otherwise
+ * (its client lets go; bconn_drop closes it). */
+static void bconn_idle_check(struct bconn *bc)
+{
+    if (bc->dedicated && !bc->head && bc->owner &&
+        (bc->release_idle || bc->drop || bc->owner->ded == bc))
+        bconn_release(bc);
+    else if (bc->dedicated && !bc->head && bc->release_idle)
+        bconn_release(bc); /* its client let go already */
 }
 
 /* Must BC close now (enum bconn_drop)? */
@@ -4547,6 +4574,7 @@ static void bconn_replies(struct bconn *bc)
         if (r->role == REQ_HANDSHAKE) {
             if (bconn_handshake_reply(bc, r, p, n) < 0)
                 return;
+            bconn_idle_check(bc); /* a WATCH's SELECT/HELLO may be the last on it */
         } else {
             if (!bc->proven) { /* the backoff resets only once a reply proves it works */
                 bc->proven = 1;
@@ -4561,9 +4589,7 @@ static void bconn_replies(struct bconn *bc)
                 bconn_exec_reply(r, p, n);
             else
                 complete_reply(r, p, n, 0);
-            if (bc->dedicated && !bc->head &&
-                (bc->release_idle || (bc->owner && bc->owner->ded == bc)))
-                bconn_release(bc);
+            bconn_idle_check(bc);
         }
         buf_consume(&bc->in, n);
         resp_reply_init(&bc->rp);
@@ -5599,11 +5625,9 @@ static void route_watch(const struct call *k)
         reply_local_str(k, "-CROSSSLOT Keys in request don't hash to the same backend\r\n");
         return;
     }
-    if (c->watch && c->watch->backend != b) /* one an EXEC or UNWATCH ended: let it go */
-        client_watch_end(c);
-    if (c->watch)
-        c->watch->release_idle = 0; /* watching again, on the same connection */
-    else if (!(c->watch = route_borrow(k, b)))
+    if (c->watch && !client_watching(c)) /* ended, and idle: input_defer waited for it */
+        client_watch_end(c, 1);
+    if (!c->watch && !(c->watch = route_borrow(k, b)))
         return;
     if ((r = route_record(k, b, c->watch)) != NULL)
         route_send(k, c->watch, r);
@@ -6686,9 +6710,11 @@ static void local_client_reply(const struct call *k)
         c->reply_off = c->mute = 0;
         reply_local_str(k, "+OK\r\n");
     } else if (cmd_argeq(mode, "off")) {
-        c->reply_off = c->mute = 1;
+        c->reply_off = 1;
+        c->mute = MUTE_OFF;
     } else if (cmd_argeq(mode, "skip")) {
-        c->reply_skip = c->mute = 1;
+        c->reply_skip = 1;
+        c->mute = MUTE_SKIP;
     } else {
         reply_error(k, "ERR syntax error");
     }
@@ -6843,10 +6869,14 @@ static void local_call(const struct call *k)
         /* what of Redis's RESET the proxy holds: a transaction, the name,
          * and the authentication, which must be proven again */
         client_txn_end(c);
-        client_watch_end(c);
+        client_watch_end(c, 0);
         free(c->name);
         c->name = NULL;
         c->proto = 2;
+        /* RESET turns CLIENT REPLY OFF off (and so is answered), but not a
+         * SKIP that covers this very command, as Redis's does */
+        c->reply_off = c->reply_skip = 0;
+        c->mute &= MUTE_SKIP;
         c->db = 0;
         if (srv.cfg->npasswords)
             c->auth = AUTH_NONE;
@@ -7067,7 +7097,7 @@ static void input_exec(const struct call *k, struct txn *t)
         route_exec(k, bi, t);
     client_txn_end(c);
     if (client_watching(c)) /* route_exec did not take it to the backend */
-        client_watch_end(c);
+        client_watch_end(c, 0);
 }
 
 /* Serve a request of a client inside MULTI: queue it, or end the
@@ -7082,7 +7112,7 @@ static void input_txn(const struct call *k)
         input_exec(k, t);
     } else if (!strcmp(name, "discard")) { /* Redis's DISCARD unwatches too */
         client_txn_end(k->c);
-        client_watch_end(k->c);
+        client_watch_end(k->c, 0);
         reply_local_str(k, "+OK\r\n");
     } else if (!strcmp(name, "quit") || !strcmp(name, "reset")) {
         local_call(k);
@@ -7108,12 +7138,12 @@ static int input_preauth_ok(const struct command *cmd)
  * drops an "ERR " code, as Redis's does). */
 static void input_reject(const struct call *k, const char *err)
 {
-    if (k->c->txn && !strcmp(k->cmd->name, "exec")) {
+    if (!strcmp(k->cmd->name, "exec")) { /* in MULTI or not, as Redis's execCommandAbort */
         reply_error(k, "EXECABORT Transaction discarded because of: %s",
                     strncmp(err, "ERR ", 4) ? err : err + 4);
         client_txn_end(k->c);
         if (client_watching(k->c)) /* as Redis's aborted EXEC, it unwatches */
-            client_watch_end(k->c);
+            client_watch_end(k->c, 0);
         return;
     }
     reply_error(k, "%s", err);
@@ -7121,14 +7151,14 @@ static void input_reject(const struct call *k, const char *err)
 }
 
 /* Must call K wait until everything its client asked before is answered?
- * A blocking command must: on a connection of its own it would overtake
- * them, where Redis runs a client's commands in order. */
+ * A blocking command and WATCH must: on a connection of their own they
+ * would overtake them, where Redis runs a client's commands in order. */
 static int input_defer(const struct call *k)
 {
     uint64_t ms;
 
     return k->cmd && k->c->head && !k->c->txn && cmd_arity_ok(k->cmd, k->argc) &&
-           cmd_blocks(k->cmd, k->argv, k->argc, &ms);
+           (cmd_blocks(k->cmd, k->argv, k->argc, &ms) || !strcmp(k->cmd->name, "watch"));
 }
 
 /* Serve one framed request of C at RAW[0..RAWLEN).  Returns 1 when it must
@@ -7144,7 +7174,7 @@ static int input_dispatch(struct client *c, const char *raw, size_t rawlen)
     k.rawlen = rawlen;
     k.argc = resp_req_args(&c->parser, raw, srv.argv, srv.argv_cap, srv.scratch);
     k.argv = srv.argv;
-    c->mute = c->reply_off || c->reply_skip; /* CLIENT REPLY: what this one gets */
+    c->mute = (uint8_t)((c->reply_off ? MUTE_OFF : 0) | (c->reply_skip ? MUTE_SKIP : 0));
     if (k.argc < 0) {
         srv.st->protocol_errors++;
         reply_error(&k, "ERR Protocol error: unbalanced quotes in request");

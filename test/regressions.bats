@@ -302,3 +302,56 @@ PY
     [ "${lines[1]}" = "b'+PONG\\r\\n'" ]
     wait_until eval '[ "$(rcli info backends | grep -c "dedicated=0")" = 1 ]'
 }
+
+@test "WATCH pipelined with SELECT, HELLO, DISCARD, RESET and a bad EXEC; CLIENT REPLY and RESET: Redis's bytes" {
+    start_redis 1
+    write_config
+    start_proxy
+    script() {
+        resp WATCH k1 # the connection is still connecting when SELECT follows
+        resp SELECT 1
+        resp SET k1 in-db1 # not the watched key: that one is in db 0
+        resp MULTI
+        resp EXEC
+        resp SELECT 0
+        resp WATCH k1
+        resp SET '{k1}x' 1
+        resp MULTI
+        resp DISCARD
+        resp GET '{k1}x' # after the DISCARD, not overtaking the SET
+        resp WATCH k1
+        resp SET '{k1}y' 2
+        resp RESET
+        resp GET '{k1}y'
+        resp WATCH k1
+        resp EXEC foo # rejected EXEC outside MULTI: EXECABORT, and it unwatches
+        resp SET k1 z
+        resp MULTI
+        resp EXEC
+        resp CLIENT REPLY OFF
+        resp RESET # answered: RESET turns REPLY OFF off
+        resp PING
+        resp CLIENT REPLY SKIP
+        resp RESET # not answered: the SKIP covers it
+        resp PING
+    }
+    same_as_redis 23 script
+}
+
+@test "WATCH: connections answered last by a SELECT or HELLO that followed a WATCH are freed, not leaked" {
+    start_redis 1
+    write_config "blocking_connections 2"
+    start_proxy
+    local i
+    for i in 1 2 3 4; do
+        run raw 3 < <(resp WATCH k; resp UNWATCH; resp SELECT 1)
+        [ "${lines[2]}" = '+OK\r\n' ]
+        run raw 6 < <(resp WATCH k; resp MULTI; resp SET k v; resp EXEC; resp HELLO 3; resp HELLO 2)
+        [ "${lines[3]}" = '*1\r\n+OK\r\n' ]
+    done
+    # with only 2 dedicated connections, a leak would refuse these
+    run raw 2 < <(resp WATCH k; resp UNWATCH)
+    [ "${lines[0]}" = '+OK\r\n' ]
+    run raw 1 < <(resp BLPOP nosuch 0.1)
+    [ "${lines[0]}" = '*-1\r\n' ]
+}
