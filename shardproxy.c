@@ -2433,6 +2433,8 @@ static int cmd_blocks(const struct command *cmd, const struct resp_arg *argv, in
     const char *n = cmd->name;
     int64_t at;
 
+    if (n[0] != 'b' && n[0] != 'x') /* every blocking command's name starts so */
+        return 0;
     if (!strcmp(n, "blpop") || !strcmp(n, "brpop") || !strcmp(n, "bzpopmin") ||
         !strcmp(n, "bzpopmax") || !strcmp(n, "brpoplpush") || !strcmp(n, "blmove"))
         *ms = cmd_timeout_ms(&argv[argc - 1], 1000);
@@ -2894,7 +2896,6 @@ struct client {
     struct txn *txn;                  /* MULTI seen, EXEC not yet: the queued commands */
     char *name;                       /* CLIENT SETNAME, or NULL */
     char addr[64];                    /* peer address, as Redis writes it (logs, CLIENT LIST) */
-    char laddr[64];                   /* the listener's address it came in on (CLIENT LIST) */
     const struct command *last_cmd;   /* its latest known command (CLIENT LIST's cmd=) */
     uint8_t reply_off;                /* CLIENT REPLY OFF: replies are dropped until ON */
     uint8_t reply_skip;               /* CLIENT REPLY SKIP: the next command's reply is dropped */
@@ -3242,11 +3243,29 @@ static void client_format_addr(const struct sockaddr_storage *ss, char *out, siz
     }
 }
 
+/* The address C came in on, as Redis writes it (CLIENT LIST's laddr=):
+ * asked of the socket when wanted, not on every accept. */
+static void client_laddr(const struct client *c, char *out, size_t n)
+{
+    struct sockaddr_storage local;
+    socklen_t len = sizeof local;
+
+    memset(&local, 0, sizeof local);
+    if (getsockname(c->fd, (struct sockaddr *)&local, &len) == 0)
+        client_format_addr(&local, out, n);
+    else
+        snprintf(out, n, "?");
+}
+
+/* The pool (bconn_pool) C's requests use: its database and protocol. */
+static int client_pool(const struct client *c)
+{
+    return (int)c->db * 2 + (c->proto == 3);
+}
+
 static void client_new(int fd, const struct sockaddr_storage *ss)
 {
     struct client *c = xmalloc(sizeof *c);
-    struct sockaddr_storage local;
-    socklen_t len = sizeof local;
 
     memset(c, 0, sizeof *c);
     c->fd = fd;
@@ -3258,8 +3277,6 @@ static void client_new(int fd, const struct sockaddr_storage *ss)
     c->proto = 2;
     resp_req_init(&c->parser);
     client_format_addr(ss, c->addr, sizeof c->addr);
-    if (getsockname(fd, (struct sockaddr *)&local, &len) == 0)
-        client_format_addr(&local, c->laddr, sizeof c->laddr);
     c->next = srv.clients;
     if (srv.clients)
         srv.clients->prev = c;
@@ -4259,7 +4276,7 @@ static void bconn_open(struct bconn *bc)
  * the client's order, as on one connection to Redis. */
 static struct bconn *bconn_pick(struct backend *b, const struct client *c)
 {
-    int pool = c ? (int)c->db * 2 + (c->proto == 3) : 0;
+    int pool = c ? client_pool(c) : 0;
     struct bconn *bc;
 
     if (c && c->watch && c->watch->backend == b)
@@ -4308,7 +4325,7 @@ static void bconn_idle(struct bconn *bc)
  * pool, closed first.  NULL when every one is held. */
 static struct bconn *bconn_borrow(struct backend *b, struct client *c)
 {
-    int pool = (int)c->db * 2 + (c->proto == 3), i;
+    int pool = client_pool(c), i;
     struct bconn *bc = NULL, *closed = NULL, *other = NULL;
 
     for (i = 0; i < b->nded && !bc; i++) {
@@ -4356,11 +4373,9 @@ static struct bconn *bconn_borrow(struct backend *b, struct client *c)
  * (its client lets go; bconn_drop closes it). */
 static void bconn_idle_check(struct bconn *bc)
 {
-    if (bc->dedicated && !bc->head && bc->owner &&
-        (bc->release_idle || bc->drop || bc->owner->ded == bc))
+    if (bc->dedicated && !bc->head &&
+        (bc->release_idle || (bc->owner && (bc->drop || bc->owner->ded == bc))))
         bconn_release(bc);
-    else if (bc->dedicated && !bc->head && bc->release_idle)
-        bconn_release(bc); /* its client let go already */
 }
 
 /* Must BC close now (enum bconn_drop)? */
@@ -4424,7 +4439,7 @@ static void bconn_push(struct bconn *bc, struct req *r)
 static void bconn_watch_follow(const struct client *c)
 {
     struct bconn *bc = c->watch;
-    int pool = (int)c->db * 2 + (c->proto == 3);
+    int pool = client_pool(c);
     struct req *first = NULL, *last = NULL, *r, *next;
     struct buf hs = {0, 0, 0, 0};
     char dbtext[24];
@@ -6512,13 +6527,15 @@ static void local_client_line(struct buf *b, const struct client *x)
 {
     size_t qbuf = buf_len(&x->in), multi_mem = x->txn ? x->txn->q.cap : 0;
     size_t omem = buf_len(&x->out) + x->held;
+    char laddr[128];
 
+    client_laddr(x, laddr, sizeof laddr);
     buf_printf(b,
                "id=%llu addr=%s laddr=%s fd=%d name=%s age=%llu idle=%llu flags=%s db=%u "
                "sub=0 psub=0 ssub=0 multi=%lld qbuf=%zu qbuf-free=%zu argv-mem=0 "
                "multi-mem=%zu rbs=%zu rbp=0 obl=0 oll=%u omem=%zu tot-mem=%zu events=%s "
                "cmd=%s user=default redir=-1 resp=%u\n",
-               (unsigned long long)x->id, x->addr, x->laddr, x->fd, x->name ? x->name : "",
+               (unsigned long long)x->id, x->addr, laddr, x->fd, x->name ? x->name : "",
                (unsigned long long)((srv.now_us - x->created_us) / 1000000),
                (unsigned long long)((srv.now_us - x->last_us) / 1000000), x->txn ? "x" : "N",
                (unsigned)x->db, x->txn ? (long long)x->txn->n : -1LL, qbuf, x->in.cap - qbuf,
@@ -6649,16 +6666,26 @@ static int local_kill_filters(const struct call *k, struct local_kill *f)
     return 0;
 }
 
+/* Does address text S equal argument A? */
+static int local_addr_is(const char *s, const struct resp_arg *a)
+{
+    return strlen(s) == a->len && !memcmp(s, a->p, a->len);
+}
+
 /* Does client X pass filters F (asked by ME)? */
 static int local_kill_match(const struct local_kill *f, const struct client *x,
                             const struct client *me)
 {
-    return f->type_ok && !(f->skipme && x == me) && (!f->id || f->id == x->id) &&
-           (!f->addr || (strlen(x->addr) == f->addr->len &&
-                         !memcmp(x->addr, f->addr->p, f->addr->len))) &&
-           (!f->laddr || (strlen(x->laddr) == f->laddr->len &&
-                          !memcmp(x->laddr, f->laddr->p, f->laddr->len))) &&
-           (!f->maxage_s || (srv.now_us - x->created_us) / 1000000 > f->maxage_s);
+    char laddr[128];
+
+    if (!f->type_ok || (f->skipme && x == me) || (f->id && f->id != x->id) ||
+        (f->addr && !local_addr_is(x->addr, f->addr)) ||
+        (f->maxage_s && (srv.now_us - x->created_us) / 1000000 <= f->maxage_s))
+        return 0;
+    if (!f->laddr)
+        return 1;
+    client_laddr(x, laddr, sizeof laddr);
+    return local_addr_is(laddr, f->laddr);
 }
 
 /* CLIENT KILL addr:port (answers +OK, or "No such client") or CLIENT KILL
@@ -7157,7 +7184,11 @@ static int input_defer(const struct call *k)
 {
     uint64_t ms;
 
-    return k->cmd && k->c->head && !k->c->txn && cmd_arity_ok(k->cmd, k->argc) &&
+    /* only CMD_SAME rows block, and WATCH is CMD_LOCAL: GET and the like
+     * pass after one comparison */
+    return k->cmd && k->c->head && !k->c->txn &&
+           (k->cmd->kind == CMD_SAME || k->cmd->kind == CMD_LOCAL) &&
+           cmd_arity_ok(k->cmd, k->argc) &&
            (cmd_blocks(k->cmd, k->argv, k->argc, &ms) || !strcmp(k->cmd->name, "watch"));
 }
 
