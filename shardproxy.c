@@ -1710,6 +1710,11 @@ enum cmd_kind {
     CMD_CONTAINER /* has subcommands: look up "name|sub" instead */
 };
 
+/* Row flags.  CMD_WRITE: Redis flags the command `write`, or it is a script
+ * that may write (EVAL, EVALSHA, FCALL); WAIT waits on the backends a client
+ * sent one to. */
+#define CMD_WRITE 1
+
 /* One Redis 7 key spec: where the keys of a command start (begin_search) and
  * how many follow (find_keys), exactly as COMMAND INFO reports them. */
 struct cmd_keyspec {
@@ -1730,6 +1735,7 @@ struct command {
     const char *name;              /* lower case; "container|sub" for a subcommand */
     int16_t arity;                 /* Redis arity: N exactly N args (name included), -N at least N */
     uint8_t kind;                  /* enum cmd_kind */
+    uint8_t flags;                 /* CMD_WRITE, or 0 */
     uint8_t nspecs;                /* key specs used in specs[] */
     struct cmd_keyspec specs[3]; /* Redis 7 key specs, in the server's order */
 };
@@ -1747,7 +1753,9 @@ struct command {
  * "client|setinfo" (redis-py, go-redis and node-redis send it on connect)
  * and "client|no-touch".  Each reply
  * entry is [name, arity, flags, first, last, step, acl, tips, key_specs,
- * subcommands]; this table keeps name, arity and key_specs:
+ * subcommands]; this table keeps name, arity, key_specs and one flag:
+ *   - flags is CMD_WRITE where the server's flags have "write", and for
+ *     eval, evalsha and fcall, which may write (WAIT needs to know);
  *   - arity counts the name (and, for "container|sub", the subcommand too):
  *     N means exactly N arguments, -N at least N;
  *   - a key spec is begin_search (type "index" {index} or "keyword"
@@ -1776,8 +1784,9 @@ struct command {
  *   LOCAL      ping echo quit select hello auth info multi exec discard unwatch
  *              reset client|setname client|getname client|setinfo client|id
  *              client|list client|info client|kill client|reply
- *              client|no-evict client|no-touch, and watch (keyed: it holds a
- *              dedicated connection to its keys' backend, route_watch)
+ *              client|no-evict client|no-touch, wait (route_wait), and watch
+ *              (keyed: it holds a dedicated connection to its keys' backend,
+ *              route_watch)
  *   ANY        time, every command|* subcommand, config|get, function|list
  *              function|dump function|stats and the help of config script
  *              function slowlog object
@@ -1798,383 +1807,384 @@ struct command {
  *   SAME       every other keyed command: all keys must hash to one backend
  *              (the blocking ones, blpop ... bzmpop and xread/xreadgroup
  *              with BLOCK, run on a dedicated connection: route_blocking)
- * Counts: ONE 131, SPLIT 6, SAME 49, LOCAL 23, ANY 17, ALL 20, REFUSE 107, CONTAINER 15.
+ * Counts: ONE 131, SPLIT 6, SAME 49, LOCAL 24, ANY 17, ALL 20, REFUSE 106, CONTAINER 15.
  */
 static const struct command cmd_table[] = {
-    {"acl", -2, CMD_CONTAINER, 0, {KS_NONE}},
-    {"acl|cat", -2, CMD_REFUSE, 0, {KS_NONE}},
-    {"acl|deluser", -3, CMD_REFUSE, 0, {KS_NONE}},
-    {"acl|dryrun", -4, CMD_REFUSE, 0, {KS_NONE}},
-    {"acl|genpass", -2, CMD_REFUSE, 0, {KS_NONE}},
-    {"acl|getuser", 3, CMD_REFUSE, 0, {KS_NONE}},
-    {"acl|help", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"acl|list", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"acl|load", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"acl|log", -2, CMD_REFUSE, 0, {KS_NONE}},
-    {"acl|save", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"acl|setuser", -3, CMD_REFUSE, 0, {KS_NONE}},
-    {"acl|users", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"acl|whoami", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"append", 3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"asking", 1, CMD_REFUSE, 0, {KS_NONE}},
-    {"auth", -2, CMD_LOCAL, 0, {KS_NONE}},
-    {"bgrewriteaof", 1, CMD_REFUSE, 0, {KS_NONE}},
-    {"bgsave", -1, CMD_REFUSE, 0, {KS_NONE}},
-    {"bitcount", -2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"bitfield", -2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"bitfield_ro", -2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"bitop", -4, CMD_SAME, 2, {KS_RANGE(2, 0, 1, 0), KS_RANGE(3, -1, 1, 0)}},
-    {"bitpos", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"blmove", 6, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
-    {"blmpop", -5, CMD_SAME, 1, {KS_KEYNUM(2, 0, 1, 1)}},
-    {"blpop", -3, CMD_SAME, 1, {KS_RANGE(1, -2, 1, 0)}},
-    {"brpop", -3, CMD_SAME, 1, {KS_RANGE(1, -2, 1, 0)}},
-    {"brpoplpush", 4, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
-    {"bzmpop", -5, CMD_SAME, 1, {KS_KEYNUM(2, 0, 1, 1)}},
-    {"bzpopmax", -3, CMD_SAME, 1, {KS_RANGE(1, -2, 1, 0)}},
-    {"bzpopmin", -3, CMD_SAME, 1, {KS_RANGE(1, -2, 1, 0)}},
-    {"client", -2, CMD_CONTAINER, 0, {KS_NONE}},
-    {"client|caching", 3, CMD_REFUSE, 0, {KS_NONE}},
-    {"client|getname", 2, CMD_LOCAL, 0, {KS_NONE}},
-    {"client|getredir", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"client|help", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"client|id", 2, CMD_LOCAL, 0, {KS_NONE}},
-    {"client|info", 2, CMD_LOCAL, 0, {KS_NONE}},
-    {"client|kill", -3, CMD_LOCAL, 0, {KS_NONE}},
-    {"client|list", -2, CMD_LOCAL, 0, {KS_NONE}},
-    {"client|no-evict", 3, CMD_LOCAL, 0, {KS_NONE}},
-    {"client|no-touch", 3, CMD_LOCAL, 0, {KS_NONE}},
-    {"client|pause", -3, CMD_REFUSE, 0, {KS_NONE}},
-    {"client|reply", 3, CMD_LOCAL, 0, {KS_NONE}},
-    {"client|setinfo", 4, CMD_LOCAL, 0, {KS_NONE}},
-    {"client|setname", 3, CMD_LOCAL, 0, {KS_NONE}},
-    {"client|tracking", -3, CMD_REFUSE, 0, {KS_NONE}},
-    {"client|trackinginfo", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"client|unblock", -3, CMD_REFUSE, 0, {KS_NONE}},
-    {"client|unpause", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"cluster", -2, CMD_CONTAINER, 0, {KS_NONE}},
-    {"cluster|addslots", -3, CMD_REFUSE, 0, {KS_NONE}},
-    {"cluster|addslotsrange", -4, CMD_REFUSE, 0, {KS_NONE}},
-    {"cluster|bumpepoch", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"cluster|count-failure-reports", 3, CMD_REFUSE, 0, {KS_NONE}},
-    {"cluster|countkeysinslot", 3, CMD_REFUSE, 0, {KS_NONE}},
-    {"cluster|delslots", -3, CMD_REFUSE, 0, {KS_NONE}},
-    {"cluster|delslotsrange", -4, CMD_REFUSE, 0, {KS_NONE}},
-    {"cluster|failover", -2, CMD_REFUSE, 0, {KS_NONE}},
-    {"cluster|flushslots", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"cluster|forget", 3, CMD_REFUSE, 0, {KS_NONE}},
-    {"cluster|getkeysinslot", 4, CMD_REFUSE, 0, {KS_NONE}},
-    {"cluster|help", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"cluster|info", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"cluster|keyslot", 3, CMD_REFUSE, 0, {KS_NONE}},
-    {"cluster|links", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"cluster|meet", -4, CMD_REFUSE, 0, {KS_NONE}},
-    {"cluster|myid", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"cluster|nodes", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"cluster|replicas", 3, CMD_REFUSE, 0, {KS_NONE}},
-    {"cluster|replicate", 3, CMD_REFUSE, 0, {KS_NONE}},
-    {"cluster|reset", -2, CMD_REFUSE, 0, {KS_NONE}},
-    {"cluster|saveconfig", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"cluster|set-config-epoch", 3, CMD_REFUSE, 0, {KS_NONE}},
-    {"cluster|setslot", -4, CMD_REFUSE, 0, {KS_NONE}},
-    {"cluster|shards", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"cluster|slaves", 3, CMD_REFUSE, 0, {KS_NONE}},
-    {"cluster|slots", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"command", -1, CMD_CONTAINER, 0, {KS_NONE}},
-    {"command|count", 2, CMD_ANY, 0, {KS_NONE}},
-    {"command|docs", -2, CMD_ANY, 0, {KS_NONE}},
-    {"command|getkeys", -4, CMD_ANY, 0, {KS_NONE}},
-    {"command|getkeysandflags", -4, CMD_ANY, 0, {KS_NONE}},
-    {"command|help", 2, CMD_ANY, 0, {KS_NONE}},
-    {"command|info", -2, CMD_ANY, 0, {KS_NONE}},
-    {"command|list", -2, CMD_ANY, 0, {KS_NONE}},
-    {"config", -2, CMD_CONTAINER, 0, {KS_NONE}},
-    {"config|get", -3, CMD_ANY, 0, {KS_NONE}},
-    {"config|help", 2, CMD_ANY, 0, {KS_NONE}},
-    {"config|resetstat", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"config|rewrite", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"config|set", -4, CMD_REFUSE, 0, {KS_NONE}},
-    {"copy", -3, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
-    {"dbsize", 1, CMD_ALL, 0, {KS_NONE}},
-    {"debug", -2, CMD_REFUSE, 0, {KS_NONE}},
-    {"decr", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"decrby", 3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"del", -2, CMD_SPLIT, 1, {KS_RANGE(1, -1, 1, 0)}},
-    {"discard", 1, CMD_LOCAL, 0, {KS_NONE}},
-    {"dump", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"echo", 2, CMD_LOCAL, 0, {KS_NONE}},
-    {"eval", -3, CMD_SAME, 1, {KS_KEYNUM(2, 0, 1, 1)}},
-    {"eval_ro", -3, CMD_SAME, 1, {KS_KEYNUM(2, 0, 1, 1)}},
-    {"evalsha", -3, CMD_SAME, 1, {KS_KEYNUM(2, 0, 1, 1)}},
-    {"evalsha_ro", -3, CMD_SAME, 1, {KS_KEYNUM(2, 0, 1, 1)}},
-    {"exec", 1, CMD_LOCAL, 0, {KS_NONE}},
-    {"exists", -2, CMD_SPLIT, 1, {KS_RANGE(1, -1, 1, 0)}},
-    {"expire", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"expireat", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"expiretime", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"failover", -1, CMD_REFUSE, 0, {KS_NONE}},
-    {"fcall", -3, CMD_SAME, 1, {KS_KEYNUM(2, 0, 1, 1)}},
-    {"fcall_ro", -3, CMD_SAME, 1, {KS_KEYNUM(2, 0, 1, 1)}},
-    {"flushall", -1, CMD_ALL, 0, {KS_NONE}},
-    {"flushdb", -1, CMD_ALL, 0, {KS_NONE}},
-    {"function", -2, CMD_CONTAINER, 0, {KS_NONE}},
-    {"function|delete", 3, CMD_ALL, 0, {KS_NONE}},
-    {"function|dump", 2, CMD_ANY, 0, {KS_NONE}},
-    {"function|flush", -2, CMD_ALL, 0, {KS_NONE}},
-    {"function|help", 2, CMD_ANY, 0, {KS_NONE}},
-    {"function|kill", 2, CMD_ALL, 0, {KS_NONE}},
-    {"function|list", -2, CMD_ANY, 0, {KS_NONE}},
-    {"function|load", -3, CMD_ALL, 0, {KS_NONE}},
-    {"function|restore", -3, CMD_ALL, 0, {KS_NONE}},
-    {"function|stats", 2, CMD_ANY, 0, {KS_NONE}},
-    {"geoadd", -5, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"geodist", -4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"geohash", -2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"geopos", -2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"georadius", -6, CMD_SAME, 3,
+    {"acl", -2, CMD_CONTAINER, 0, 0, {KS_NONE}},
+    {"acl|cat", -2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"acl|deluser", -3, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"acl|dryrun", -4, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"acl|genpass", -2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"acl|getuser", 3, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"acl|help", 2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"acl|list", 2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"acl|load", 2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"acl|log", -2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"acl|save", 2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"acl|setuser", -3, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"acl|users", 2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"acl|whoami", 2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"append", 3, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"asking", 1, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"auth", -2, CMD_LOCAL, 0, 0, {KS_NONE}},
+    {"bgrewriteaof", 1, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"bgsave", -1, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"bitcount", -2, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"bitfield", -2, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"bitfield_ro", -2, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"bitop", -4, CMD_SAME, CMD_WRITE, 2, {KS_RANGE(2, 0, 1, 0), KS_RANGE(3, -1, 1, 0)}},
+    {"bitpos", -3, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"blmove", 6, CMD_SAME, CMD_WRITE, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
+    {"blmpop", -5, CMD_SAME, CMD_WRITE, 1, {KS_KEYNUM(2, 0, 1, 1)}},
+    {"blpop", -3, CMD_SAME, CMD_WRITE, 1, {KS_RANGE(1, -2, 1, 0)}},
+    {"brpop", -3, CMD_SAME, CMD_WRITE, 1, {KS_RANGE(1, -2, 1, 0)}},
+    {"brpoplpush", 4, CMD_SAME, CMD_WRITE, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
+    {"bzmpop", -5, CMD_SAME, CMD_WRITE, 1, {KS_KEYNUM(2, 0, 1, 1)}},
+    {"bzpopmax", -3, CMD_SAME, CMD_WRITE, 1, {KS_RANGE(1, -2, 1, 0)}},
+    {"bzpopmin", -3, CMD_SAME, CMD_WRITE, 1, {KS_RANGE(1, -2, 1, 0)}},
+    {"client", -2, CMD_CONTAINER, 0, 0, {KS_NONE}},
+    {"client|caching", 3, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"client|getname", 2, CMD_LOCAL, 0, 0, {KS_NONE}},
+    {"client|getredir", 2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"client|help", 2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"client|id", 2, CMD_LOCAL, 0, 0, {KS_NONE}},
+    {"client|info", 2, CMD_LOCAL, 0, 0, {KS_NONE}},
+    {"client|kill", -3, CMD_LOCAL, 0, 0, {KS_NONE}},
+    {"client|list", -2, CMD_LOCAL, 0, 0, {KS_NONE}},
+    {"client|no-evict", 3, CMD_LOCAL, 0, 0, {KS_NONE}},
+    {"client|no-touch", 3, CMD_LOCAL, 0, 0, {KS_NONE}},
+    {"client|pause", -3, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"client|reply", 3, CMD_LOCAL, 0, 0, {KS_NONE}},
+    {"client|setinfo", 4, CMD_LOCAL, 0, 0, {KS_NONE}},
+    {"client|setname", 3, CMD_LOCAL, 0, 0, {KS_NONE}},
+    {"client|tracking", -3, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"client|trackinginfo", 2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"client|unblock", -3, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"client|unpause", 2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"cluster", -2, CMD_CONTAINER, 0, 0, {KS_NONE}},
+    {"cluster|addslots", -3, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"cluster|addslotsrange", -4, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"cluster|bumpepoch", 2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"cluster|count-failure-reports", 3, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"cluster|countkeysinslot", 3, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"cluster|delslots", -3, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"cluster|delslotsrange", -4, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"cluster|failover", -2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"cluster|flushslots", 2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"cluster|forget", 3, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"cluster|getkeysinslot", 4, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"cluster|help", 2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"cluster|info", 2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"cluster|keyslot", 3, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"cluster|links", 2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"cluster|meet", -4, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"cluster|myid", 2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"cluster|nodes", 2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"cluster|replicas", 3, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"cluster|replicate", 3, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"cluster|reset", -2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"cluster|saveconfig", 2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"cluster|set-config-epoch", 3, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"cluster|setslot", -4, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"cluster|shards", 2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"cluster|slaves", 3, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"cluster|slots", 2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"command", -1, CMD_CONTAINER, 0, 0, {KS_NONE}},
+    {"command|count", 2, CMD_ANY, 0, 0, {KS_NONE}},
+    {"command|docs", -2, CMD_ANY, 0, 0, {KS_NONE}},
+    {"command|getkeys", -4, CMD_ANY, 0, 0, {KS_NONE}},
+    {"command|getkeysandflags", -4, CMD_ANY, 0, 0, {KS_NONE}},
+    {"command|help", 2, CMD_ANY, 0, 0, {KS_NONE}},
+    {"command|info", -2, CMD_ANY, 0, 0, {KS_NONE}},
+    {"command|list", -2, CMD_ANY, 0, 0, {KS_NONE}},
+    {"config", -2, CMD_CONTAINER, 0, 0, {KS_NONE}},
+    {"config|get", -3, CMD_ANY, 0, 0, {KS_NONE}},
+    {"config|help", 2, CMD_ANY, 0, 0, {KS_NONE}},
+    {"config|resetstat", 2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"config|rewrite", 2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"config|set", -4, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"copy", -3, CMD_SAME, CMD_WRITE, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
+    {"dbsize", 1, CMD_ALL, 0, 0, {KS_NONE}},
+    {"debug", -2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"decr", 2, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"decrby", 3, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"del", -2, CMD_SPLIT, CMD_WRITE, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"discard", 1, CMD_LOCAL, 0, 0, {KS_NONE}},
+    {"dump", 2, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"echo", 2, CMD_LOCAL, 0, 0, {KS_NONE}},
+    {"eval", -3, CMD_SAME, CMD_WRITE, 1, {KS_KEYNUM(2, 0, 1, 1)}},
+    {"eval_ro", -3, CMD_SAME, 0, 1, {KS_KEYNUM(2, 0, 1, 1)}},
+    {"evalsha", -3, CMD_SAME, CMD_WRITE, 1, {KS_KEYNUM(2, 0, 1, 1)}},
+    {"evalsha_ro", -3, CMD_SAME, 0, 1, {KS_KEYNUM(2, 0, 1, 1)}},
+    {"exec", 1, CMD_LOCAL, 0, 0, {KS_NONE}},
+    {"exists", -2, CMD_SPLIT, 0, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"expire", -3, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"expireat", -3, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"expiretime", 2, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"failover", -1, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"fcall", -3, CMD_SAME, CMD_WRITE, 1, {KS_KEYNUM(2, 0, 1, 1)}},
+    {"fcall_ro", -3, CMD_SAME, 0, 1, {KS_KEYNUM(2, 0, 1, 1)}},
+    {"flushall", -1, CMD_ALL, CMD_WRITE, 0, {KS_NONE}},
+    {"flushdb", -1, CMD_ALL, CMD_WRITE, 0, {KS_NONE}},
+    {"function", -2, CMD_CONTAINER, 0, 0, {KS_NONE}},
+    {"function|delete", 3, CMD_ALL, CMD_WRITE, 0, {KS_NONE}},
+    {"function|dump", 2, CMD_ANY, 0, 0, {KS_NONE}},
+    {"function|flush", -2, CMD_ALL, CMD_WRITE, 0, {KS_NONE}},
+    {"function|help", 2, CMD_ANY, 0, 0, {KS_NONE}},
+    {"function|kill", 2, CMD_ALL, 0, 0, {KS_NONE}},
+    {"function|list", -2, CMD_ANY, 0, 0, {KS_NONE}},
+    {"function|load", -3, CMD_ALL, CMD_WRITE, 0, {KS_NONE}},
+    {"function|restore", -3, CMD_ALL, CMD_WRITE, 0, {KS_NONE}},
+    {"function|stats", 2, CMD_ANY, 0, 0, {KS_NONE}},
+    {"geoadd", -5, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"geodist", -4, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"geohash", -2, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"geopos", -2, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"georadius", -6, CMD_SAME, CMD_WRITE, 3,
      {KS_RANGE(1, 0, 1, 0),
       KS_KW_RANGE("STORE", 6, 0, 1, 0),
       KS_KW_RANGE("STOREDIST", 6, 0, 1, 0)}},
-    {"georadius_ro", -6, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"georadiusbymember", -5, CMD_SAME, 3,
+    {"georadius_ro", -6, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"georadiusbymember", -5, CMD_SAME, CMD_WRITE, 3,
      {KS_RANGE(1, 0, 1, 0),
       KS_KW_RANGE("STORE", 5, 0, 1, 0),
       KS_KW_RANGE("STOREDIST", 5, 0, 1, 0)}},
-    {"georadiusbymember_ro", -5, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"geosearch", -7, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"geosearchstore", -8, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
-    {"get", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"getbit", 3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"getdel", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"getex", -2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"getrange", 4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"getset", 3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"hdel", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"hello", -1, CMD_LOCAL, 0, {KS_NONE}},
-    {"hexists", 3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"hget", 3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"hgetall", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"hincrby", 4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"hincrbyfloat", 4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"hkeys", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"hlen", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"hmget", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"hmset", -4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"hrandfield", -2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"hscan", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"hset", -4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"hsetnx", 4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"hstrlen", 3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"hvals", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"incr", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"incrby", 3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"incrbyfloat", 3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"info", -1, CMD_LOCAL, 0, {KS_NONE}},
-    {"keys", 2, CMD_ALL, 0, {KS_NONE}},
-    {"lastsave", 1, CMD_ALL, 0, {KS_NONE}},
-    {"latency", -2, CMD_CONTAINER, 0, {KS_NONE}},
-    {"latency|doctor", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"latency|graph", 3, CMD_REFUSE, 0, {KS_NONE}},
-    {"latency|help", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"latency|histogram", -2, CMD_REFUSE, 0, {KS_NONE}},
-    {"latency|history", 3, CMD_REFUSE, 0, {KS_NONE}},
-    {"latency|latest", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"latency|reset", -2, CMD_REFUSE, 0, {KS_NONE}},
-    {"lcs", -3, CMD_SAME, 1, {KS_RANGE(1, 1, 1, 0)}},
-    {"lindex", 3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"linsert", 5, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"llen", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"lmove", 5, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
-    {"lmpop", -4, CMD_SAME, 1, {KS_KEYNUM(1, 0, 1, 1)}},
-    {"lolwut", -1, CMD_REFUSE, 0, {KS_NONE}},
-    {"lpop", -2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"lpos", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"lpush", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"lpushx", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"lrange", 4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"lrem", 4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"lset", 4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"ltrim", 4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"memory", -2, CMD_CONTAINER, 0, {KS_NONE}},
-    {"memory|doctor", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"memory|help", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"memory|malloc-stats", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"memory|purge", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"memory|stats", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"memory|usage", -3, CMD_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
-    {"mget", -2, CMD_SPLIT, 1, {KS_RANGE(1, -1, 1, 0)}},
-    {"migrate", -6, CMD_REFUSE, 2, {KS_RANGE(3, 0, 1, 0), KS_KW_RANGE("KEYS", -2, -1, 1, 0)}},
-    {"module", -2, CMD_CONTAINER, 0, {KS_NONE}},
-    {"module|help", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"module|list", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"module|load", -3, CMD_REFUSE, 0, {KS_NONE}},
-    {"module|loadex", -3, CMD_REFUSE, 0, {KS_NONE}},
-    {"module|unload", 3, CMD_REFUSE, 0, {KS_NONE}},
-    {"monitor", 1, CMD_REFUSE, 0, {KS_NONE}},
-    {"move", 3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"mset", -3, CMD_SPLIT, 1, {KS_RANGE(1, -1, 2, 0)}},
-    {"msetnx", -3, CMD_SAME, 1, {KS_RANGE(1, -1, 2, 0)}},
-    {"multi", 1, CMD_LOCAL, 0, {KS_NONE}},
-    {"object", -2, CMD_CONTAINER, 0, {KS_NONE}},
-    {"object|encoding", 3, CMD_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
-    {"object|freq", 3, CMD_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
-    {"object|help", 2, CMD_ANY, 0, {KS_NONE}},
-    {"object|idletime", 3, CMD_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
-    {"object|refcount", 3, CMD_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
-    {"persist", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"pexpire", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"pexpireat", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"pexpiretime", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"pfadd", -2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"pfcount", -2, CMD_SAME, 1, {KS_RANGE(1, -1, 1, 0)}},
-    {"pfdebug", 3, CMD_REFUSE, 1, {KS_RANGE(2, 0, 1, 0)}},
-    {"pfmerge", -2, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, -1, 1, 0)}},
-    {"pfselftest", 1, CMD_REFUSE, 0, {KS_NONE}},
-    {"ping", -1, CMD_LOCAL, 0, {KS_NONE}},
-    {"psetex", 4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"psubscribe", -2, CMD_REFUSE, 0, {KS_NONE}},
-    {"psync", -3, CMD_REFUSE, 0, {KS_NONE}},
-    {"pttl", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"publish", 3, CMD_REFUSE, 0, {KS_NONE}},
-    {"pubsub", -2, CMD_CONTAINER, 0, {KS_NONE}},
-    {"pubsub|channels", -2, CMD_REFUSE, 0, {KS_NONE}},
-    {"pubsub|help", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"pubsub|numpat", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"pubsub|numsub", -2, CMD_REFUSE, 0, {KS_NONE}},
-    {"pubsub|shardchannels", -2, CMD_REFUSE, 0, {KS_NONE}},
-    {"pubsub|shardnumsub", -2, CMD_REFUSE, 0, {KS_NONE}},
-    {"punsubscribe", -1, CMD_REFUSE, 0, {KS_NONE}},
-    {"quit", -1, CMD_LOCAL, 0, {KS_NONE}},
-    {"randomkey", 1, CMD_ALL, 0, {KS_NONE}},
-    {"readonly", 1, CMD_REFUSE, 0, {KS_NONE}},
-    {"readwrite", 1, CMD_REFUSE, 0, {KS_NONE}},
-    {"rename", 3, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
-    {"renamenx", 3, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
-    {"replconf", -1, CMD_REFUSE, 0, {KS_NONE}},
-    {"replicaof", 3, CMD_REFUSE, 0, {KS_NONE}},
-    {"reset", 1, CMD_LOCAL, 0, {KS_NONE}},
-    {"restore", -4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"restore-asking", -4, CMD_REFUSE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"role", 1, CMD_REFUSE, 0, {KS_NONE}},
-    {"rpop", -2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"rpoplpush", 3, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
-    {"rpush", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"rpushx", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"sadd", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"save", 1, CMD_REFUSE, 0, {KS_NONE}},
-    {"scan", -2, CMD_ALL, 0, {KS_NONE}},
-    {"scard", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"script", -2, CMD_CONTAINER, 0, {KS_NONE}},
-    {"script|debug", 3, CMD_REFUSE, 0, {KS_NONE}},
-    {"script|exists", -3, CMD_ALL, 0, {KS_NONE}},
-    {"script|flush", -2, CMD_ALL, 0, {KS_NONE}},
-    {"script|help", 2, CMD_ANY, 0, {KS_NONE}},
-    {"script|kill", 2, CMD_ALL, 0, {KS_NONE}},
-    {"script|load", 3, CMD_ALL, 0, {KS_NONE}},
-    {"sdiff", -2, CMD_SAME, 1, {KS_RANGE(1, -1, 1, 0)}},
-    {"sdiffstore", -3, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, -1, 1, 0)}},
-    {"select", 2, CMD_LOCAL, 0, {KS_NONE}},
-    {"set", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"setbit", 4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"setex", 4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"setnx", 3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"setrange", 4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"shutdown", -1, CMD_REFUSE, 0, {KS_NONE}},
-    {"sinter", -2, CMD_SAME, 1, {KS_RANGE(1, -1, 1, 0)}},
-    {"sintercard", -3, CMD_SAME, 1, {KS_KEYNUM(1, 0, 1, 1)}},
-    {"sinterstore", -3, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, -1, 1, 0)}},
-    {"sismember", 3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"slaveof", 3, CMD_REFUSE, 0, {KS_NONE}},
-    {"slowlog", -2, CMD_CONTAINER, 0, {KS_NONE}},
-    {"slowlog|get", -2, CMD_ALL, 0, {KS_NONE}},
-    {"slowlog|help", 2, CMD_ANY, 0, {KS_NONE}},
-    {"slowlog|len", 2, CMD_ALL, 0, {KS_NONE}},
-    {"slowlog|reset", 2, CMD_ALL, 0, {KS_NONE}},
-    {"smembers", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"smismember", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"smove", 4, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
-    {"sort", -2, CMD_SAME, 3, {KS_RANGE(1, 0, 1, 0), KS_UNKNOWN, KS_UNKNOWN}},
-    {"sort_ro", -2, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_UNKNOWN}},
-    {"spop", -2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"spublish", 3, CMD_REFUSE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"srandmember", -2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"srem", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"sscan", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"ssubscribe", -2, CMD_REFUSE, 1, {KS_RANGE(1, -1, 1, 0)}},
-    {"strlen", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"subscribe", -2, CMD_REFUSE, 0, {KS_NONE}},
-    {"substr", 4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"sunion", -2, CMD_SAME, 1, {KS_RANGE(1, -1, 1, 0)}},
-    {"sunionstore", -3, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, -1, 1, 0)}},
-    {"sunsubscribe", -1, CMD_REFUSE, 1, {KS_RANGE(1, -1, 1, 0)}},
-    {"swapdb", 3, CMD_ALL, 0, {KS_NONE}},
-    {"sync", 1, CMD_REFUSE, 0, {KS_NONE}},
-    {"time", 1, CMD_ANY, 0, {KS_NONE}},
-    {"touch", -2, CMD_SPLIT, 1, {KS_RANGE(1, -1, 1, 0)}},
-    {"ttl", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"type", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"unlink", -2, CMD_SPLIT, 1, {KS_RANGE(1, -1, 1, 0)}},
-    {"unsubscribe", -1, CMD_REFUSE, 0, {KS_NONE}},
-    {"unwatch", 1, CMD_LOCAL, 0, {KS_NONE}},
-    {"wait", 3, CMD_REFUSE, 0, {KS_NONE}},
-    {"watch", -2, CMD_LOCAL, 1, {KS_RANGE(1, -1, 1, 0)}},
-    {"xack", -4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"xadd", -5, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"xautoclaim", -6, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"xclaim", -6, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"xdel", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"xgroup", -2, CMD_CONTAINER, 0, {KS_NONE}},
-    {"xgroup|create", -5, CMD_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
-    {"xgroup|createconsumer", 5, CMD_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
-    {"xgroup|delconsumer", 5, CMD_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
-    {"xgroup|destroy", 4, CMD_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
-    {"xgroup|help", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"xgroup|setid", -5, CMD_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
-    {"xinfo", -2, CMD_CONTAINER, 0, {KS_NONE}},
-    {"xinfo|consumers", 4, CMD_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
-    {"xinfo|groups", 3, CMD_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
-    {"xinfo|help", 2, CMD_REFUSE, 0, {KS_NONE}},
-    {"xinfo|stream", -3, CMD_ONE, 1, {KS_RANGE(2, 0, 1, 0)}},
-    {"xlen", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"xpending", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"xrange", -4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"xread", -4, CMD_SAME, 1, {KS_KW_RANGE("STREAMS", 1, -1, 1, 2)}},
-    {"xreadgroup", -7, CMD_SAME, 1, {KS_KW_RANGE("STREAMS", 4, -1, 1, 2)}},
-    {"xrevrange", -4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"xsetid", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"xtrim", -4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zadd", -4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zcard", 2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zcount", 4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zdiff", -3, CMD_SAME, 1, {KS_KEYNUM(1, 0, 1, 1)}},
-    {"zdiffstore", -4, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_KEYNUM(2, 0, 1, 1)}},
-    {"zincrby", 4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zinter", -3, CMD_SAME, 1, {KS_KEYNUM(1, 0, 1, 1)}},
-    {"zintercard", -3, CMD_SAME, 1, {KS_KEYNUM(1, 0, 1, 1)}},
-    {"zinterstore", -4, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_KEYNUM(2, 0, 1, 1)}},
-    {"zlexcount", 4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zmpop", -4, CMD_SAME, 1, {KS_KEYNUM(1, 0, 1, 1)}},
-    {"zmscore", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zpopmax", -2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zpopmin", -2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zrandmember", -2, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zrange", -4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zrangebylex", -4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zrangebyscore", -4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zrangestore", -5, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
-    {"zrank", 3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zrem", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zremrangebylex", 4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zremrangebyrank", 4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zremrangebyscore", 4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zrevrange", -4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zrevrangebylex", -4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zrevrangebyscore", -4, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zrevrank", 3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zscan", -3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zscore", 3, CMD_ONE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"zunion", -3, CMD_SAME, 1, {KS_KEYNUM(1, 0, 1, 1)}},
-    {"zunionstore", -4, CMD_SAME, 2, {KS_RANGE(1, 0, 1, 0), KS_KEYNUM(2, 0, 1, 1)}},
+    {"georadiusbymember_ro", -5, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"geosearch", -7, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"geosearchstore", -8, CMD_SAME, CMD_WRITE, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
+    {"get", 2, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"getbit", 3, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"getdel", 2, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"getex", -2, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"getrange", 4, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"getset", 3, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hdel", -3, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hello", -1, CMD_LOCAL, 0, 0, {KS_NONE}},
+    {"hexists", 3, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hget", 3, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hgetall", 2, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hincrby", 4, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hincrbyfloat", 4, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hkeys", 2, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hlen", 2, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hmget", -3, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hmset", -4, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hrandfield", -2, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hscan", -3, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hset", -4, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hsetnx", 4, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hstrlen", 3, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"hvals", 2, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"incr", 2, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"incrby", 3, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"incrbyfloat", 3, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"info", -1, CMD_LOCAL, 0, 0, {KS_NONE}},
+    {"keys", 2, CMD_ALL, 0, 0, {KS_NONE}},
+    {"lastsave", 1, CMD_ALL, 0, 0, {KS_NONE}},
+    {"latency", -2, CMD_CONTAINER, 0, 0, {KS_NONE}},
+    {"latency|doctor", 2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"latency|graph", 3, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"latency|help", 2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"latency|histogram", -2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"latency|history", 3, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"latency|latest", 2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"latency|reset", -2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"lcs", -3, CMD_SAME, 0, 1, {KS_RANGE(1, 1, 1, 0)}},
+    {"lindex", 3, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"linsert", 5, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"llen", 2, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"lmove", 5, CMD_SAME, CMD_WRITE, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
+    {"lmpop", -4, CMD_SAME, CMD_WRITE, 1, {KS_KEYNUM(1, 0, 1, 1)}},
+    {"lolwut", -1, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"lpop", -2, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"lpos", -3, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"lpush", -3, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"lpushx", -3, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"lrange", 4, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"lrem", 4, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"lset", 4, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"ltrim", 4, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"memory", -2, CMD_CONTAINER, 0, 0, {KS_NONE}},
+    {"memory|doctor", 2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"memory|help", 2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"memory|malloc-stats", 2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"memory|purge", 2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"memory|stats", 2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"memory|usage", -3, CMD_ONE, 0, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"mget", -2, CMD_SPLIT, 0, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"migrate", -6, CMD_REFUSE, CMD_WRITE, 2,
+     {KS_RANGE(3, 0, 1, 0), KS_KW_RANGE("KEYS", -2, -1, 1, 0)}},
+    {"module", -2, CMD_CONTAINER, 0, 0, {KS_NONE}},
+    {"module|help", 2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"module|list", 2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"module|load", -3, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"module|loadex", -3, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"module|unload", 3, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"monitor", 1, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"move", 3, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"mset", -3, CMD_SPLIT, CMD_WRITE, 1, {KS_RANGE(1, -1, 2, 0)}},
+    {"msetnx", -3, CMD_SAME, CMD_WRITE, 1, {KS_RANGE(1, -1, 2, 0)}},
+    {"multi", 1, CMD_LOCAL, 0, 0, {KS_NONE}},
+    {"object", -2, CMD_CONTAINER, 0, 0, {KS_NONE}},
+    {"object|encoding", 3, CMD_ONE, 0, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"object|freq", 3, CMD_ONE, 0, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"object|help", 2, CMD_ANY, 0, 0, {KS_NONE}},
+    {"object|idletime", 3, CMD_ONE, 0, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"object|refcount", 3, CMD_ONE, 0, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"persist", 2, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"pexpire", -3, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"pexpireat", -3, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"pexpiretime", 2, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"pfadd", -2, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"pfcount", -2, CMD_SAME, 0, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"pfdebug", 3, CMD_REFUSE, CMD_WRITE, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"pfmerge", -2, CMD_SAME, CMD_WRITE, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, -1, 1, 0)}},
+    {"pfselftest", 1, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"ping", -1, CMD_LOCAL, 0, 0, {KS_NONE}},
+    {"psetex", 4, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"psubscribe", -2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"psync", -3, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"pttl", 2, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"publish", 3, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"pubsub", -2, CMD_CONTAINER, 0, 0, {KS_NONE}},
+    {"pubsub|channels", -2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"pubsub|help", 2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"pubsub|numpat", 2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"pubsub|numsub", -2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"pubsub|shardchannels", -2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"pubsub|shardnumsub", -2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"punsubscribe", -1, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"quit", -1, CMD_LOCAL, 0, 0, {KS_NONE}},
+    {"randomkey", 1, CMD_ALL, 0, 0, {KS_NONE}},
+    {"readonly", 1, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"readwrite", 1, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"rename", 3, CMD_SAME, CMD_WRITE, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
+    {"renamenx", 3, CMD_SAME, CMD_WRITE, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
+    {"replconf", -1, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"replicaof", 3, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"reset", 1, CMD_LOCAL, 0, 0, {KS_NONE}},
+    {"restore", -4, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"restore-asking", -4, CMD_REFUSE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"role", 1, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"rpop", -2, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"rpoplpush", 3, CMD_SAME, CMD_WRITE, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
+    {"rpush", -3, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"rpushx", -3, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"sadd", -3, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"save", 1, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"scan", -2, CMD_ALL, 0, 0, {KS_NONE}},
+    {"scard", 2, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"script", -2, CMD_CONTAINER, 0, 0, {KS_NONE}},
+    {"script|debug", 3, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"script|exists", -3, CMD_ALL, 0, 0, {KS_NONE}},
+    {"script|flush", -2, CMD_ALL, 0, 0, {KS_NONE}},
+    {"script|help", 2, CMD_ANY, 0, 0, {KS_NONE}},
+    {"script|kill", 2, CMD_ALL, 0, 0, {KS_NONE}},
+    {"script|load", 3, CMD_ALL, 0, 0, {KS_NONE}},
+    {"sdiff", -2, CMD_SAME, 0, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"sdiffstore", -3, CMD_SAME, CMD_WRITE, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, -1, 1, 0)}},
+    {"select", 2, CMD_LOCAL, 0, 0, {KS_NONE}},
+    {"set", -3, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"setbit", 4, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"setex", 4, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"setnx", 3, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"setrange", 4, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"shutdown", -1, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"sinter", -2, CMD_SAME, 0, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"sintercard", -3, CMD_SAME, 0, 1, {KS_KEYNUM(1, 0, 1, 1)}},
+    {"sinterstore", -3, CMD_SAME, CMD_WRITE, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, -1, 1, 0)}},
+    {"sismember", 3, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"slaveof", 3, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"slowlog", -2, CMD_CONTAINER, 0, 0, {KS_NONE}},
+    {"slowlog|get", -2, CMD_ALL, 0, 0, {KS_NONE}},
+    {"slowlog|help", 2, CMD_ANY, 0, 0, {KS_NONE}},
+    {"slowlog|len", 2, CMD_ALL, 0, 0, {KS_NONE}},
+    {"slowlog|reset", 2, CMD_ALL, 0, 0, {KS_NONE}},
+    {"smembers", 2, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"smismember", -3, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"smove", 4, CMD_SAME, CMD_WRITE, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
+    {"sort", -2, CMD_SAME, CMD_WRITE, 3, {KS_RANGE(1, 0, 1, 0), KS_UNKNOWN, KS_UNKNOWN}},
+    {"sort_ro", -2, CMD_SAME, 0, 2, {KS_RANGE(1, 0, 1, 0), KS_UNKNOWN}},
+    {"spop", -2, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"spublish", 3, CMD_REFUSE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"srandmember", -2, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"srem", -3, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"sscan", -3, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"ssubscribe", -2, CMD_REFUSE, 0, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"strlen", 2, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"subscribe", -2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"substr", 4, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"sunion", -2, CMD_SAME, 0, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"sunionstore", -3, CMD_SAME, CMD_WRITE, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, -1, 1, 0)}},
+    {"sunsubscribe", -1, CMD_REFUSE, 0, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"swapdb", 3, CMD_ALL, CMD_WRITE, 0, {KS_NONE}},
+    {"sync", 1, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"time", 1, CMD_ANY, 0, 0, {KS_NONE}},
+    {"touch", -2, CMD_SPLIT, 0, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"ttl", 2, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"type", 2, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"unlink", -2, CMD_SPLIT, CMD_WRITE, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"unsubscribe", -1, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"unwatch", 1, CMD_LOCAL, 0, 0, {KS_NONE}},
+    {"wait", 3, CMD_LOCAL, 0, 0, {KS_NONE}},
+    {"watch", -2, CMD_LOCAL, 0, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"xack", -4, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"xadd", -5, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"xautoclaim", -6, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"xclaim", -6, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"xdel", -3, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"xgroup", -2, CMD_CONTAINER, 0, 0, {KS_NONE}},
+    {"xgroup|create", -5, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"xgroup|createconsumer", 5, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"xgroup|delconsumer", 5, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"xgroup|destroy", 4, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"xgroup|help", 2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"xgroup|setid", -5, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"xinfo", -2, CMD_CONTAINER, 0, 0, {KS_NONE}},
+    {"xinfo|consumers", 4, CMD_ONE, 0, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"xinfo|groups", 3, CMD_ONE, 0, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"xinfo|help", 2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"xinfo|stream", -3, CMD_ONE, 0, 1, {KS_RANGE(2, 0, 1, 0)}},
+    {"xlen", 2, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"xpending", -3, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"xrange", -4, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"xread", -4, CMD_SAME, 0, 1, {KS_KW_RANGE("STREAMS", 1, -1, 1, 2)}},
+    {"xreadgroup", -7, CMD_SAME, CMD_WRITE, 1, {KS_KW_RANGE("STREAMS", 4, -1, 1, 2)}},
+    {"xrevrange", -4, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"xsetid", -3, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"xtrim", -4, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zadd", -4, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zcard", 2, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zcount", 4, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zdiff", -3, CMD_SAME, 0, 1, {KS_KEYNUM(1, 0, 1, 1)}},
+    {"zdiffstore", -4, CMD_SAME, CMD_WRITE, 2, {KS_RANGE(1, 0, 1, 0), KS_KEYNUM(2, 0, 1, 1)}},
+    {"zincrby", 4, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zinter", -3, CMD_SAME, 0, 1, {KS_KEYNUM(1, 0, 1, 1)}},
+    {"zintercard", -3, CMD_SAME, 0, 1, {KS_KEYNUM(1, 0, 1, 1)}},
+    {"zinterstore", -4, CMD_SAME, CMD_WRITE, 2, {KS_RANGE(1, 0, 1, 0), KS_KEYNUM(2, 0, 1, 1)}},
+    {"zlexcount", 4, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zmpop", -4, CMD_SAME, CMD_WRITE, 1, {KS_KEYNUM(1, 0, 1, 1)}},
+    {"zmscore", -3, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zpopmax", -2, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zpopmin", -2, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zrandmember", -2, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zrange", -4, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zrangebylex", -4, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zrangebyscore", -4, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zrangestore", -5, CMD_SAME, CMD_WRITE, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, 0, 1, 0)}},
+    {"zrank", 3, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zrem", -3, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zremrangebylex", 4, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zremrangebyrank", 4, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zremrangebyscore", 4, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zrevrange", -4, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zrevrangebylex", -4, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zrevrangebyscore", -4, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zrevrank", 3, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zscan", -3, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zscore", 3, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"zunion", -3, CMD_SAME, 0, 1, {KS_KEYNUM(1, 0, 1, 1)}},
+    {"zunionstore", -4, CMD_SAME, CMD_WRITE, 2, {KS_RANGE(1, 0, 1, 0), KS_KEYNUM(2, 0, 1, 1)}},
 };
 
 /* Compare a command name from the wire (any case) with a table name. */
@@ -2907,6 +2917,14 @@ struct client {
                                          until EXEC, DISCARD, UNWATCH or RESET */
     char *watch_lost;                 /* the backend whose connection a WATCH was on failed
                                          (its id): EXEC fails, or NULL */
+    struct req *wait;                 /* its WAIT, not answered yet: like a blocking command
+                                         it holds the client's later requests */
+    uint64_t *wrote;                  /* bit I: a write went to srv.backends[I] since its
+                                         last WAIT (the backends that WAIT asks) */
+    uint32_t wrote_words;             /* 64-bit words allocated in wrote */
+    uint8_t wrote_all;                /* a reload renumbered the backends after a write:
+                                         its next WAIT asks every backend */
+    uint64_t wrote_gen;               /* srv.cfg_gen when a bit of wrote was last set */
     uint64_t created_us;              /* accept time */
     uint64_t last_us;                 /* last time it sent bytes */
     uint64_t partial_us;              /* when the partial request in `in` began */
@@ -3113,6 +3131,13 @@ static int client_watching(const struct client *c)
     return c->watch && !c->watch->release_idle && !c->watch->drop;
 }
 
+/* Is C waiting for a blocking command or WAIT?  Then nothing more it sent
+ * is parsed until that is answered, as Redis runs nothing else for it. */
+static int client_blocked(const struct client *c)
+{
+    return c->ded || c->wait;
+}
+
 /* C's WATCH ends without EXEC or UNWATCH (DISCARD, RESET, an aborted EXEC),
  * or C lets go of it NOW (C is gone).  A connection that still watches keys
  * is closed (bconn_drop) rather than given to another client; one an EXEC
@@ -3160,6 +3185,7 @@ static void client_close(struct client *c, const char *why)
         c->ded->drop = DROP_NOW;
         c->ded = NULL;
     }
+    c->wait = NULL; /* its record is an orphan now, like the others */
     client_watch_end(c, 1);
     for (r = c->head; r; r = next) {
         next = r->next;
@@ -3191,6 +3217,7 @@ static void client_close(struct client *c, const char *why)
 
 static void client_free(struct client *c)
 {
+    free(c->wrote);
     free(c->watch_lost);
     free(c->name);
     free(c);
@@ -3210,7 +3237,8 @@ static void client_interest(struct client *c)
         want |= EV_READ;
     /* a blocked client is still read, a little, to see it leave (and drop
      * its block) as Redis does; what it sends waits unparsed */
-    if (c->state == CLIENT_OPEN && c->ded && buf_len(&c->in) < READ_CHUNK && !srv.stopping)
+    if (c->state == CLIENT_OPEN && client_blocked(c) && buf_len(&c->in) < READ_CHUNK &&
+        !srv.stopping)
         want |= EV_READ;
     if (buf_len(&c->out))
         want |= EV_WRITE;
@@ -3963,6 +3991,8 @@ static void complete_reply(struct req *r, const char *p, size_t n, int proxy_err
         req_account(parent->cmd, srv.now_us - parent->start_us,
                        parent->reply.data[parent->reply.r] == '-');
         c = parent->client;
+        if (c->wait == parent) /* its WAIT is answered: it reads on (reply_pop) */
+            c->wait = NULL;
         reply_hold(c, parent);
         if (c->head == parent)
             reply_release(c);
@@ -4945,8 +4975,8 @@ static uint64_t backend_dedicated(const struct backend *b)
     uint64_t n = 0;
     int i;
 
-    for (i = 0; i < b->nded; i++)
-        n += b->ded[i]->owner != NULL;
+    for (i = 0; i < b->nded; i++) /* a WAIT's is nobody's, but busy until answered */
+        n += b->ded[i]->owner != NULL || (b->ded[i]->release_idle && b->ded[i]->head);
     return n;
 }
 
@@ -5246,10 +5276,35 @@ static struct req *route_record(const struct call *k, struct backend *b, struct 
     return r;
 }
 
+/* A write of client C goes to backend B: its next WAIT must ask B.  The
+ * bits are by backend index, which a reload may change: a client that
+ * wrote before one asks every backend at its next WAIT. */
+static void route_note_write(struct client *c, const struct backend *b)
+{
+    uint32_t word = (uint32_t)b->index / 64;
+
+    if (c->wrote_gen != srv.cfg_gen) {
+        uint32_t i;
+        for (i = 0; i < c->wrote_words; i++) {
+            c->wrote_all |= c->wrote[i] != 0;
+            c->wrote[i] = 0;
+        }
+        c->wrote_gen = srv.cfg_gen;
+    }
+    if (word >= c->wrote_words) {
+        c->wrote = xrealloc(c->wrote, sizeof *c->wrote * (word + 1));
+        memset(c->wrote + c->wrote_words, 0, sizeof *c->wrote * (word + 1 - c->wrote_words));
+        c->wrote_words = word + 1;
+    }
+    c->wrote[word] |= 1ULL << (b->index % 64);
+}
+
 /* Write call K's bytes (re-encoded if it came inline) to BC and queue its
  * record R there. */
 static void route_send(const struct call *k, struct bconn *bc, struct req *r)
 {
+    if (k->cmd->flags & CMD_WRITE)
+        route_note_write(k->c, bc->backend);
     if (k->c->parser.inline_req)
         enc_command(&bc->out, k->argv, (size_t)k->argc);
     else
@@ -5277,6 +5332,8 @@ static void route_send_child(struct client *c, struct req *ch, const struct buf 
         complete_error(ch, "ERR backend %s unavailable", ch->backend->cfg.id);
         return;
     }
+    if (ch->parent->cmd->flags & CMD_WRITE)
+        route_note_write(c, ch->backend);
     buf_append(&bc->out, enc->data + enc->r, buf_len(enc));
     bconn_push(bc, ch);
 }
@@ -5555,6 +5612,8 @@ static void route_exec(const struct call *k, int bi, const struct txn *t)
         return;
     if (bc == c->watch) /* EXEC ends the WATCH: the connection is free once answered */
         bc->release_idle = 1;
+    if (t->n > 0)
+        route_note_write(c, b);
     r->skip = t->n + 1;
     r->skip_first = 1;
     buf_append(&bc->out, multi, sizeof multi - 1);
@@ -5667,6 +5726,16 @@ static void route_unwatch(const struct call *k)
         route_send(k, bc, r);
 }
 
+/* When the reply to a command that blocks for MS (0: forever) is late: after
+ * its own timeout plus `timeout` (at least BLOCK_GRACE_MS); never for a
+ * timeout of 0, or with `timeout 0` (never time out). */
+static uint64_t route_block_deadline(uint64_t ms)
+{
+    if (!ms || !srv.cfg->timeout_ms)
+        return UINT64_MAX;
+    return srv.now_us + (ms + MAX(srv.cfg->timeout_ms, BLOCK_GRACE_MS)) * 1000;
+}
+
 /*
  * A blocking command (BLPOP ... BZMPOP, XREAD/XREADGROUP BLOCK) for backend
  * BI, with its own timeout MS (0: none).  It runs on a dedicated connection
@@ -5691,12 +5760,78 @@ static void route_blocking(const struct call *k, int bi, uint64_t ms)
         bconn_release(bc);
         return;
     }
-    /* late after its own timeout plus `timeout` (at least BLOCK_GRACE_MS);
-     * never for a timeout of 0, or with `timeout 0` (never time out) */
-    bc->block_until_us = ms && srv.cfg->timeout_ms
-                             ? srv.now_us + (ms + MAX(srv.cfg->timeout_ms, BLOCK_GRACE_MS)) * 1000
-                             : UINT64_MAX;
+    bc->block_until_us = route_block_deadline(ms);
     route_send(k, bc, r);
+}
+
+/* Backend BI is one WAIT asks (route_wait)?  Those C wrote to since its
+ * last WAIT; every one when it wrote to none (a WAIT after no write asks
+ * what every backend's replicas have) or a reload came between. */
+static int route_wait_asks(const struct client *c, int bi)
+{
+    uint32_t i, any = 0, word = (uint32_t)bi / 64;
+
+    if (c->wrote_all || c->wrote_gen != srv.cfg_gen)
+        return 1;
+    for (i = 0; i < c->wrote_words; i++)
+        any |= c->wrote[i] != 0;
+    return !any || (word < c->wrote_words && (c->wrote[word] >> (bi % 64) & 1));
+}
+
+/*
+ * WAIT numreplicas timeout.  Redis answers how many replicas acknowledged
+ * the client's writes, which it knows by the offset of the client's last
+ * write on its connection.  The client's writes went over shared
+ * connections, and a WAIT there would block everyone on them; so on a
+ * dedicated connection to each backend it wrote to since its last WAIT
+ * the proxy writes a no-op PUBLISH (propagated to replicas, so it sets
+ * that connection's offset past the client's writes: input_defer sent the
+ * WAIT only once they were answered) and the WAIT itself.  The reply is
+ * the smallest count (MERGE_MIN); the PUBLISH's is dropped (skip).  Like a
+ * blocking command it holds the client's later requests until answered,
+ * and it is late only after its own timeout plus `timeout`.
+ */
+static void route_wait(const struct call *k)
+{
+    static const char noop[] = "*3\r\n$7\r\nPUBLISH\r\n$19\r\n__shardproxy__:wait\r\n$0\r\n\r\n";
+    struct client *c = k->c;
+    uint64_t ms = cmd_timeout_ms(&k->argv[2], 1.0);
+    int *asks = xcalloc((size_t)srv.nbackends, sizeof *asks);
+    uint32_t n = 0, i;
+    struct req *p;
+
+    for (i = 0; i < (uint32_t)srv.nbackends; i++)
+        if (route_wait_asks(c, (int)i))
+            asks[n++] = (int)i;
+    for (i = 0; i < c->wrote_words; i++)
+        c->wrote[i] = 0;
+    c->wrote_all = 0;
+    p = route_new_parent(k, MERGE_MIN, n, asks);
+    free(asks);
+    c->wait = p;
+    for (i = 0; i < n; i++) { /* the last child may complete p, and free it */
+        struct req *ch = p->child[i];
+        struct backend *b = ch->backend;
+        struct bconn *bc = NULL;
+        if (!route_usable(bconn_pick(b, c)) || ((bc = bconn_borrow(b, c)) && bc->owner != c)) {
+            complete_error(ch, "ERR backend %s unavailable", b->cfg.id);
+            continue;
+        }
+        if (!bc) {
+            complete_error(ch, "ERR backend %s: all %d dedicated connections for blocking "
+                               "commands and WATCH are in use (blocking_connections)",
+                           b->cfg.id, b->ded_max);
+            continue;
+        }
+        /* nobody's: freed once answered (its client may leave before) */
+        bc->owner = NULL;
+        bc->release_idle = 1;
+        bc->block_until_us = route_block_deadline(ms);
+        buf_append(&bc->out, noop, sizeof noop - 1);
+        enc_command(&bc->out, k->argv, (size_t)k->argc);
+        ch->skip = 1;
+        bconn_push(bc, ch);
+    }
 }
 
 /* Route a keyed command whose keys must all live on one backend.  EVAL,
@@ -6912,6 +7047,8 @@ static void local_call(const struct call *k)
         route_unwatch(k);
     } else if (!strcmp(name, "watch")) {
         route_watch(k);
+    } else if (!strcmp(name, "wait")) {
+        route_wait(k);
     } else if (!strcmp(name, "exec") || !strcmp(name, "discard")) {
         reply_error(k, "ERR %s without MULTI", !strcmp(name, "exec") ? "EXEC" : "DISCARD");
     } else if (!strcmp(name, "auth")) {
@@ -7178,8 +7315,9 @@ static void input_reject(const struct call *k, const char *err)
 }
 
 /* Must call K wait until everything its client asked before is answered?
- * A blocking command and WATCH must: on a connection of their own they
- * would overtake them, where Redis runs a client's commands in order. */
+ * A blocking command, WATCH and WAIT must: on a connection of their own
+ * they would overtake them, where Redis runs a client's commands in order
+ * (and WAIT must come after the writes it waits for). */
 static int input_defer(const struct call *k)
 {
     uint64_t ms;
@@ -7189,7 +7327,8 @@ static int input_defer(const struct call *k)
     return k->cmd && k->c->head && !k->c->txn &&
            (k->cmd->kind == CMD_SAME || k->cmd->kind == CMD_LOCAL) &&
            cmd_arity_ok(k->cmd, k->argc) &&
-           (cmd_blocks(k->cmd, k->argv, k->argc, &ms) || !strcmp(k->cmd->name, "watch"));
+           (cmd_blocks(k->cmd, k->argv, k->argc, &ms) || !strcmp(k->cmd->name, "watch") ||
+            !strcmp(k->cmd->name, "wait"));
 }
 
 /* Serve one framed request of C at RAW[0..RAWLEN).  Returns 1 when it must
@@ -7289,7 +7428,7 @@ static void input_process(struct client *c, const char *data, size_t len, int ow
     c->throttled = 0;
     while (pos < len && c->state == CLIENT_OPEN) {
         enum resp_result rc;
-        if (c->npending >= srv.cfg->client_max_pending || c->ded) { /* or blocked */
+        if (c->npending >= srv.cfg->client_max_pending || client_blocked(c)) {
             c->throttled = 1;
             break;
         }
@@ -7345,7 +7484,7 @@ static void input_read(struct client *c)
         } else {
             input_process(c, srv.rbuf, n, 0);
         }
-    } else if (rc == NET_EOF && c->ded) {
+    } else if (rc == NET_EOF && client_blocked(c)) {
         /* gone while blocked: Redis drops such a client, and so its block, at once */
         client_close(c, "EOF while blocked");
     } else if (rc == NET_EOF) {
@@ -8883,7 +9022,7 @@ static void loop_event(int fd, unsigned mask)
 /* Parse what throttled client C left unread, if it may go on now. */
 static void loop_resume(struct client *c)
 {
-    if (c->state == CLIENT_OPEN && c->throttled && !c->ded && !srv.stopping &&
+    if (c->state == CLIENT_OPEN && c->throttled && !client_blocked(c) && !srv.stopping &&
         c->npending < srv.cfg->client_max_pending)
         input_process(c, c->in.data + c->in.r, buf_len(&c->in), 1);
 }

@@ -5,11 +5,12 @@ Usage: cmdcheck.py CHECK COMMAND.json TABLE.txt
 
 COMMAND.json is `redis-cli --json COMMAND` (each entry: name, arity, flags,
 first, last, step, acl categories, tips, key specs, subcommands); TABLE.txt is
-the output of test/cmddump (name, arity, kind, specs; tab-separated).  CHECK
+the output of test/cmddump (name, arity, kind, flags, specs; tab-separated).  CHECK
 is one of:
 
   rows    every server command and subcommand has a row with the server's
-          arity and key specs, and every row is a server command (except
+          arity and key specs, flagged write exactly where the server flags
+          it write (and for the scripts in MAY_WRITE), and every row is a server command (except
           client|setinfo and client|no-touch, Redis 7.2 commands the proxy
           answers itself)
   sorted  rows are in strictly increasing strcmp() order (bsearch needs it)
@@ -34,6 +35,8 @@ SPLITTABLE = {"mget", "mset", "del", "unlink", "exists", "touch"}
 # Blocking commands served, on a dedicated connection while they block.
 BLOCKING_SERVED = {"xread", "xreadgroup", "blpop", "brpop", "brpoplpush", "blmove", "blmpop",
                    "bzpopmin", "bzpopmax", "bzmpop"}
+# Scripts: not flagged write by the server, but they may write (WAIT counts them).
+MAY_WRITE = {"eval", "evalsha", "fcall"}
 # Rows that are not in Redis 7.0's COMMAND reply: name -> (arity, kind).
 EXTRA_ROWS = {"client|setinfo": (4, "CMD_LOCAL"), "client|no-touch": (3, "CMD_LOCAL")}
 
@@ -84,25 +87,25 @@ def load_server(path):
 
 
 def load_table(path):
-    """List of (line number, name, arity, kind, specs, trouble) in table order."""
+    """List of (line number, name, arity, kind, specs, trouble, flags) in table order."""
     rows = []
     with open(path, encoding="utf-8") as fp:
         for no, line in enumerate(fp, 1):
             f = line.rstrip("\n").split("\t")
-            if len(f) < 4:
-                rows.append((no, line.strip(), None, None, None, "malformed dump line"))
+            if len(f) < 5:
+                rows.append((no, line.strip(), None, None, None, "malformed dump line", None))
                 continue
             try:
                 arity = int(f[1])
             except ValueError:
                 arity = None
-            rows.append((no, f[0], arity, f[2], f[3], f[4] if len(f) > 4 else None))
+            rows.append((no, f[0], arity, f[2], f[4], f[5] if len(f) > 5 else None, f[3]))
     return rows
 
 
 def check_rows(server, table, say):
     seen = {}
-    for no, name, arity, kind, specs, trouble in table:
+    for no, name, arity, kind, specs, trouble, flags in table:
         if trouble:
             say("row %d %s: %s" % (no, name, trouble))
         if name in seen:
@@ -116,11 +119,17 @@ def check_rows(server, table, say):
             if specs != want["specs"]:
                 say("%s: key specs differ\n    table:  %s\n    server: %s"
                     % (name, specs, want["specs"]))
+            writes = "write" in want["flags"] or name in MAY_WRITE
+            if (flags == "write") != writes:
+                say("%s: flags %s in the table, the server's flags are %s"
+                    % (name, flags, " ".join(sorted(want["flags"]))))
         elif name in EXTRA_ROWS:
             if arity != EXTRA_ROWS[name][0]:
                 say("%s: arity %s in the table, expected %d" % (name, arity, EXTRA_ROWS[name][0]))
             if specs != "-":
                 say("%s: expected no key specs, table has %s" % (name, specs))
+            if flags != "-":
+                say("%s: expected no flags, table has %s" % (name, flags))
         else:
             say("%s: in the table (row %d) but not a command of this server" % (name, no))
     for name in sorted(server):
@@ -132,7 +141,7 @@ def check_rows(server, table, say):
 
 def check_sorted(table, say):
     prev = None
-    for no, name, _, _, _, _ in table:
+    for no, name, _, _, _, _, _ in table:
         key = name.encode("utf-8")
         if prev is not None and not prev[1] < key:
             say("row %d %s: not after row %d %s in strcmp order"
@@ -149,7 +158,7 @@ def one_key_spec(spec):
 
 def check_kinds(server, table, say):
     byname = {}
-    for no, name, arity, kind, specs, _ in table:
+    for no, name, arity, kind, specs, _, _ in table:
         byname[name] = (arity, kind, specs)
         if kind not in KINDS:
             say("%s: unknown kind %s" % (name, kind))

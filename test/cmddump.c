@@ -10,9 +10,10 @@
  *
  * Output, one line per row, in table order, fields separated by one tab:
  *
- *     name  arity  kind  specs
+ *     name  arity  kind  flags  specs
  *
- * kind is the enum cmd_kind constant's name (CMD_ONE ...).  specs is "-"
+ * kind is the enum cmd_kind constant's name (CMD_ONE ...); flags is "write"
+ * for a CMD_WRITE row, else "-".  specs is "-"
  * when the row has none, else its nspecs key specs separated by one space,
  * each one of:
  *
@@ -166,7 +167,8 @@ int main(int argc, char **argv)
         const struct command *c = &cmd_table[i];
         size_t n = c->nspecs;
 
-        printf("%s\t%d\t%s\t", c->name, c->arity, cmddump_kind(c->kind));
+        printf("%s\t%d\t%s\t%s\t", c->name, c->arity, cmddump_kind(c->kind),
+               c->flags & CMD_WRITE ? "write" : "-");
         if (n > nslots)
             n = nslots;
         if (n == 0)

@@ -259,3 +259,54 @@ watch() {
     [ "$(sed -n 3p "$d/out")" = '+QUEUED\r\n' ]
     [ "$(sed -n 4p "$d/out")" = "-ERR backend 127.0.0.1:${REDIS_PORTS[0]} unavailable\\r\\n" ]
 }
+
+# wait_replica I OF: redis I replicates redis OF, online.
+wait_replica() {
+    bcli "$1" replicaof 127.0.0.1 "${REDIS_PORTS[$2]}" >/dev/null
+    wait_until sh -c "redis-cli -p ${REDIS_PORTS[$2]} info replication | grep -q 'slave0:.*state=online'"
+}
+
+# bats test_tags=valgrind
+@test "WAIT: the least count over the backends written to, after the writes; a lagging replica holds only its waiter" {
+    start_redis 3
+    wait_replica 2 0 # backend 0 has one replica; backend 1 none
+    write_config
+    sed -i "/^backend 127.0.0.1:${REDIS_PORTS[2]}\$/d" "$SP_CONF"
+    start_proxy
+    local k0 k1
+    k0=$(key_on 0 w) k1=$(key_on 1 w)
+
+    # the writes before WAIT are answered (applied) first, the read after it waits
+    run raw 3 < <(resp_lines "SET $k0 v0" "WAIT 1 5000" "GET $k0")
+    [ "$status" -eq 0 ]
+    [ "${lines[*]}" = '+OK\r\n :1\r\n $2\r\nv0\r\n' ] || { printf '%s\n' "${lines[@]}"; false; }
+    [ "$(bcli 2 get "$k0")" = v0 ] # the replica has it: acknowledged for real
+    # a write to the backend without a replica: 0 after WAIT's own timeout
+    run raw 2 < <(resp_lines "SET $k1 v1" "WAIT 1 200")
+    [ "${lines[*]}" = '+OK\r\n :0\r\n' ]
+    # both written: the least of 1 and 0; then the next WAIT asks both again
+    run raw 4 < <(resp_lines "SET $k0 a" "SET $k1 b" "WAIT 1 200" "WAIT 0 0")
+    [ "${lines[*]}" = '+OK\r\n +OK\r\n :0\r\n :0\r\n' ]
+    # only backend 0 written since the last WAIT: backend 1 is not asked
+    run raw 4 < <(resp_lines "SET $k1 b" "WAIT 0 0" "SET $k0 c" "WAIT 1 5000")
+    [ "${lines[*]}" = '+OK\r\n :0\r\n +OK\r\n :1\r\n' ]
+    # bad arguments: the backend's own words
+    local a b
+    for args in "WAIT x 0" "WAIT 0 -1" "WAIT 0 zz"; do
+        a=$(raw 1 < <(resp_lines "$args")) b=$(bcli 0 $args 2>&1)
+        [ "$a" = "-$b\\r\\n" ] || { echo "$args: proxy $a, redis $b"; false; }
+    done
+
+    # the replica stops acknowledging: a WAIT blocks (its client alone; GET
+    # beside it is answered), and returns 1 once the replica is back
+    kill -STOP "${REDIS_PIDS[2]}"
+    (raw 2 --timeout 30 < <(resp_lines "SET $k0 late" "WAIT 1 20000") >"$(sp_tmpdir)/wait.out") &
+    local waiter=$!
+    wait_until eval '[ "$(dedicated)" -ge 1 ]'
+    [ "$(rcli get "$k1")" = b ]
+    kill -0 "$waiter" # still waiting
+    kill -CONT "${REDIS_PIDS[2]}"
+    wait "$waiter"
+    [ "$(tr '\n' ' ' <"$(sp_tmpdir)/wait.out")" = '+OK\r\n :1\r\n ' ]
+    wait_until eval '[ "$(dedicated)" = 0 ]'
+}

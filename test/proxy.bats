@@ -544,14 +544,14 @@ check_placement() {
         resp SHUTDOWN
         resp DEBUG SLEEP 0
         resp REPLICAOF no one
-        resp MONITOR
+        resp BGSAVE
         resp PING
-        resp SUBSCRIBE chan
+        resp CLIENT TRACKING on
         resp PING
-        resp WAIT 0 0
+        resp FAILOVER
         resp CLUSTER INFO
         resp ACL SETUSER someone
-        resp PUBLISH chan msg
+        resp SAVE
         resp FOO a b
         resp GET
         resp get a b
@@ -569,14 +569,14 @@ check_placement() {
     [ "${lines[2]}" = "-ERR 'shutdown' is not supported by the proxy\\r\\n" ]
     [ "${lines[3]}" = "-ERR 'debug' is not supported by the proxy\\r\\n" ]
     [ "${lines[4]}" = "-ERR 'replicaof' is not supported by the proxy\\r\\n" ]
-    [ "${lines[5]}" = "-ERR 'monitor' is not supported by the proxy\\r\\n" ]
+    [ "${lines[5]}" = "-ERR 'bgsave' is not supported by the proxy\\r\\n" ]
     [ "${lines[6]}" = '+PONG\r\n' ]
-    [ "${lines[7]}" = "-ERR 'subscribe' is not supported by the proxy\\r\\n" ]
-    [ "${lines[8]}" = '+PONG\r\n' ] # not a pub/sub pong
-    [ "${lines[9]}" = "-ERR 'wait' is not supported by the proxy\\r\\n" ]
+    [ "${lines[7]}" = "-ERR 'client|tracking' is not supported by the proxy\\r\\n" ]
+    [ "${lines[8]}" = '+PONG\r\n' ]
+    [ "${lines[9]}" = "-ERR 'failover' is not supported by the proxy\\r\\n" ]
     [ "${lines[10]}" = "-ERR 'cluster|info' is not supported by the proxy\\r\\n" ]
     [ "${lines[11]}" = "-ERR 'acl|setuser' is not supported by the proxy\\r\\n" ]
-    [ "${lines[12]}" = "-ERR 'publish' is not supported by the proxy\\r\\n" ]
+    [ "${lines[12]}" = "-ERR 'save' is not supported by the proxy\\r\\n" ]
     [ "${lines[13]}" = "-ERR unknown command 'FOO', with args beginning with: 'a' 'b' \\r\\n" ]
     [ "${lines[14]}" = "-ERR wrong number of arguments for 'get' command\\r\\n" ]
     [ "${lines[15]}" = "-ERR wrong number of arguments for 'get' command\\r\\n" ]
