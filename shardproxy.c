@@ -1015,6 +1015,114 @@ size_t hash_tag(const char *key, size_t len, const char **start)
     return (size_t)(close - open - 1);
 }
 
+/* ========================================================== string sets */
+/* set_: the channels and patterns a client subscribed to: byte strings,
+ * chained hash buckets (a client may subscribe to very many). */
+
+/* One member. */
+struct set_node {
+    struct set_node *next; /* next in its bucket */
+    uint64_t hash;         /* hash_murmur64a of the bytes */
+    const void *tag;       /* what the owner keeps with it (a channel: the backend
+                              it was subscribed on) */
+    size_t len;            /* bytes in data */
+    char data[];           /* the member */
+};
+
+/* A set of byte strings. */
+struct set {
+    struct set_node **bucket; /* nbucket chains */
+    size_t nbucket;           /* a power of two, or 0 before the first add */
+    size_t n;                 /* members */
+};
+
+/* Where member P[0..LEN) with hash H is, or would be linked, in S. */
+static struct set_node **set_slot(const struct set *s, const char *p, size_t len, uint64_t h)
+{
+    struct set_node **np = &s->bucket[h & (s->nbucket - 1)];
+
+    while (*np && ((*np)->hash != h || (*np)->len != len || memcmp((*np)->data, p, len)))
+        np = &(*np)->next;
+    return np;
+}
+
+/* The member P[0..LEN) of S, or NULL. */
+static struct set_node *set_find(const struct set *s, const char *p, size_t len)
+{
+    return s->n ? *set_slot(s, p, len, hash_murmur64a(p, len, HASH_SEED)) : NULL;
+}
+
+/* Double S's buckets (from none to 8), relinking every member. */
+static void set_grow(struct set *s)
+{
+    size_t nb = s->nbucket ? s->nbucket * 2 : 8, i;
+    struct set_node **b = xcalloc(nb, sizeof *b), *nd, *next;
+
+    for (i = 0; i < s->nbucket; i++)
+        for (nd = s->bucket[i]; nd; nd = next) {
+            next = nd->next;
+            nd->next = b[nd->hash & (nb - 1)];
+            b[nd->hash & (nb - 1)] = nd;
+        }
+    free(s->bucket);
+    s->bucket = b;
+    s->nbucket = nb;
+}
+
+/* Add P[0..LEN) to S with TAG.  Returns 1 if it was not a member (else
+ * the member keeps its tag). */
+static int set_add(struct set *s, const char *p, size_t len, const void *tag)
+{
+    uint64_t h = hash_murmur64a(p, len, HASH_SEED);
+    struct set_node **np, *nd;
+
+    if (s->n >= s->nbucket)
+        set_grow(s);
+    np = set_slot(s, p, len, h);
+    if (*np)
+        return 0;
+    nd = xmalloc(sizeof *nd + len);
+    nd->next = NULL;
+    nd->hash = h;
+    nd->tag = tag;
+    nd->len = len;
+    memcpy(nd->data, p, len);
+    *np = nd;
+    s->n++;
+    return 1;
+}
+
+/* Remove P[0..LEN) from S.  Returns 1 if it was a member. */
+static int set_del(struct set *s, const char *p, size_t len)
+{
+    struct set_node **np, *nd;
+
+    if (!s->n)
+        return 0;
+    np = set_slot(s, p, len, hash_murmur64a(p, len, HASH_SEED));
+    if (!(nd = *np))
+        return 0;
+    *np = nd->next;
+    free(nd);
+    s->n--;
+    return 1;
+}
+
+static void set_free(struct set *s)
+{
+    size_t i;
+    struct set_node *nd, *next;
+
+    for (i = 0; i < s->nbucket; i++)
+        for (nd = s->bucket[i]; nd; nd = next) {
+            next = nd->next;
+            free(nd);
+        }
+    free(s->bucket);
+    s->bucket = NULL;
+    s->nbucket = s->n = 0;
+}
+
 /* =============================================================== Maglev */
 /* maglev_: Envoy-compatible lookup table construction. */
 
@@ -1784,30 +1892,33 @@ struct command {
  *   LOCAL      ping echo quit select hello auth info multi exec discard unwatch
  *              reset client|setname client|getname client|setinfo client|id
  *              client|list client|info client|kill client|reply
- *              client|no-evict client|no-touch, wait (route_wait), and watch
- *              (keyed: it holds a dedicated connection to its keys' backend,
- *              route_watch)
+ *              client|no-evict client|no-touch, wait (route_wait), publish
+ *              (routed by its channel), subscribe psubscribe ssubscribe
+ *              unsubscribe punsubscribe sunsubscribe monitor (sub_), and
+ *              watch (keyed: it holds a dedicated connection to its keys'
+ *              backend, route_watch)
  *   ANY        time, every command|* subcommand, config|get, function|list
  *              function|dump function|stats and the help of config script
- *              function slowlog object
+ *              function slowlog object pubsub
  *   ALL        dbsize keys randomkey scan lastsave swapdb flushdb flushall
  *              script|load script|exists script|flush script|kill
  *              function|load function|delete function|flush function|restore
- *              function|kill slowlog|get slowlog|len slowlog|reset (each
- *              merged as route_all_merges says; scan walks one at a time)
+ *              function|kill slowlog|get slowlog|len slowlog|reset
+ *              pubsub|channels pubsub|numpat pubsub|numsub
+ *              pubsub|shardchannels pubsub|shardnumsub (each merged as
+ *              route_all_merges says; scan walks one at a time)
  *   CONTAINER  every command the server lists subcommands for (acl client
  *              cluster command config function latency memory module object
  *              pubsub script slowlog xgroup xinfo); look up "name|sub" next
  *              (bare COMMAND, arity -1, is valid without a subcommand)
- *   REFUSE     every other command without key specs; every pub/sub command
- *              (spublish ssubscribe sunsubscribe included, they have keys);
- *              and these keyed ones: migrate pfdebug restore-asking
+ *   REFUSE     every other command without key specs, and these keyed ones:
+ *              migrate pfdebug restore-asking
  *   ONE        a keyed command whose only spec is a fixed index with range
- *              lastkey 0 (exactly one key)
+ *              lastkey 0 (exactly one key; spublish's is its channel)
  *   SAME       every other keyed command: all keys must hash to one backend
  *              (the blocking ones, blpop ... bzmpop and xread/xreadgroup
  *              with BLOCK, run on a dedicated connection: route_blocking)
- * Counts: ONE 131, SPLIT 6, SAME 49, LOCAL 24, ANY 17, ALL 20, REFUSE 106, CONTAINER 15.
+ * Counts: ONE 132, SPLIT 6, SAME 49, LOCAL 32, ANY 18, ALL 25, REFUSE 91, CONTAINER 15.
  */
 static const struct command cmd_table[] = {
     {"acl", -2, CMD_CONTAINER, 0, 0, {KS_NONE}},
@@ -2020,7 +2131,7 @@ static const struct command cmd_table[] = {
     {"module|load", -3, CMD_REFUSE, 0, 0, {KS_NONE}},
     {"module|loadex", -3, CMD_REFUSE, 0, 0, {KS_NONE}},
     {"module|unload", 3, CMD_REFUSE, 0, 0, {KS_NONE}},
-    {"monitor", 1, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"monitor", 1, CMD_LOCAL, 0, 0, {KS_NONE}},
     {"move", 3, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
     {"mset", -3, CMD_SPLIT, CMD_WRITE, 1, {KS_RANGE(1, -1, 2, 0)}},
     {"msetnx", -3, CMD_SAME, CMD_WRITE, 1, {KS_RANGE(1, -1, 2, 0)}},
@@ -2042,18 +2153,18 @@ static const struct command cmd_table[] = {
     {"pfselftest", 1, CMD_REFUSE, 0, 0, {KS_NONE}},
     {"ping", -1, CMD_LOCAL, 0, 0, {KS_NONE}},
     {"psetex", 4, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"psubscribe", -2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"psubscribe", -2, CMD_LOCAL, 0, 0, {KS_NONE}},
     {"psync", -3, CMD_REFUSE, 0, 0, {KS_NONE}},
     {"pttl", 2, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"publish", 3, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"publish", 3, CMD_LOCAL, 0, 0, {KS_NONE}},
     {"pubsub", -2, CMD_CONTAINER, 0, 0, {KS_NONE}},
-    {"pubsub|channels", -2, CMD_REFUSE, 0, 0, {KS_NONE}},
-    {"pubsub|help", 2, CMD_REFUSE, 0, 0, {KS_NONE}},
-    {"pubsub|numpat", 2, CMD_REFUSE, 0, 0, {KS_NONE}},
-    {"pubsub|numsub", -2, CMD_REFUSE, 0, 0, {KS_NONE}},
-    {"pubsub|shardchannels", -2, CMD_REFUSE, 0, 0, {KS_NONE}},
-    {"pubsub|shardnumsub", -2, CMD_REFUSE, 0, 0, {KS_NONE}},
-    {"punsubscribe", -1, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"pubsub|channels", -2, CMD_ALL, 0, 0, {KS_NONE}},
+    {"pubsub|help", 2, CMD_ANY, 0, 0, {KS_NONE}},
+    {"pubsub|numpat", 2, CMD_ALL, 0, 0, {KS_NONE}},
+    {"pubsub|numsub", -2, CMD_ALL, 0, 0, {KS_NONE}},
+    {"pubsub|shardchannels", -2, CMD_ALL, 0, 0, {KS_NONE}},
+    {"pubsub|shardnumsub", -2, CMD_ALL, 0, 0, {KS_NONE}},
+    {"punsubscribe", -1, CMD_LOCAL, 0, 0, {KS_NONE}},
     {"quit", -1, CMD_LOCAL, 0, 0, {KS_NONE}},
     {"randomkey", 1, CMD_ALL, 0, 0, {KS_NONE}},
     {"readonly", 1, CMD_REFUSE, 0, 0, {KS_NONE}},
@@ -2106,17 +2217,17 @@ static const struct command cmd_table[] = {
     {"sort", -2, CMD_SAME, CMD_WRITE, 3, {KS_RANGE(1, 0, 1, 0), KS_UNKNOWN, KS_UNKNOWN}},
     {"sort_ro", -2, CMD_SAME, 0, 2, {KS_RANGE(1, 0, 1, 0), KS_UNKNOWN}},
     {"spop", -2, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"spublish", 3, CMD_REFUSE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
+    {"spublish", 3, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
     {"srandmember", -2, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
     {"srem", -3, CMD_ONE, CMD_WRITE, 1, {KS_RANGE(1, 0, 1, 0)}},
     {"sscan", -3, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"ssubscribe", -2, CMD_REFUSE, 0, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"ssubscribe", -2, CMD_LOCAL, 0, 1, {KS_RANGE(1, -1, 1, 0)}},
     {"strlen", 2, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
-    {"subscribe", -2, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"subscribe", -2, CMD_LOCAL, 0, 0, {KS_NONE}},
     {"substr", 4, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
     {"sunion", -2, CMD_SAME, 0, 1, {KS_RANGE(1, -1, 1, 0)}},
     {"sunionstore", -3, CMD_SAME, CMD_WRITE, 2, {KS_RANGE(1, 0, 1, 0), KS_RANGE(2, -1, 1, 0)}},
-    {"sunsubscribe", -1, CMD_REFUSE, 0, 1, {KS_RANGE(1, -1, 1, 0)}},
+    {"sunsubscribe", -1, CMD_LOCAL, 0, 1, {KS_RANGE(1, -1, 1, 0)}},
     {"swapdb", 3, CMD_ALL, CMD_WRITE, 0, {KS_NONE}},
     {"sync", 1, CMD_REFUSE, 0, 0, {KS_NONE}},
     {"time", 1, CMD_ANY, 0, 0, {KS_NONE}},
@@ -2124,7 +2235,7 @@ static const struct command cmd_table[] = {
     {"ttl", 2, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
     {"type", 2, CMD_ONE, 0, 1, {KS_RANGE(1, 0, 1, 0)}},
     {"unlink", -2, CMD_SPLIT, CMD_WRITE, 1, {KS_RANGE(1, -1, 1, 0)}},
-    {"unsubscribe", -1, CMD_REFUSE, 0, 0, {KS_NONE}},
+    {"unsubscribe", -1, CMD_LOCAL, 0, 0, {KS_NONE}},
     {"unwatch", 1, CMD_LOCAL, 0, 0, {KS_NONE}},
     {"wait", 3, CMD_LOCAL, 0, 0, {KS_NONE}},
     {"watch", -2, CMD_LOCAL, 0, 1, {KS_RANGE(1, -1, 1, 0)}},
@@ -2594,7 +2705,11 @@ enum req_merge {
     MERGE_CONCAT, /* KEYS: the arrays concatenated */
     MERGE_SLOWLOG, /* SLOWLOG GET: entries concatenated, each tagged with its backend */
     MERGE_RANDOM, /* RANDOMKEY: one non-null reply picked at random */
-    MERGE_MIN,   /* LASTSAVE: the smallest integer */
+    MERGE_MIN,   /* LASTSAVE, WAIT: the smallest integer */
+    MERGE_MAX,   /* PUBSUB NUMPAT: the largest (every backend has every pattern) */
+    MERGE_NUMSUB, /* PUBSUB NUMSUB, SHARDNUMSUB: each channel's counts summed */
+    MERGE_SUB,   /* (P|S)(UN)SUBSCRIBE, MONITOR: the reply the proxy built (from the
+                    client's own sets) once every backend confirmed; an error else */
     MERGE_SCAN   /* SCAN: one backend's reply, its cursor made the proxy's */
 };
 
@@ -2635,6 +2750,8 @@ struct req {
     uint32_t scan_at;          /* SCAN parent: index of the backend scanned */
     uint32_t scan_nb;          /* SCAN parent: backends when the cursor was made */
     uint8_t scan_tag;          /* SCAN parent: the topology's tag (route_scan_tag) */
+    uint32_t frames;           /* (un)subscribe child: confirmations the backend still
+                                  owes (one per channel sent), the last completes it */
 };
 
 /* ================================================= data model: backends */
@@ -2696,6 +2813,14 @@ struct bconn {
     uint8_t release_idle;         /* dedicated: free it once what is on it is answered (the
                                      EXEC or UNWATCH that ends a WATCH) */
     uint8_t drop;                 /* dedicated, free: enum bconn_drop, when to close it */
+    uint8_t stream;               /* dedicated: enum bconn_stream, what else it carries */
+};
+
+/* What a dedicated connection streams to its client besides replies. */
+enum bconn_stream {
+    STREAM_NONE,   /* nothing: replies only */
+    STREAM_PUBSUB, /* subscribed: message, pmessage and smessage pushes (sub_) */
+    STREAM_MONITOR /* MONITOR: a line per command the backend runs */
 };
 
 /* When a dedicated connection nobody holds any more must close. */
@@ -2746,7 +2871,7 @@ enum bconn_drop {
     G(connections, "backend_connections", BACKENDS, "connections", "Connections up now", \
       s->conns)                                                                         \
     G(dedicated, "backend_dedicated_connections", BACKENDS, "dedicated",                \
-      "Dedicated connections clients hold now (blocking commands, WATCH)", s->dedicated) \
+      "Dedicated connections clients hold now (blocking, WATCH, WAIT, pub/sub)", s->dedicated) \
     G(inflight, "backend_inflight_requests", BACKENDS, "inflight",                      \
       "Requests not answered yet", s->inflight)                                         \
     C(requests, NONE, NULL, "Requests sent to the backend")                             \
@@ -2868,6 +2993,20 @@ struct txn {
     uint64_t cfg_gen; /* srv.cfg_gen when backend was chosen: a reload in between aborts */
 };
 
+/* A client's pub/sub and MONITOR state: what it subscribed to (the
+ * proxy answers every confirmation from these, so the counts are the
+ * client's totals over all backends, as one Redis counts them) and the
+ * dedicated connections its streams come over. */
+struct sub {
+    struct set chan;     /* SUBSCRIBE channels (tag: the backend subscribed on) */
+    struct set pat;      /* PSUBSCRIBE patterns, subscribed on every backend */
+    struct set shard;    /* SSUBSCRIBE shard channels (tag: the backend) */
+    struct bconn **conn; /* its stream connections: per backend one for pub/sub and,
+                            while it monitors, one for MONITOR */
+    int nconn;           /* entries in conn */
+    uint8_t monitor;     /* MONITOR ran: every backend streams its commands */
+};
+
 /* State of a client connection. */
 enum client_state {
     CLIENT_OPEN,    /* reading requests */
@@ -2925,6 +3064,7 @@ struct client {
     uint8_t wrote_all;                /* a reload renumbered the backends after a write:
                                          its next WAIT asks every backend */
     uint64_t wrote_gen;               /* srv.cfg_gen when a bit of wrote was last set */
+    struct sub *sub;                  /* pub/sub and MONITOR state, NULL if never used */
     uint64_t created_us;              /* accept time */
     uint64_t last_us;                 /* last time it sent bytes */
     uint64_t partial_us;              /* when the partial request in `in` began */
@@ -3138,6 +3278,44 @@ static int client_blocked(const struct client *c)
     return c->ded || c->wait;
 }
 
+/* Is C subscribed to anything (Redis's pub/sub context)? */
+static int client_subscribed(const struct client *c)
+{
+    return c->sub && c->sub->chan.n + c->sub->pat.n + c->sub->shard.n > 0;
+}
+
+/* C lets go of its stream connections at once: each still subscribes or
+ * monitors on its backend, so it is closed (bconn_drop), never reused. */
+static void client_streams_drop(struct client *c)
+{
+    int i;
+
+    if (!c->sub)
+        return;
+    for (i = 0; i < c->sub->nconn; i++) {
+        struct bconn *bc = c->sub->conn[i];
+        bc->owner = NULL;
+        bc->release_idle = 0;
+        bc->drop = DROP_NOW;
+    }
+    free(c->sub->conn);
+    c->sub->conn = NULL;
+    c->sub->nconn = 0;
+}
+
+/* C's pub/sub and MONITOR state goes (RESET, close). */
+static void client_sub_free(struct client *c)
+{
+    if (!c->sub)
+        return;
+    client_streams_drop(c);
+    set_free(&c->sub->chan);
+    set_free(&c->sub->pat);
+    set_free(&c->sub->shard);
+    free(c->sub);
+    c->sub = NULL;
+}
+
 /* C's WATCH ends without EXEC or UNWATCH (DISCARD, RESET, an aborted EXEC),
  * or C lets go of it NOW (C is gone).  A connection that still watches keys
  * is closed (bconn_drop) rather than given to another client; one an EXEC
@@ -3187,6 +3365,7 @@ static void client_close(struct client *c, const char *why)
     }
     c->wait = NULL; /* its record is an orphan now, like the others */
     client_watch_end(c, 1);
+    client_sub_free(c);
     for (r = c->head; r; r = next) {
         next = r->next;
         if (r->done)
@@ -3563,6 +3742,104 @@ static void reply_error(const struct call *k, const char *fmt, ...)
     buf_free(&b);
 }
 
+/* Bytes a stream connection pushes to C (a message, a MONITOR line),
+ * HEAD[0..HN) then P[0..N): straight out when nothing is owed before them,
+ * else appended to a completed record at the tail of its FIFO, so they
+ * come after the replies owed (the confirmation of the SUBSCRIBE that let
+ * them through among them). */
+static void reply_push_stream(struct client *c, const char *head, size_t hn, const char *p,
+                              size_t n)
+{
+    struct req *r = c->tail;
+
+    if (c->state != CLIENT_OPEN)
+        return;
+    if (!c->head) {
+        buf_append(&c->out, head, hn);
+        buf_append(&c->out, p, n);
+        reply_dirty(c);
+    } else {
+        if (!r->done || r->role != REQ_LOCAL || r->mute) {
+            r = req_new();
+            r->role = REQ_LOCAL;
+            reply_push(c, r);
+            r->mute = 0; /* CLIENT REPLY does not mute what is pushed */
+            reply_hold(c, r);
+        }
+        buf_append(&r->reply, head, hn);
+        buf_append(&r->reply, p, n);
+        c->held += hn + n;
+    }
+    reply_check_limit(c);
+}
+
+/* The bulk string at P[*AT..N) of a complete frame: its bytes in *S and
+ * *LEN, *AT moved past it.  Returns 0, or -1 when there is none. */
+static int reply_bulk_at(const char *p, size_t n, size_t *at, const char **s, size_t *len)
+{
+    size_t i = *at + 1, v = 0;
+
+    if (*at >= n || p[*at] != '$')
+        return -1;
+    for (; i < n && p[i] >= '0' && p[i] <= '9'; i++)
+        v = v * 10 + (size_t)(p[i] - '0');
+    if (i + 2 > n || p[i] != '\r' || v > n - i - 2 || n - i - 2 - v < 2)
+        return -1;
+    *s = p + i + 2;
+    *len = v;
+    *at = i + 2 + v + 2;
+    return 0;
+}
+
+/* Deliver P[0..N), a frame of a pub/sub connection, to C if it is a
+ * message (`message`, `pmessage`, `smessage` with its channel or pattern)
+ * for something C is still subscribed to: an UNSUBSCRIBE already answered
+ * by the proxy drops what its backend sent before it saw it.  In RESP3 it
+ * goes as a push (">"), as Redis sends it.  Returns 1 if it was a
+ * message, 0 if not (a confirmation, an error). */
+static int reply_message(struct client *c, const char *p, size_t n)
+{
+    const char *kind, *name;
+    size_t at = 4, klen, nlen;
+    const struct set *set;
+
+    if (n < 4 || p[0] != '*' || (p[1] != '3' && p[1] != '4') || p[2] != '\r' ||
+        reply_bulk_at(p, n, &at, &kind, &klen) < 0)
+        return 0;
+    if (klen == 7 && !memcmp(kind, "message", 7) && p[1] == '3')
+        set = c && c->sub ? &c->sub->chan : NULL;
+    else if (klen == 8 && !memcmp(kind, "pmessage", 8) && p[1] == '4')
+        set = c && c->sub ? &c->sub->pat : NULL;
+    else if (klen == 8 && !memcmp(kind, "smessage", 8) && p[1] == '3')
+        set = c && c->sub ? &c->sub->shard : NULL;
+    else
+        return 0;
+    if (set && reply_bulk_at(p, n, &at, &name, &nlen) == 0 && set_find(set, name, nlen))
+        reply_push_stream(c, c->proto == 3 ? ">" : "*", 1, p + 1, n - 1);
+    return 1;
+}
+
+/* Deliver MONITOR line P[0..N) of backend B to C, tagged with B's
+ * identity inside the brackets: "+<time> [<db> <addr>] ..." becomes
+ * "+<time> [<db> <id>/<addr>] ...", which parsers of Redis's format
+ * (redis-py's) still read.  A line not in that format goes as it is. */
+static void reply_monitor(struct client *c, const struct backend *b, const char *p, size_t n)
+{
+    const char *open = memchr(p, '[', n), *sp;
+    struct buf line = {0, 0, 0, 0};
+
+    sp = open ? memchr(open, ' ', n - (size_t)(open - p)) : NULL;
+    if (p[0] != '+' || !sp) {
+        reply_push_stream(c, "", 0, p, n);
+        return;
+    }
+    buf_append(&line, p, (size_t)(sp + 1 - p));
+    buf_printf(&line, "%s/", b->cfg.id);
+    buf_append(&line, sp + 1, n - (size_t)(sp + 1 - p));
+    reply_push_stream(c, "", 0, line.data, buf_len(&line));
+    buf_free(&line);
+}
+
 /* One write() of the pending output; closes a CLOSING client once nothing
  * is owed. */
 static void reply_flush(struct client *c)
@@ -3710,10 +3987,8 @@ static void complete_merge_scalar(const struct req *p, struct buf *out)
             enc_error(out, "ERR backend %s sent an unexpected reply", ch->backend->cfg.id);
             return;
         }
-        if (p->merge != MERGE_MIN)
-            acc += v;
-        else if (i == 0 || v < acc)
-            acc = v;
+        if (p->merge == MERGE_MIN ? i == 0 || v < acc : p->merge == MERGE_MAX ? i == 0 || v > acc : 1)
+            acc = p->merge == MERGE_MIN || p->merge == MERGE_MAX ? v : acc + v;
     }
     if (p->merge == MERGE_OK)
         buf_append_str(out, "+OK\r\n");
@@ -3925,6 +4200,83 @@ static void complete_merge_scan(const struct req *p, struct buf *out)
     buf_append(out, rp + at, n - at);
 }
 
+/* PUBSUB NUMSUB / SHARDNUMSUB: every backend was asked about every
+ * channel, and answered channel, count, channel, count... (a map in
+ * RESP3): the first reply with each count replaced by the sum over all
+ * (a channel's subscribers are on the backend that owns it, but one
+ * subscribed there directly is counted too). */
+static void complete_merge_numsub(const struct req *p, struct buf *out)
+{
+    size_t *at = xcalloc(p->nchild, sizeof *at), len = 0;
+    const char *name = NULL;
+    int64_t pairs = -1, i, sum;
+    uint32_t c;
+
+    for (c = 0; c < p->nchild; c++) { /* the same header everywhere */
+        const struct req *ch = p->child[c];
+        const char *rp = ch->reply.data + ch->reply.r;
+        long nl = resp_find_nl(rp, 0, buf_len(&ch->reply));
+        int64_t n;
+        if ((rp[0] != '*' && rp[0] != '%') || nl < 2 ||
+            resp_parse_ll(rp + 1, (size_t)nl - 2, &n) < 0 || (pairs >= 0 && n != pairs))
+            goto bad;
+        pairs = n;
+        at[c] = (size_t)nl + 1; /* resp_find_nl: the offset of the '\n' */
+    }
+    buf_append(out, p->child[0]->reply.data + p->child[0]->reply.r, at[0]);
+    for (i = 0; i < (p->child[0]->reply.data[p->child[0]->reply.r] == '*' ? pairs / 2 : pairs);
+         i++) {
+        for (sum = 0, c = 0; c < p->nchild; c++) { /* each: the same channel, a count */
+            const struct req *ch = p->child[c];
+            const char *rp = ch->reply.data + ch->reply.r, *cname;
+            size_t n = buf_len(&ch->reply), clen;
+            int64_t v;
+            long e;
+            if (reply_bulk_at(rp, n, &at[c], &cname, &clen) < 0 ||
+                (c > 0 && (clen != len || memcmp(cname, name, len))) || at[c] >= n ||
+                rp[at[c]] != ':' || (e = resp_find_nl(rp, at[c], n)) < (long)at[c] + 2 ||
+                resp_parse_ll(rp + at[c] + 1, (size_t)e - at[c] - 2, &v) < 0)
+                goto bad;
+            if (c == 0) {
+                name = cname;
+                len = clen;
+            }
+            sum += v;
+            at[c] = (size_t)e + 1;
+        }
+        enc_bulk(out, name, len);
+        buf_printf(out, ":%lld\r\n", (long long)sum);
+    }
+    free(at);
+    return;
+bad:
+    free(at);
+    out->r = out->w = 0;
+    enc_error(out, "ERR backend %s sent an unexpected reply", p->child[0]->backend->cfg.id);
+}
+
+/* (P|S)(UN)SUBSCRIBE, MONITOR: every backend confirmed, and the reply the
+ * proxy built stands; or one refused or failed, and the client's
+ * subscriptions are no longer what its backends hold: it gets the error
+ * and is closed (client libraries subscribe again when they reconnect). */
+static void complete_merge_sub(struct req *p)
+{
+    struct buf err = {0, 0, 0, 0};
+
+    if (!complete_merge_error(p, &err)) {
+        buf_free(&err);
+        return;
+    }
+    buf_free(&p->reply);
+    p->reply = err;
+    if (p->client && p->client->state == CLIENT_OPEN) {
+        log_at(LOG_INFO, "client %llu %s: closing: a backend refused or lost its "
+               "subscription", (unsigned long long)p->client->id, p->client->addr);
+        client_streams_drop(p->client);
+        p->client->state = CLIENT_CLOSING;
+    }
+}
+
 /* Build a split parent's reply (in p->reply) from its children's, then
  * free the children. */
 static void complete_merge(struct req *p)
@@ -3933,6 +4285,8 @@ static void complete_merge(struct req *p)
 
     if (p->merge == MERGE_INFO) /* a backend that failed only misses from the sum */
         stats_info_merge(p);
+    else if (p->merge == MERGE_SUB)
+        complete_merge_sub(p);
     else if (p->merge == MERGE_ANYOK) /* a kill fails where nothing ran */
         complete_merge_anyok(p, &p->reply);
     else if (!complete_merge_error(p, &p->reply)) {
@@ -3958,7 +4312,10 @@ static void complete_merge(struct req *p)
         case MERGE_SCAN:
             complete_merge_scan(p, &p->reply);
             break;
-        default: /* MERGE_OK, MERGE_SUM, MERGE_MIN */
+        case MERGE_NUMSUB:
+            complete_merge_numsub(p, &p->reply);
+            break;
+        default: /* MERGE_OK, MERGE_SUM, MERGE_MIN, MERGE_MAX */
             complete_merge_scalar(p, &p->reply);
             break;
         }
@@ -4045,20 +4402,48 @@ static int bconn_connected(const struct bconn *bc)
     return bc->state == BCONN_HANDSHAKE || bc->state == BCONN_UP;
 }
 
+/* Stream connection BC of client C is given back: C unsubscribed from
+ * everything (ENDED), or BC failed, and C's subscriptions on that backend
+ * are gone with messages perhaps lost meanwhile: Redis has no way to say
+ * so in the stream, so C is closed, as a restarted Redis closes it, and
+ * its client library subscribes again on reconnecting. */
+static void bconn_stream_gone(struct client *c, struct bconn *bc, int ended)
+{
+    int i;
+
+    for (i = 0; c->sub && i < c->sub->nconn; i++)
+        if (c->sub->conn[i] == bc) {
+            c->sub->conn[i] = c->sub->conn[--c->sub->nconn];
+            break;
+        }
+    if (ended || c->state != CLIENT_OPEN)
+        return;
+    log_at(LOG_INFO, "client %llu %s: closing: its pub/sub or MONITOR connection to backend "
+           "%s was lost", (unsigned long long)c->id, c->addr, bc->backend->cfg.id);
+    client_streams_drop(c);
+    c->state = CLIENT_CLOSING;
+    reply_dirty(c);
+}
+
 /* Dedicated BC is answered (its blocking command, or the EXEC or UNWATCH
- * that ended a WATCH) or failed: its client reads its next requests again,
- * and BC is free for another client. */
+ * that ended a WATCH, or the UNSUBSCRIBE that ended a subscription) or
+ * failed: its client reads its next requests again, and BC is free for
+ * another client. */
 static void bconn_release(struct bconn *bc)
 {
     struct client *c = bc->owner;
     int ended = bc->release_idle || bc->drop; /* its WATCH ended (EXEC, UNWATCH, DISCARD...) */
+    uint8_t stream = bc->stream;
 
     bc->owner = NULL;
     bc->block_until_us = 0;
     bc->release_idle = 0;
+    bc->stream = STREAM_NONE;
     bc->used_us = srv.now_us;
     if (!c)
         return;
+    if (stream)
+        bconn_stream_gone(c, bc, ended);
     if (c->ded == bc) {
         c->ded = NULL;
         reply_dirty(c); /* its unread input is parsed at the end of the pass */
@@ -4349,13 +4734,14 @@ static void bconn_idle(struct bconn *bc)
     bc->backoff_ms = RECONNECT_MIN_MS;
 }
 
-/* A dedicated connection of B for client C (a blocking command, WATCH), now C's: a
- * free one of C's pool still open, else a free closed one, else a new one
- * while B has fewer than blocking_connections, else a free one of another
- * pool, closed first.  NULL when every one is held. */
-static struct bconn *bconn_borrow(struct backend *b, struct client *c)
+/* A dedicated connection of B for client C (a blocking command, WATCH,
+ * WAIT, pub/sub, MONITOR) in POOL, now C's: a free one of that pool still
+ * open, else a free closed one, else a new one while B has fewer than
+ * blocking_connections, else a free one of another pool, closed first.
+ * NULL when every one is held. */
+static struct bconn *bconn_borrow(struct backend *b, struct client *c, int pool)
 {
-    int pool = client_pool(c), i;
+    int i;
     struct bconn *bc = NULL, *closed = NULL, *other = NULL;
 
     for (i = 0; i < b->nded && !bc; i++) {
@@ -4426,10 +4812,14 @@ static void bconn_drop(struct bconn *bc)
     bc->drop = DROP_NO;
     bc->block_until_us = 0;
     bc->release_idle = 0;
+    bc->stream = STREAM_NONE;
     while ((r = bc->head) != NULL) {
         bc->head = r->next_sent;
         bc->inflight--;
-        req_free(r); /* a handshake record, or the client's orphan */
+        if (r->role == REQ_CHILD) /* its parent waits for every child */
+            complete_error(r, "ERR backend %s: connection closed", bc->backend->cfg.id);
+        else
+            req_free(r); /* a handshake record, or the client's orphan */
     }
     bc->tail = NULL;
     bconn_idle(bc);
@@ -4578,6 +4968,32 @@ static void bconn_exec_reply(struct req *r, const char *p, size_t n)
         complete_reply(r, p, n, 0);
 }
 
+/* Frame P[0..N) of stream connection BC: a message or MONITOR line for its
+ * client, or a confirmation its head record counts (one per channel
+ * sent).  Returns 1 when taken so; 0 when it is the head record's reply
+ * (the last confirmation, an error, MONITOR's +OK), matched as any other. */
+static int bconn_stream_frame(struct bconn *bc, const char *p, size_t n)
+{
+    struct req *r = bc->head;
+
+    if (r && r->role == REQ_HANDSHAKE)
+        return 0;
+    if (bc->stream == STREAM_MONITOR) {
+        if (r)
+            return 0;
+        if (bc->owner)
+            reply_monitor(bc->owner, bc->backend, p, n);
+        return 1;
+    }
+    if (reply_message(bc->owner, p, n))
+        return 1;
+    if (r && r->frames > 1 && p[0] != '-') {
+        r->frames--;
+        return 1;
+    }
+    return 0;
+}
+
 /* Match every complete reply in bc->in with the head of the FIFO. */
 static void bconn_replies(struct bconn *bc)
 {
@@ -4595,7 +5011,8 @@ static void bconn_replies(struct bconn *bc)
             bconn_fail(bc, 0, why);
             return;
         }
-        if (p[0] == '>') { /* RESP3 push (invalidation, a stray message): no one's reply */
+        if (p[0] == '>' || (bc->stream && bconn_stream_frame(bc, p, bc->rp.pos))) {
+            /* a RESP3 push (invalidation, a stray message) is no one's reply */
             buf_consume(&bc->in, bc->rp.pos);
             resp_reply_init(&bc->rp);
             continue;
@@ -5482,7 +5899,9 @@ static const struct route_all_merge {
     {"script|flush", MERGE_OK},   {"script|kill", MERGE_ANYOK},
     {"script|load", MERGE_FIRST}, {"slowlog|get", MERGE_SLOWLOG},
     {"slowlog|len", MERGE_SUM},   {"slowlog|reset", MERGE_OK},
-    {"swapdb", MERGE_OK},
+    {"swapdb", MERGE_OK},         {"pubsub|channels", MERGE_CONCAT},
+    {"pubsub|numpat", MERGE_MAX}, {"pubsub|numsub", MERGE_NUMSUB},
+    {"pubsub|shardchannels", MERGE_CONCAT}, {"pubsub|shardnumsub", MERGE_NUMSUB},
 };
 
 /* The tag (1..15) SCAN cursors carry for the current list of backends,
@@ -5658,7 +6077,7 @@ static struct bconn *route_borrow(const struct call *k, struct backend *b)
         reply_error(k, "ERR backend %s unavailable", b->cfg.id);
         return NULL;
     }
-    if (!(bc = bconn_borrow(b, k->c))) {
+    if (!(bc = bconn_borrow(b, k->c, client_pool(k->c)))) {
         reply_error(k, "ERR backend %s: all %d dedicated connections for blocking commands "
                        "and WATCH are in use (blocking_connections)", b->cfg.id, b->ded_max);
         return NULL;
@@ -5813,7 +6232,7 @@ static void route_wait(const struct call *k)
         struct req *ch = p->child[i];
         struct backend *b = ch->backend;
         struct bconn *bc = NULL;
-        if (!route_usable(bconn_pick(b, c)) || ((bc = bconn_borrow(b, c)) && bc->owner != c)) {
+        if (!route_usable(bconn_pick(b, c)) || ((bc = bconn_borrow(b, c, client_pool(c))) && bc->owner != c)) {
             complete_error(ch, "ERR backend %s unavailable", b->cfg.id);
             continue;
         }
@@ -5856,6 +6275,353 @@ static void route_same(const struct call *k)
         route_blocking(k, bi, ms);
     else
         route_forward(k, bi);
+}
+
+/* ============================================================== pub/sub */
+/* sub_: SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE, their UNSUBSCRIBEs and MONITOR.
+ *
+ * A subscribed client holds one dedicated connection (RESP2, a stream
+ * connection) per backend it subscribed on: a channel on the backend that
+ * owns it (the placement of a key of that name, so PUBLISH, routed the
+ * same way, reaches its subscribers), a pattern on every backend (it may
+ * match a channel anywhere; each message is published on one backend, so
+ * it arrives once).  The proxy keeps what the client subscribed to and
+ * answers every confirmation itself, with Redis's framing and the
+ * client's own counts, once the backends confirmed; messages go to the
+ * client as they arrive (bconn_stream_frame, reply_message). */
+
+/* What a (un)subscribe command works on. */
+enum sub_kind {
+    SUB_CHANNEL, /* SUBSCRIBE, UNSUBSCRIBE */
+    SUB_PATTERN, /* PSUBSCRIBE, PUNSUBSCRIBE */
+    SUB_SHARD    /* SSUBSCRIBE, SUNSUBSCRIBE */
+};
+
+/* The kind of (un)subscribe command NAME is. */
+static enum sub_kind sub_kind_of(const char *name)
+{
+    if (!strcmp(name, "psubscribe") || !strcmp(name, "punsubscribe"))
+        return SUB_PATTERN;
+    if (!strcmp(name, "ssubscribe") || !strcmp(name, "sunsubscribe"))
+        return SUB_SHARD;
+    return SUB_CHANNEL;
+}
+
+static struct set *sub_set(struct sub *u, enum sub_kind kind)
+{
+    return kind == SUB_PATTERN ? &u->pat : kind == SUB_SHARD ? &u->shard : &u->chan;
+}
+
+/* The count a confirmation of KIND carries, as Redis counts: channels
+ * and patterns together; shard channels apart. */
+static size_t sub_count(const struct sub *u, enum sub_kind kind)
+{
+    return kind == SUB_SHARD ? u->shard.n : u->chan.n + u->pat.n;
+}
+
+/* Append one confirmation: TYPE (the command's name), the channel
+ * NAME[0..LEN) (NULL: none, for an UNSUBSCRIBE of nothing) and COUNT, as
+ * an array in RESP2 and a push in RESP3. */
+static void sub_confirm(struct buf *b, int proto, const char *type, const char *name,
+                        size_t len, size_t count)
+{
+    buf_append_str(b, proto == 3 ? ">3\r\n" : "*3\r\n");
+    enc_bulk(b, type, strlen(type));
+    if (name)
+        enc_bulk(b, name, len);
+    else
+        enc_null(b, proto);
+    buf_printf(b, ":%zu\r\n", count);
+}
+
+/* C's stream connection of type STREAM to backend B, or NULL. */
+static struct bconn *sub_find(const struct client *c, const struct backend *b, uint8_t stream)
+{
+    int i;
+
+    for (i = 0; c->sub && i < c->sub->nconn; i++)
+        if (c->sub->conn[i]->backend == b && c->sub->conn[i]->stream == stream)
+            return c->sub->conn[i];
+    return NULL;
+}
+
+/* Call K's client's stream connection of type STREAM to B, borrowed if it
+ * has none (in RESP2: what it streams is reframed for RESP3 clients), or
+ * NULL with the error replied. */
+static struct bconn *sub_conn(const struct call *k, struct backend *b, uint8_t stream)
+{
+    struct client *c = k->c;
+    struct bconn *bc = sub_find(c, b, stream);
+
+    if (bc)
+        return bc;
+    if (!route_usable(bconn_pick(b, c)) || ((bc = bconn_borrow(b, c, 0)) && bc->owner != c)) {
+        b->sh->st.failures++;
+        reply_error(k, "ERR backend %s unavailable", b->cfg.id);
+        return NULL;
+    }
+    if (!bc) {
+        reply_error(k, "ERR backend %s: all %d dedicated connections for blocking commands, "
+                       "WATCH and pub/sub are in use (blocking_connections)", b->cfg.id,
+                    b->ded_max);
+        return NULL;
+    }
+    bc->stream = stream;
+    c->sub->conn = xrealloc(c->sub->conn, sizeof *c->sub->conn * (size_t)(c->sub->nconn + 1));
+    c->sub->conn[c->sub->nconn++] = bc;
+    return bc;
+}
+
+/* C's stream connections of type STREAM go back to the pool (it stopped
+ * subscribing or monitoring): once what is on them is answered, as they
+ * hold nothing on their backends any more. */
+static void sub_release(struct client *c, uint8_t stream)
+{
+    int i;
+
+    for (i = c->sub ? c->sub->nconn - 1 : -1; i >= 0; i--) {
+        struct bconn *bc = c->sub->conn[i];
+        if (bc->stream != stream)
+            continue;
+        if (bc->head) {
+            bc->release_idle = 1; /* bconn_idle_check releases it */
+        } else {
+            bc->release_idle = 1;
+            bconn_release(bc); /* takes it off the list */
+        }
+    }
+}
+
+/* Send the part of call K for the backends in ASKS[0..N) (srv.backends
+ * indexes) on C's stream connections of type STREAM: the command name,
+ * then ARGS[j] for each j whose BACKEND_OF[j] is that backend (-1: every
+ * backend, -2: none).  The confirmations PREBUILT are the reply once all answered. */
+static void sub_send(const struct call *k, const int *asks, int n, const struct resp_arg *args,
+                     const int *backend_of, int nargs, uint8_t stream, const struct buf *prebuilt)
+{
+    struct req *p = route_new_parent(k, MERGE_SUB, (uint32_t)n, asks);
+    struct resp_arg *argv = xmalloc(sizeof *argv * (size_t)(nargs + 1));
+    struct buf enc = {0, 0, 0, 0};
+    int i, j, argc;
+
+    buf_append(&p->reply, prebuilt->data + prebuilt->r, buf_len(prebuilt));
+    argv[0] = k->argv[0];
+    for (i = 0; i < n; i++) { /* nothing completes before the loop ends: all are queued */
+        struct req *ch = p->child[i];
+        struct bconn *bc = sub_find(k->c, ch->backend, stream);
+        for (argc = 1, j = 0; j < nargs; j++)
+            if (backend_of[j] == -1 || backend_of[j] == asks[i]) /* -2: none */
+                argv[argc++] = args[j];
+        enc.r = enc.w = 0;
+        enc_command(&enc, argv, (size_t)argc);
+        buf_append(&bc->out, enc.data, buf_len(&enc));
+        ch->frames = (uint32_t)(argc > 1 ? argc - 1 : 1);
+        bconn_push(bc, ch);
+    }
+    buf_free(&enc);
+    free(argv);
+}
+
+/* C's pub/sub state, made on first use. */
+static struct sub *sub_of(struct client *c)
+{
+    if (!c->sub)
+        c->sub = xcalloc(1, sizeof *c->sub);
+    return c->sub;
+}
+
+/* SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE name...: a stream connection to each
+ * backend concerned first (an error changes nothing), then the names
+ * join the client's sets, and each backend gets its part. */
+static void sub_subscribe(const struct call *k, enum sub_kind kind)
+{
+    struct client *c = k->c;
+    struct sub *u = sub_of(c);
+    int nargs = (int)k->argc - 1, *of = xmalloc(sizeof *of * (size_t)nargs);
+    int *asks = xcalloc((size_t)srv.nbackends, sizeof *asks), n = 0, i, j;
+    char *used = xcalloc((size_t)srv.nbackends, 1);
+    struct buf frames = {0, 0, 0, 0};
+
+    for (j = 0; j < nargs; j++) {
+        of[j] = kind == SUB_PATTERN ? -1
+                                    : route_backend(srv.cfg, k->argv[j + 1].p, k->argv[j + 1].len);
+        for (i = 0; i < srv.nbackends; i++)
+            used[i] |= of[j] < 0 || of[j] == i;
+    }
+    for (i = 0; i < srv.nbackends; i++)
+        if (used[i]) {
+            if (!sub_conn(k, srv.backends[i], STREAM_PUBSUB)) {
+                if (!client_subscribed(c)) /* connections taken for nothing go back */
+                    sub_release(c, STREAM_PUBSUB);
+                goto out;
+            }
+            asks[n++] = i;
+        }
+    for (j = 0; j < nargs; j++) {
+        const struct resp_arg *a = &k->argv[j + 1];
+        set_add(sub_set(u, kind), a->p, a->len, of[j] < 0 ? NULL : srv.backends[of[j]]);
+        sub_confirm(&frames, c->proto, k->cmd->name, a->p, a->len, sub_count(u, kind));
+    }
+    sub_send(k, asks, n, k->argv + 1, of, nargs, STREAM_PUBSUB, &frames);
+out:
+    buf_free(&frames);
+    free(used);
+    free(asks);
+    free(of);
+}
+
+/* UNSUBSCRIBE, PUNSUBSCRIBE, SUNSUBSCRIBE [name...]: the names (all of the
+ * client's, without any) leave its sets, with a confirmation each (one
+ * with no name when there was nothing); the backends they were subscribed
+ * on are told.  Subscribed to nothing any more, the client's stream
+ * connections go back to the pool. */
+static void sub_unsubscribe(const struct call *k, enum sub_kind kind)
+{
+    struct client *c = k->c;
+    struct sub *u = sub_of(c);
+    struct set *set = sub_set(u, kind);
+    struct buf names = {0, 0, 0, 0}, frames = {0, 0, 0, 0};
+    struct resp_arg *args;
+    int nargs = (int)k->argc - 1, *of, *asks, n = 0, i, j, sent = 0;
+    size_t b;
+
+    if (nargs == 0) { /* every member: copied, as removing frees them */
+        const struct set_node *nd;
+        size_t o = 0;
+        for (b = 0; b < set->nbucket; b++)
+            for (nd = set->bucket[b]; nd; nd = nd->next)
+                buf_append(&names, nd->data, nd->len);
+        args = xmalloc(sizeof *args * (set->n + 1));
+        for (b = 0; b < set->nbucket; b++)
+            for (nd = set->bucket[b]; nd; nd = nd->next) {
+                args[nargs].p = names.data + o;
+                args[nargs++].len = nd->len;
+                o += nd->len;
+            }
+    } else {
+        args = xmalloc(sizeof *args * (size_t)nargs);
+        memcpy(args, k->argv + 1, sizeof *args * (size_t)nargs);
+    }
+    of = xmalloc(sizeof *of * (size_t)(nargs + 1));
+    asks = xcalloc((size_t)srv.nbackends, sizeof *asks);
+    for (j = 0; j < nargs; j++) {
+        const struct set_node *nd = set_find(set, args[j].p, args[j].len);
+        const struct backend *owner = nd ? nd->tag : NULL;
+        of[j] = -2; /* not subscribed: no backend is told */
+        if (nd && kind == SUB_PATTERN)
+            of[j] = -1;
+        else if (owner && !owner->retired)
+            of[j] = owner->index;
+        sent += of[j] != -2;
+        set_del(set, args[j].p, args[j].len);
+        sub_confirm(&frames, c->proto, k->cmd->name, args[j].p, args[j].len, sub_count(u, kind));
+    }
+    if (nargs == 0)
+        sub_confirm(&frames, c->proto, k->cmd->name, NULL, 0, sub_count(u, kind));
+    for (i = 0; sent && i < srv.nbackends; i++) {
+        if (!sub_find(c, srv.backends[i], STREAM_PUBSUB))
+            continue;
+        for (j = 0; j < nargs && of[j] != -1 && of[j] != i; j++)
+            ;
+        if (j < nargs)
+            asks[n++] = i;
+    }
+    if (n > 0)
+        sub_send(k, asks, n, args, of, nargs, STREAM_PUBSUB, &frames);
+    else
+        reply_local(k, frames.data, buf_len(&frames));
+    if (!client_subscribed(c))
+        sub_release(c, STREAM_PUBSUB);
+    free(asks);
+    free(of);
+    free(args);
+    buf_free(&names);
+    buf_free(&frames);
+}
+
+/* MONITOR: a MONITOR connection to every backend, each line tagged with
+ * the backend's identity (reply_monitor).  A second MONITOR is answered
+ * with nothing, as Redis answers it. */
+static void sub_monitor(const struct call *k)
+{
+    struct client *c = k->c;
+    struct sub *u = sub_of(c);
+    int *asks = xmalloc(sizeof *asks * (size_t)srv.nbackends), i;
+    struct buf ok = {0, 0, 0, 0};
+
+    if (u->monitor) {
+        free(asks);
+        return;
+    }
+    for (i = 0; i < srv.nbackends; i++) {
+        if (!sub_conn(k, srv.backends[i], STREAM_MONITOR)) {
+            sub_release(c, STREAM_MONITOR);
+            free(asks);
+            return;
+        }
+        asks[i] = i;
+    }
+    u->monitor = 1;
+    buf_append_str(&ok, "+OK\r\n");
+    sub_send(k, asks, srv.nbackends, NULL, NULL, 0, STREAM_MONITOR, &ok);
+    buf_free(&ok);
+    free(asks);
+}
+
+/* After a reload: a subscriber whose channel now belongs to another
+ * backend, or whose patterns or MONITOR miss a new backend, would miss
+ * messages silently; it is closed instead, and its client library
+ * subscribes again through the new placement. */
+static void sub_check_placement(void)
+{
+    struct client *c;
+    const struct set_node *nd;
+    size_t b;
+    int i, moved;
+
+    for (c = srv.clients; c; c = c->next) {
+        const struct set *sets[2];
+        if (!c->sub || c->state != CLIENT_OPEN)
+            continue;
+        sets[0] = &c->sub->chan;
+        sets[1] = &c->sub->shard;
+        for (moved = 0, i = 0; i < 2 && !moved; i++)
+            for (b = 0; b < sets[i]->nbucket && !moved; b++)
+                for (nd = sets[i]->bucket[b]; nd && !moved; nd = nd->next)
+                    moved = nd->tag != srv.backends[route_backend(srv.cfg, nd->data, nd->len)];
+        for (i = 0; i < srv.nbackends && !moved; i++)
+            moved = (c->sub->pat.n && !sub_find(c, srv.backends[i], STREAM_PUBSUB)) ||
+                    (c->sub->monitor && !sub_find(c, srv.backends[i], STREAM_MONITOR));
+        if (moved) {
+            log_at(LOG_INFO, "client %llu %s: closing: the reload moved what it subscribed to",
+                   (unsigned long long)c->id, c->addr);
+            client_streams_drop(c);
+            c->state = CLIENT_CLOSING;
+            reply_dirty(c);
+        }
+    }
+}
+
+/* May C, subscribed in RESP2, run CMD?  Redis allows only these there. */
+static int sub_allowed(const struct command *cmd)
+{
+    static const char *const names[] = {"subscribe", "psubscribe", "ssubscribe", "unsubscribe",
+                                        "punsubscribe", "sunsubscribe", "ping", "quit", "reset"};
+    size_t i;
+
+    for (i = 0; i < ARRAY_LEN(names); i++)
+        if (!strcmp(cmd->name, names[i]))
+            return 1;
+    return 0;
+}
+
+/* Does CMD change what the client subscribes to or monitors?  Such a
+ * command waits for the client's earlier replies (input_defer), so no
+ * record of the client is in flight on its stream connections when it
+ * runs: RESET can close them at once. */
+static int sub_changes(const struct command *cmd)
+{
+    return sub_allowed(cmd) && strcmp(cmd->name, "ping") && strcmp(cmd->name, "quit");
 }
 
 /* ================================================================ stats */
@@ -6662,36 +7428,61 @@ static void local_client_line(struct buf *b, const struct client *x)
 {
     size_t qbuf = buf_len(&x->in), multi_mem = x->txn ? x->txn->q.cap : 0;
     size_t omem = buf_len(&x->out) + x->held;
-    char laddr[128];
+    char laddr[128], flags[8];
+    int nf = 0;
 
+    if (x->sub && x->sub->monitor) /* Redis's letters, in its order */
+        flags[nf++] = 'O';
+    if (client_subscribed(x))
+        flags[nf++] = 'P';
+    if (x->txn)
+        flags[nf++] = 'x';
+    if (!nf)
+        flags[nf++] = 'N';
+    flags[nf] = '\0';
     client_laddr(x, laddr, sizeof laddr);
     buf_printf(b,
                "id=%llu addr=%s laddr=%s fd=%d name=%s age=%llu idle=%llu flags=%s db=%u "
-               "sub=0 psub=0 ssub=0 multi=%lld qbuf=%zu qbuf-free=%zu argv-mem=0 "
+               "sub=%zu psub=%zu ssub=%zu multi=%lld qbuf=%zu qbuf-free=%zu argv-mem=0 "
                "multi-mem=%zu rbs=%zu rbp=0 obl=0 oll=%u omem=%zu tot-mem=%zu events=%s "
                "cmd=%s user=default redir=-1 resp=%u\n",
                (unsigned long long)x->id, x->addr, laddr, x->fd, x->name ? x->name : "",
                (unsigned long long)((srv.now_us - x->created_us) / 1000000),
-               (unsigned long long)((srv.now_us - x->last_us) / 1000000), x->txn ? "x" : "N",
-               (unsigned)x->db, x->txn ? (long long)x->txn->n : -1LL, qbuf, x->in.cap - qbuf,
+               (unsigned long long)((srv.now_us - x->last_us) / 1000000), flags,
+               (unsigned)x->db, x->sub ? x->sub->chan.n : 0, x->sub ? x->sub->pat.n : 0,
+               x->sub ? x->sub->shard.n : 0, x->txn ? (long long)x->txn->n : -1LL, qbuf, x->in.cap - qbuf,
                multi_mem, x->out.cap, (unsigned)x->npending, omem,
                sizeof *x + x->in.cap + x->out.cap + multi_mem + x->held,
                buf_len(&x->out) ? "rw" : "r", x->last_cmd ? x->last_cmd->name : "NULL",
                (unsigned)x->proto);
 }
 
-/* Does TYPE (CLIENT LIST / KILL's TYPE filter) name a kind of client the
- * proxy's clients are (normal), one they are not (master, replica, slave,
- * pubsub), or none?  Returns 1, 0, or -1 (the error replied). */
+/* Kinds of client CLIENT LIST / KILL's TYPE filter names. */
+enum local_type {
+    TYPE_ANY = 1, /* no TYPE filter */
+    TYPE_NORMAL,  /* not subscribed (a MONITOR client is one, as in Redis) */
+    TYPE_PUBSUB,  /* subscribed to something */
+    TYPE_NONE     /* master, replica, slave: kinds no client of the proxy is */
+};
+
+/* The kind TYPE names (enum local_type), or -1 with the error replied. */
 static int local_client_type(const struct call *k, const struct resp_arg *type)
 {
     if (cmd_argeq(type, "normal"))
-        return 1;
-    if (cmd_argeq(type, "master") || cmd_argeq(type, "replica") || cmd_argeq(type, "slave") ||
-        cmd_argeq(type, "pubsub"))
-        return 0;
+        return TYPE_NORMAL;
+    if (cmd_argeq(type, "pubsub"))
+        return TYPE_PUBSUB;
+    if (cmd_argeq(type, "master") || cmd_argeq(type, "replica") || cmd_argeq(type, "slave"))
+        return TYPE_NONE;
     reply_error(k, "ERR Unknown client type '%.*s'", (int)MIN(type->len, 64), type->p);
     return -1;
+}
+
+/* Is client X of kind TYPE (enum local_type)? */
+static int local_client_is(const struct client *x, int type)
+{
+    return type == TYPE_ANY || (type == TYPE_NORMAL && !client_subscribed(x)) ||
+           (type == TYPE_PUBSUB && client_subscribed(x));
 }
 
 /* The oldest client of this process: CLIENT LIST walks from it, as Redis
@@ -6714,10 +7505,10 @@ static void local_client_list(const struct call *k)
     struct buf text = {0, 0, 0, 0}, b = {0, 0, 0, 0};
     const struct client *x;
     int64_t i, id;
-    int all = 1;
+    int type = TYPE_ANY;
 
     if (k->argc == 4 && cmd_argeq(&argv[2], "type")) {
-        if ((all = local_client_type(k, &argv[3])) < 0)
+        if ((type = local_client_type(k, &argv[3])) < 0)
             return;
     } else if (k->argc >= 4 && cmd_argeq(&argv[2], "id")) {
         for (i = 3; i < k->argc; i++)
@@ -6729,8 +7520,8 @@ static void local_client_list(const struct call *k)
         reply_error(k, "ERR syntax error");
         return;
     }
-    for (x = local_client_oldest(); x && all; x = x->prev) {
-        int want = k->argc < 4 || cmd_argeq(&argv[2], "type");
+    for (x = local_client_oldest(); x; x = x->prev) {
+        int want = local_client_is(x, type) && (k->argc < 4 || cmd_argeq(&argv[2], "type"));
         for (i = 3; !want && i < k->argc; i++)
             want = resp_parse_ll(argv[i].p, argv[i].len, &id) == 0 && (uint64_t)id == x->id;
         if (want)
@@ -6748,7 +7539,7 @@ struct local_kill {
     const struct resp_arg *addr;  /* ADDR: peer address, or NULL */
     const struct resp_arg *laddr; /* LADDR: local address, or NULL */
     int skipme;                 /* SKIPME yes (the default): never the caller */
-    int type_ok;                /* TYPE: 0 when it names a kind no client is */
+    int type;                   /* TYPE: enum local_type */
     uint64_t maxage_s;          /* MAXAGE: only clients older than this (0: any) */
 };
 
@@ -6760,7 +7551,8 @@ static int local_kill_filters(const struct call *k, struct local_kill *f)
     int64_t i, v;
 
     memset(f, 0, sizeof *f);
-    f->skipme = f->type_ok = 1;
+    f->skipme = 1;
+    f->type = TYPE_ANY;
     if (k->argc % 2 != 0) {
         reply_error(k, "ERR syntax error");
         return -1;
@@ -6780,7 +7572,7 @@ static int local_kill_filters(const struct call *k, struct local_kill *f)
         } else if (cmd_argeq(&argv[i], "skipme") && (cmd_argeq(val, "yes") || cmd_argeq(val, "no"))) {
             f->skipme = cmd_argeq(val, "yes");
         } else if (cmd_argeq(&argv[i], "type")) {
-            if ((f->type_ok = local_client_type(k, val)) < 0)
+            if ((f->type = local_client_type(k, val)) < 0)
                 return -1;
         } else if (cmd_argeq(&argv[i], "user")) {
             if (!cmd_argeq(val, "default")) {
@@ -6813,7 +7605,7 @@ static int local_kill_match(const struct local_kill *f, const struct client *x,
 {
     char laddr[128];
 
-    if (!f->type_ok || (f->skipme && x == me) || (f->id && f->id != x->id) ||
+    if (!local_client_is(x, f->type) || (f->skipme && x == me) || (f->id && f->id != x->id) ||
         (f->addr && !local_addr_is(x->addr, f->addr)) ||
         (f->maxage_s && (srv.now_us - x->created_us) / 1000000 <= f->maxage_s))
         return 0;
@@ -6837,7 +7629,7 @@ static void local_client_kill(const struct call *k)
         old = k->argv[2];
         memset(&f, 0, sizeof f);
         f.addr = &old;
-        f.type_ok = 1;
+        f.type = TYPE_ANY;
     } else if (local_kill_filters(k, &f) < 0) {
         return;
     }
@@ -7005,9 +7797,12 @@ static void local_call(const struct call *k)
     const char *name = k->cmd->name;
 
     if (!strcmp(name, "ping")) {
-        if (argc > 2)
+        if (argc > 2) {
             reply_error(k, "ERR wrong number of arguments for 'ping' command");
-        else if (argc == 2)
+        } else if (c->proto == 2 && client_subscribed(c)) { /* Redis's subscribed form */
+            buf_append_str(&b, "*2\r\n$4\r\npong\r\n");
+            enc_bulk(&b, argc == 2 ? argv[1].p : "", argc == 2 ? argv[1].len : 0);
+        } else if (argc == 2)
             enc_bulk(&b, argv[1].p, argv[1].len);
         else
             buf_append_str(&b, "+PONG\r\n");
@@ -7032,6 +7827,7 @@ static void local_call(const struct call *k)
          * and the authentication, which must be proven again */
         client_txn_end(c);
         client_watch_end(c, 0);
+        client_sub_free(c); /* unsubscribes all and ends MONITOR: its connections close */
         free(c->name);
         c->name = NULL;
         c->proto = 2;
@@ -7049,6 +7845,16 @@ static void local_call(const struct call *k)
         route_watch(k);
     } else if (!strcmp(name, "wait")) {
         route_wait(k);
+    } else if (!strcmp(name, "publish")) { /* where the channel's subscribers are */
+        route_forward(k, route_backend(srv.cfg, argv[1].p, argv[1].len));
+    } else if (!strcmp(name, "subscribe") || !strcmp(name, "psubscribe") ||
+               !strcmp(name, "ssubscribe")) {
+        sub_subscribe(k, sub_kind_of(name));
+    } else if (!strcmp(name, "unsubscribe") || !strcmp(name, "punsubscribe") ||
+               !strcmp(name, "sunsubscribe")) {
+        sub_unsubscribe(k, sub_kind_of(name));
+    } else if (!strcmp(name, "monitor")) {
+        sub_monitor(k);
     } else if (!strcmp(name, "exec") || !strcmp(name, "discard")) {
         reply_error(k, "ERR %s without MULTI", !strcmp(name, "exec") ? "EXEC" : "DISCARD");
     } else if (!strcmp(name, "auth")) {
@@ -7173,6 +7979,8 @@ static int input_txn_keys(const struct call *k, int *bi)
     *bi = -1;
     if (kind == CMD_ONE) {
         srv.keypos[n++] = cmd->specs[0].start; /* arity checked */
+    } else if (!strcmp(cmd->name, "publish")) { /* where the channel's subscribers are */
+        srv.keypos[n++] = 1;
     } else if (kind == CMD_SPLIT) {
         if ((k->argc - 1) % step != 0) {
             reply_error(k, "ERR wrong number of arguments for '%s' command", cmd->name);
@@ -7317,7 +8125,8 @@ static void input_reject(const struct call *k, const char *err)
 /* Must call K wait until everything its client asked before is answered?
  * A blocking command, WATCH and WAIT must: on a connection of their own
  * they would overtake them, where Redis runs a client's commands in order
- * (and WAIT must come after the writes it waits for). */
+ * (and WAIT must come after the writes it waits for).  So must what
+ * changes the client's subscriptions or MONITOR (sub_changes). */
 static int input_defer(const struct call *k)
 {
     uint64_t ms;
@@ -7328,7 +8137,8 @@ static int input_defer(const struct call *k)
            (k->cmd->kind == CMD_SAME || k->cmd->kind == CMD_LOCAL) &&
            cmd_arity_ok(k->cmd, k->argc) &&
            (cmd_blocks(k->cmd, k->argv, k->argc, &ms) || !strcmp(k->cmd->name, "watch") ||
-            !strcmp(k->cmd->name, "wait"));
+            !strcmp(k->cmd->name, "wait") || !strcmp(k->cmd->name, "monitor") ||
+            (sub_changes(k->cmd) && (strcmp(k->cmd->name, "reset") || k->c->sub)));
 }
 
 /* Serve one framed request of C at RAW[0..RAWLEN).  Returns 1 when it must
@@ -7384,6 +8194,12 @@ static int input_dispatch(struct client *c, const char *raw, size_t rawlen)
                (k.cmd->kind != CMD_LOCAL || !strcmp(k.cmd->name, "exec"))) {
         /* a reload lowered `databases` below the one it SELECTed */
         input_reject(&k, "ERR DB index is out of range");
+    } else if (c->proto == 2 && client_subscribed(c) && !sub_allowed(k.cmd)) {
+        char err[200];
+        snprintf(err, sizeof err, "ERR Can't execute '%s': only (P|S)SUBSCRIBE / "
+                 "(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+                 k.cmd->name);
+        input_reject(&k, err);
     } else if (c->txn) {
         input_txn(&k);
     } else {
@@ -8282,6 +9098,7 @@ static void reload_apply(struct config *next)
 
     reload_keep_restart_only(old, next);
     backend_apply(next);
+    sub_check_placement();
     srv.cfg = next;
     srv.cfg_gen++;
     log_threshold = (enum log_level)next->log_level;

@@ -18,8 +18,8 @@ is one of:
           not ONE, SPLIT or SAME; ONE has exactly one fixed one-key spec;
           SPLIT only for the commands the proxy knows how to merge; commands
           with subcommands are CONTAINER and no other is; every command the
-          server flags "blocking" (but those in BLOCKING_SERVED) or "pubsub" is
-          REFUSE; client|setinfo is LOCAL with arity 4, client|no-touch with 3
+          server flags "blocking" (but those in BLOCKING_SERVED) is REFUSE;
+          one it flags "pubsub" has its kind in PUBSUB_SERVED; client|setinfo is LOCAL with arity 4, client|no-touch with 3
   all     all of the above
 
 Prints one line per disagreement and exits 1 if there is any, else 0.
@@ -35,6 +35,14 @@ SPLITTABLE = {"mget", "mset", "del", "unlink", "exists", "touch"}
 # Blocking commands served, on a dedicated connection while they block.
 BLOCKING_SERVED = {"xread", "xreadgroup", "blpop", "brpop", "brpoplpush", "blmove", "blmpop",
                    "bzpopmin", "bzpopmax", "bzmpop"}
+# Pub/sub commands, each served by its kind: (un)subscribing and PUBLISH by
+# the proxy (sub_), SPUBLISH by its channel as a key, PUBSUB merged.
+PUBSUB_SERVED = {"subscribe": "CMD_LOCAL", "psubscribe": "CMD_LOCAL", "ssubscribe": "CMD_LOCAL",
+                 "unsubscribe": "CMD_LOCAL", "punsubscribe": "CMD_LOCAL",
+                 "sunsubscribe": "CMD_LOCAL", "publish": "CMD_LOCAL", "spublish": "CMD_ONE",
+                 "pubsub|channels": "CMD_ALL", "pubsub|numpat": "CMD_ALL",
+                 "pubsub|numsub": "CMD_ALL", "pubsub|shardchannels": "CMD_ALL",
+                 "pubsub|shardnumsub": "CMD_ALL", "pubsub|help": "CMD_ANY"}
 # Scripts: not flagged write by the server, but they may write (WAIT counts them).
 MAY_WRITE = {"eval", "evalsha", "fcall"}
 # Rows that are not in Redis 7.0's COMMAND reply: name -> (arity, kind).
@@ -185,8 +193,9 @@ def check_kinds(server, table, say):
             say("%s: CMD_CONTAINER but the server lists no subcommands" % name)
         if "blocking" in info["flags"] and name not in BLOCKING_SERVED and kind != "CMD_REFUSE":
             say("%s: flagged blocking by the server, must be CMD_REFUSE, not %s" % (name, kind))
-        if "pubsub" in info["flags"] and kind != "CMD_REFUSE":
-            say("%s: flagged pubsub by the server, must be CMD_REFUSE, not %s" % (name, kind))
+        if "pubsub" in info["flags"] and PUBSUB_SERVED.get(name) != kind:
+            say("%s: flagged pubsub by the server, must be %s, not %s"
+                % (name, PUBSUB_SERVED.get(name, "in PUBSUB_SERVED"), kind))
     for name, (arity, kind) in EXTRA_ROWS.items():
         if name not in byname:
             say("%s: missing from the table (expected arity %d, %s)" % (name, arity, kind))

@@ -113,12 +113,17 @@ if [ $# -eq 0 ] && ! redis_py_ok; then
         "its client-library tests will skip" >&2
 fi
 
-# ioredis and node-redis, for the Node client-library tests: the npm packages
+# ioredis, node-redis, BullMQ and Bull, for the Node client-library tests: the npm packages
 # pinned in test/clients/package.json and its lock file, installed with
 # `npm ci` into test/clients/node_modules (Node and npm from Debian's nodejs
 # and npm when missing).  A suite that needs them skips, saying so, where
 # they cannot be had.
-node_clients_ok() { [ -d clients/node_modules/ioredis ] && [ -d clients/node_modules/redis ]; }
+node_clients_ok() {
+    local m
+    for m in ioredis redis bullmq bull; do # the dependencies in clients/package.json
+        [ -d "clients/node_modules/$m" ] || return 1
+    done
+}
 if [ $# -eq 0 ] && ! node_clients_ok; then
     if ! command -v npm >/dev/null 2>&1 && can_install; then
         apt_install nodejs npm || true

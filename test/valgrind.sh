@@ -41,7 +41,7 @@ export SP_WRAP="valgrind --tool=memcheck --leak-check=full --show-leak-kinds=def
 # (bats 1.8+ for --filter-tags).
 SUBSET=(robustness.bats)
 if [[ "${VG_QUICK:-}" != 1 ]]; then
-    SUBSET+=(proxy.bats failures.bats ops.bats fidelity.bats dedicated.bats)
+    SUBSET+=(proxy.bats failures.bats ops.bats fidelity.bats dedicated.bats pubsub.bats)
 fi
 if ! bats --filter-tags valgrind --count "test/${SUBSET[0]}" >/dev/null 2>&1; then
     echo "valgrind.sh: this bats ($(bats --version)) has no --filter-tags (bats 1.8+ needed)" >&2
