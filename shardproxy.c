@@ -151,6 +151,9 @@
 #ifndef PEER_CHECK_MS
 #define PEER_CHECK_MS 10 /* a worker in backoff reads the others' view at most this often */
 #endif
+#ifndef PUBLISH_EVERY_MS
+#define PUBLISH_EVERY_MS 10 /* how stale the gauges other workers read may be */
+#endif
 #ifndef BUF_SPARE
 #define BUF_SPARE 1024 /* smallest-size buffer allocations kept for reuse (0: none, so
                           that a sanitizer sees every free) */
@@ -2814,6 +2817,7 @@ struct bconn {
                                      EXEC or UNWATCH that ends a WATCH) */
     uint8_t drop;                 /* dedicated, free: enum bconn_drop, when to close it */
     uint8_t stream;               /* dedicated: enum bconn_stream, what else it carries */
+    uint8_t touched;              /* on srv.touched: the end of this pass looks at it */
 };
 
 /* What a dedicated connection streams to its client besides replies. */
@@ -3169,6 +3173,13 @@ static struct server {
     struct buf ctl_in;             /* worker: control bytes read, not acted on yet */
     struct worker *workers;        /* master: nworkers entries */
     struct buf report;             /* SIGUSR1 report bytes not yet written to stderr */
+    struct bconn **touched;        /* backend connections something touched this pass: the
+                                      only ones flushed and re-registered (bconn_touch) */
+    size_t ntouched, touched_cap;  /* entries / allocation of touched */
+    uint64_t timer_us;             /* no backend connection's timer fires before this: the
+                                      timers walk all of them only then (loop_run) */
+    uint64_t published_us;         /* when backend_publish last ran */
+    uint8_t publish_due;           /* a pass skipped it: the next wait ends in time for it */
     int admin_fd;                  /* admin socket listener, -1 if none */
     struct admin *admins;          /* admin connections */
     int nadmins;                   /* entries in admins */
@@ -3201,6 +3212,25 @@ static void fd_release(int fd)
     srv.fds[fd].type = FD_NONE;
     srv.fds[fd].ptr = NULL;
     close(fd);
+}
+
+/* Put BC on the list of backend connections the end of this pass looks
+ * at: written (loop_flush), registered for what it waits for
+ * (loop_interest), and its timers taken into srv.timer_us.  The loop walks
+ * only those, so thousands of idle dedicated connections (blocked clients,
+ * subscribers) cost a pass nothing.  Whatever changes a connection's
+ * output, state or timers touches it.  (Defined here, with the fd table,
+ * because client_close already needs it.) */
+static void bconn_touch(struct bconn *bc)
+{
+    if (bc->touched)
+        return;
+    if (srv.ntouched == srv.touched_cap) {
+        srv.touched_cap = srv.touched_cap ? srv.touched_cap * 2 : 64;
+        srv.touched = xrealloc(srv.touched, sizeof *srv.touched * srv.touched_cap);
+    }
+    srv.touched[srv.ntouched++] = bc;
+    bc->touched = 1;
 }
 
 /* ====================================================== request records */
@@ -3297,6 +3327,7 @@ static void client_streams_drop(struct client *c)
         bc->owner = NULL;
         bc->release_idle = 0;
         bc->drop = DROP_NOW;
+        bconn_touch(bc);
     }
     free(c->sub->conn);
     c->sub->conn = NULL;
@@ -3332,6 +3363,7 @@ static void client_watch_end(struct client *c, int now)
         return;
     if (!bc->release_idle)
         bc->drop = DROP_IDLE; /* it still watches: closed once idle, never reused */
+    bconn_touch(bc);
     if (bc->head && !now)
         return; /* held until idle (bconn_idle_check): the client's next requests queue behind */
     bc->owner = NULL;
@@ -3361,6 +3393,7 @@ static void client_close(struct client *c, const char *why)
     if (c->ded) { /* blocked: the connection is closed by bconn_timers (bconn_drop) */
         c->ded->owner = NULL;
         c->ded->drop = DROP_NOW;
+        bconn_touch(c->ded);
         c->ded = NULL;
     }
     c->wait = NULL; /* its record is an orphan now, like the others */
@@ -4440,6 +4473,7 @@ static void bconn_release(struct bconn *bc)
     bc->release_idle = 0;
     bc->stream = STREAM_NONE;
     bc->used_us = srv.now_us;
+    bconn_touch(bc); /* its idle timer starts */
     if (!c)
         return;
     if (stream)
@@ -4468,6 +4502,7 @@ static void bconn_fail(struct bconn *bc, int timed_out, const char *why)
 
     log_at(was_connected ? LOG_WARN : LOG_INFO, "backend %s (%s): %s%s", b->cfg.id,
            b->cfg.addr, why, bc->inflight ? ", failing requests in flight" : "");
+    bconn_touch(bc); /* its retry timer */
     if (bc->state == BCONN_HANDSHAKE && !b->sh->last_error[0])
         snprintf(b->sh->last_error, sizeof b->sh->last_error, "handshake not answered: %s",
                  why);
@@ -4633,6 +4668,7 @@ static void bconn_connect(struct bconn *bc)
     if (bc->retry_us != 0) /* set by an earlier failure */
         bc->backend->sh->st.reconnects++;
     bc->state = BCONN_CONNECTING; /* a failure from here on backs off */
+    bconn_touch(bc);
     fd = socket(cb->sa.ss_family, SOCK_STREAM, 0);
     if (fd < 0) {
         bconn_fail(bc, 0, strerror(errno));
@@ -4661,6 +4697,7 @@ static void bconn_connect_done(struct bconn *bc)
     int err = 0;
     socklen_t len = sizeof err;
 
+    bconn_touch(bc);
     if (getsockopt(bc->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
         err = errno;
     if (err) {
@@ -4721,6 +4758,7 @@ static int bconn_idle_due(const struct bconn *bc)
 /* Close BC back to IDLE (bconn_idle_due said so: nothing is on it). */
 static void bconn_idle(struct bconn *bc)
 {
+    bconn_touch(bc);
     if (bc->fd >= 0) {
         fd_release(bc->fd);
         bc->fd = -1;
@@ -4851,6 +4889,7 @@ static void bconn_push(struct bconn *bc, struct req *r)
     bc->inflight++;
     bc->used_us = srv.now_us;
     bc->backend->sh->st.requests++;
+    bconn_touch(bc);
 }
 
 /* C's requests now use another database or protocol: so does its WATCH
@@ -5412,13 +5451,15 @@ static uint64_t backend_conns_up(const struct backend *b)
 
 /* Publish the gauges of every backend and of the proxy in this process's
  * stats block, where a report made here or in another process reads them:
- * once a pass (as cheap as the pass's own walk over the connections) and
- * before a report. */
+ * every PUBLISH_EVERY_MS at the end of a pass (it walks every connection,
+ * which a pass otherwise does not) and before a report. */
 static void backend_publish(void)
 {
     uint64_t routed = 0;
     int i;
 
+    srv.published_us = srv.now_us;
+    srv.publish_due = 0;
     for (i = 0; i < srv.nall; i++) {
         struct backend *b = srv.all[i];
         b->sh->state = (uint8_t)backend_state(b);
@@ -5530,9 +5571,13 @@ static void backend_drop_inflight(struct backend *b)
 /* Close B's connections and free it; nothing may point to it any more. */
 static void backend_free(struct backend *b)
 {
+    size_t k;
     int j;
 
     assert(b->refs == 0);
+    for (k = 0; k < srv.ntouched; k++) /* none of its connections is looked at again */
+        if (srv.touched[k]->backend == b)
+            srv.touched[k--] = srv.touched[--srv.ntouched];
     for (j = 0; j < b->nconns + b->nded; j++) {
         struct bconn *bc = j < b->nconns ? &b->conns[j] : b->ded[j - b->nconns];
         if (bc->fd >= 0)
@@ -9099,6 +9144,7 @@ static void reload_apply(struct config *next)
     reload_keep_restart_only(old, next);
     backend_apply(next);
     sub_check_placement();
+    srv.timer_us = 0; /* timeouts may have changed, backends gone: walk every timer */
     srv.cfg = next;
     srv.cfg_gen++;
     log_threshold = (enum log_level)next->log_level;
@@ -9661,33 +9707,36 @@ static void loop_set(int fd, unsigned want)
         die("event registration of descriptor %d: %s", fd, strerror(errno));
 }
 
-/* Before each wait: the interest of listeners, backend connections and
- * admin connections, derived from their state (there are few of them;
- * ev_set ignores what did not change).  Clients, which can be many, are
- * updated as they change (client_interest): at the end of each pass, and
- * here for those something touched since (a reload failing their
- * requests, the start of a drain). */
+/* Before each wait: the interest of listeners and admin connections,
+ * derived from their state (there are few of them; ev_set ignores what did
+ * not change).  Clients and backend connections, which can be many, are
+ * updated as they change: clients at the end of each pass
+ * (client_interest) and here for those something touched since (a reload
+ * failing their requests, the start of a drain); the backend connections
+ * touched this pass (bconn_touch) here, their timers taken into
+ * srv.timer_us on the way. */
 static void loop_interest(void)
 {
     unsigned accepting = !srv.stopping && srv.now_us >= srv.accept_paused_until ? EV_READ : 0;
     struct admin *a;
     size_t k;
-    int i, j;
+    int i;
 
     for (k = 0; k < srv.ndirty; k++)
         client_interest(srv.dirty[k]);
     for (i = 0; i < srv.cfg->nlistens; i++)
         if (srv.listen_fds[i] >= 0)
             loop_set(srv.listen_fds[i], accepting);
-    for (i = 0; i < srv.nall; i++) {
-        struct bconn *bc;
-        for (j = 0; (bc = bconn_nth(srv.all[i], j)) != NULL; j++) {
-            if (bc->state == BCONN_CONNECTING)
-                loop_set(bc->fd, EV_WRITE);
-            else if (bconn_connected(bc))
-                loop_set(bc->fd, EV_READ | (buf_len(&bc->out) ? EV_WRITE : 0u));
-        }
+    for (k = 0; k < srv.ntouched; k++) {
+        struct bconn *bc = srv.touched[k];
+        if (bc->state == BCONN_CONNECTING)
+            loop_set(bc->fd, EV_WRITE);
+        else if (bconn_connected(bc))
+            loop_set(bc->fd, EV_READ | (buf_len(&bc->out) ? EV_WRITE : 0u));
+        srv.timer_us = MIN(srv.timer_us, bconn_next_timer(bc));
+        bc->touched = 0;
     }
+    srv.ntouched = 0;
     if (srv.admin_fd >= 0)
         loop_set(srv.admin_fd, srv.now_us >= srv.accept_paused_until ? EV_READ : 0);
     if (srv.ctl_fd >= 0)
@@ -9705,14 +9754,17 @@ static void loop_interest(void)
 /* Milliseconds the wait may sleep: until the earliest timer, at most 1 s. */
 static int loop_timeout(void)
 {
-    uint64_t t = srv.now_us + 1000000;
-    int i, j;
+    uint64_t t;
+    size_t k;
 
-    for (i = 0; i < srv.nall; i++) {
-        const struct bconn *bc;
-        for (j = 0; (bc = bconn_nth(srv.all[i], j)) != NULL; j++)
-            t = MIN(t, bconn_next_timer(bc));
-    }
+    /* the connections touched this pass first: loop_interest folds their
+     * timers in too, but only after this is asked (loop_wait's argument) */
+    for (k = 0; k < srv.ntouched; k++)
+        srv.timer_us = MIN(srv.timer_us, bconn_next_timer(srv.touched[k]));
+    t = MIN(srv.now_us + 1000000, srv.timer_us);
+
+    if (srv.publish_due)
+        t = MIN(t, srv.published_us + PUBLISH_EVERY_MS * 1000);
     if (srv.accept_paused_until > srv.now_us)
         t = MIN(t, srv.accept_paused_until);
     if (srv.stopping)
@@ -9806,6 +9858,7 @@ static void loop_event(int fd, unsigned mask)
             loop_accept(fd, client_accept);
     } else if (ref->type == FD_BACKEND) {
         struct bconn *bc = ref->ptr;
+        bconn_touch(bc); /* whatever happens, its interest and timers are looked at again */
         if (bc->state == BCONN_CONNECTING) {
             bconn_connect_done(bc);
         } else if (bconn_connected(bc)) {
@@ -9851,15 +9904,11 @@ static void loop_flush(void)
 {
     struct client *c;
     size_t i;
-    int b, j;
 
     for (i = 0; i < srv.ndirty; i++)
         loop_resume(srv.dirty[i]);
-    for (b = 0; b < srv.nall; b++) {
-        struct bconn *bc;
-        for (j = 0; (bc = bconn_nth(srv.all[b], j)) != NULL; j++)
-            bconn_flush(bc);
-    }
+    for (i = 0; i < srv.ntouched; i++) /* a failed write may touch more: they are flushed too */
+        bconn_flush(srv.touched[i]);
     for (i = 0; i < srv.ndirty; i++) {
         c = srv.dirty[i];
         loop_resume(c); /* made dirty by a backend write that failed just now */
@@ -9875,7 +9924,10 @@ static void loop_flush(void)
     }
     admin_reap();
     backend_reap();
-    backend_publish();
+    if (srv.now_us - srv.published_us >= PUBLISH_EVERY_MS * 1000)
+        backend_publish(); /* a walk over every connection: not on every pass */
+    else
+        srv.publish_due = 1; /* but an idle process must not sit on stale gauges */
 }
 
 /* SIGTERM: stop accepting and reading; finish what is in flight. */
@@ -9938,22 +9990,35 @@ static void loop_wait(int timeout_ms)
         loop_event(ev.fired[i].fd, ev.fired[i].mask);
 }
 
+/* The backend connections' timers, when the earliest is due: every
+ * connection is walked then, and srv.timer_us is set to the next earliest
+ * (at most a second away, so a timer nothing touched into it is late by a
+ * second at worst). */
+static void loop_timers(void)
+{
+    uint64_t next = srv.now_us + 1000000;
+    struct bconn *bc;
+    int i, j;
+
+    if (srv.now_us < srv.timer_us)
+        return;
+    for (i = 0; i < srv.nall; i++)
+        for (j = 0; (bc = bconn_nth(srv.all[i], j)) != NULL; j++) {
+            bconn_timers(bc);
+            next = MIN(next, bconn_next_timer(bc));
+        }
+    srv.timer_us = next;
+}
+
 static void loop_run(void)
 {
     srv.now_us = clock_now_us();
     for (;;) {
-        int i;
-
         loop_signals(loop_begin_stop);
         if (srv.stopping && (loop_drained() || srv.now_us >= srv.stop_deadline_us))
             break;
         loop_wait(loop_timeout());
-        for (i = 0; i < srv.nall; i++) {
-            struct bconn *bc;
-            int j;
-            for (j = 0; (bc = bconn_nth(srv.all[i], j)) != NULL; j++)
-                bconn_timers(bc);
-        }
+        loop_timers();
         client_timers();
         loop_flush();
     }
@@ -9975,6 +10040,7 @@ static void loop_cleanup(void)
         backend_drop_inflight(srv.all[i]);
     for (i = 0; i < srv.nall; i++)
         backend_free(srv.all[i]);
+    free(srv.touched); /* emptied by backend_free */
     while ((r = srv.free_reqs) != NULL) {
         srv.free_reqs = r->next;
         free(r);
@@ -10300,6 +10366,7 @@ static void master_run(void)
             if (srv.workers[w].restart_us && srv.now_us >= srv.workers[w].restart_us)
                 master_fork(w);
         loop_wait(master_timeout());
+        loop_timers(); /* it has no connections: this only moves srv.timer_us on */
         loop_flush();
     }
     log_at(LOG_INFO, "exiting");

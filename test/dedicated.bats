@@ -101,11 +101,18 @@ blocked_on() {
     wait_until test -f "$ready"
     wait_until eval '[ "$(blocked_on 0)" = 1 ]'
     [ "$(dedicated)" = 1 ]
+    # a push 0.2 s after the client left, straight to the backend, stays: the
+    # block went with the client (a block left behind would pop it for nobody)
+    sleep 0.5 # the proxy is idle: nothing else wakes it
     kill "$pid"
+    sleep 0.2
+    bcli 0 rpush leaveq early >/dev/null
+    [ "$(bcli 0 llen leaveq)" = 1 ]
     wait_until eval '[ "$(blocked_on 0)" = 0 ]'
     [ "$(dedicated)" = 0 ]
     # the value pushed later stays for the next reader: nobody popped it
     rcli rpush leaveq v >/dev/null
+    [ "$(rcli lpop leaveq)" = early ]
     [ "$(rcli lpop leaveq)" = v ]
 }
 

@@ -30,6 +30,10 @@ wk_json() { # wk_json EXPR: a Python expression over d, the `stats json` object
     admin_cmd "stats json" | python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"
 }
 
+wk_is() { # wk_is EXPR OP N: wk_json EXPR compared with N (test OP), read anew each call
+    [ "$(wk_json "$1")" "$2" "$3" ]
+}
+
 wk_running() { # wk_running N: the master reports N workers running
     [[ "$(wk_json 'd["workers"]')" == "$1" ]]
 }
@@ -50,7 +54,7 @@ wk_pids() { # the worker pids the master reports
     for i in 0 1 2; do n=$((n + $(bcli "$i" dbsize))); done
     [ "$n" -eq 40 ]
     # 40 connections, 80 commands (CLIENT ID, SET), counted over both workers
-    wait_until [ "$(wk_json 'd["commands"]')" -ge 80 ]
+    wait_until wk_is 'd["commands"]' -ge 80
     local json
     json="$(admin_cmd "stats json")"
     echo "$json"
@@ -85,7 +89,7 @@ PY
     wk_setup
     run timeout 60 python3 "$BATS_TEST_DIRNAME/workers_tool.py" "$SP_PORT" 20
     [ "$status" -eq 0 ]
-    wait_until [ "$(wk_json 'd["commands"]')" -ge 40 ]
+    wait_until wk_is 'd["commands"]' -ge 40
     local pids victim before
     before="$(wk_json 'd["commands"]')"
     pids="$(wk_pids)"
@@ -101,7 +105,7 @@ PY
     run timeout 60 python3 "$BATS_TEST_DIRNAME/workers_tool.py" "$SP_PORT" 20
     [ "$status" -eq 0 ]
     [[ "$output" != *ERR* ]]
-    wait_until [ "$(wk_json 'd["commands"]')" -eq $((before + 40)) ]
+    wait_until wk_is 'd["commands"]' -eq $((before + 40))
 }
 
 @test "workers: a backend back up for one worker is used at once by a worker still backing off" {
@@ -136,7 +140,7 @@ PY
     redis-cli -p "$SP_PORT" eval "local t = redis.call('TIME'); while true do local n = redis.call('TIME'); if (n[1] - t[1]) * 1000000 + n[2] - t[2] > 1500000 then break end end; return redis.call('SET', KEYS[1], 'done')" 1 "$key" >"$out" 2>&1 &
     SP_EXTRA_PIDS+=($!)
     # 1.5 s: time for this poll to see it in flight on a busy machine
-    wait_until [ "$(wk_json 'd["inflight"]')" -eq 1 ]
+    wait_until wk_is 'd["inflight"]' -eq 1
     local pids p
     pids="$(wk_pids)"
     stop_proxy # fails the test unless the master exits 0
@@ -175,7 +179,7 @@ PY
     [[ "$output" == ERR* ]]
     [ "$(grep -c "configuration reloaded from" "$SP_LOG")" -eq 3 ]
     kill -HUP "$SP_PID"
-    wait_until [ "$(grep -c "reload rejected" "$SP_LOG")" -ge 2 ]
+    wait_until eval '[ "$(grep -c "reload rejected" "$SP_LOG")" -ge 2 ]'
     [ "$(grep -c "reload rejected" "$SP_LOG")" -eq 2 ] # the master's only
     run timeout 60 python3 "$BATS_TEST_DIRNAME/workers_tool.py" "$SP_PORT" 10
     [[ "$output" != *ERR* ]]
@@ -225,11 +229,11 @@ PY
 
 @test "workers: backend_connections is per worker: 2 workers x 3 connections per backend" {
     wk_setup "backend_connections 3"
-    wait_until [ "$(wk_json 'd["backends"][0]["connections"]')" -eq 6 ]
+    wait_until wk_is 'd["backends"][0]["connections"]' -eq 6
     local i
     for i in 0 1 2; do
         # the backend's own view: six proxy connections and this redis-cli
-        wait_until [ "$(bcli "$i" info clients | tr -d '\r' | sed -n 's/^connected_clients://p')" -eq 7 ]
+        wait_until eval "[ \"\$(bcli $i info clients | tr -d '\\r' | sed -n 's/^connected_clients://p')\" -eq 7 ]"
     done
 }
 
