@@ -13,6 +13,18 @@
 #   get_c50_P1_idle5k          GET -c 50 -P 1 and -P 16 while 5,000 more idle
 #   get_c50_P16_idle5k         clients are connected to the target measured:
 #                              the CPU an idle connection costs a busy server
+#   get_c50_P1_blocked500      GET -c 50 -P 1 while 500 more clients are each
+#                              blocked in BLPOP on a key of their own (BLPOP
+#                              <key> 0, keys spread evenly over the 3
+#                              backends), checked before the run: the backends'
+#                              blocked_clients and, through shardproxy, its
+#                              `dedicated` connections must sum to 500; after
+#                              it the clients disconnect and both must fall
+#                              back to 0.  Against shardproxy, and direct Redis
+#                              (all 500 on the one measured) as the reference;
+#                              not twemproxy, which refuses blocking commands.
+#                              Against get_c50_P1 of the same round: the CPU
+#                              (and req/s) held blocked clients cost a busy proxy
 #   get_c50_P16_workers        GET -c 50 -P 16 against a shardproxy with
 #                              `workers 1` and with `workers 2`: throughput and
 #                              the CPU of the master and all its workers
@@ -33,10 +45,11 @@
 # (the floor a proxy is held to) is the backends' utime+stime over a run
 # straight at Redis; through a proxy the backends' CPU is recorded as well.
 # Every figure is the median over the rounds; a ratio between two runs of the
-# same round (idle vs no idle, shardproxy vs Redis) is the median of the
-# per-round ratios, so a busy spell on the machine hits both of its sides.
+# same round (idle or blocked clients vs none, shardproxy vs Redis) is the
+# median of the per-round ratios, so a busy spell on the machine hits both of
+# its sides.
 # Output: one Markdown table (rows: workloads; per target: CPU us/request,
-# requests/s, p50/p99 latency; plus the idle-connection cost rows), the
+# requests/s, p50/p99 latency; plus the idle- and blocked-client cost rows), the
 # targets met or missed, then one machine-readable `BENCH workload=...
 # key=value ...` line per workload.  Targets are reported, never enforced: the
 # exit status is 0 whatever they say.
@@ -78,9 +91,12 @@ CONNS_WANT=${BENCH_CONNS:-20000}
 WORKERS_N=${BENCH_WORKERS:-2}
 ((WORKERS_N >= 2)) || WORKERS_N=2 # compared with workers 1
 HOLD_N=5000     # the idle clients of the *_idle5k workloads
+BLOCK_N=500     # the clients blocked in BLPOP of the *_blocked500 workloads
 KEYSPACE=100000 # redis-benchmark -r: keys key:000000000000 .. key:000000099999
 WORKLOADS=(set_c50_P1 get_c50_P1 set_c50_P16 get_c50_P16 mget10_c50 get_c1_P1)
 IDLE_WORKLOADS=(get_c50_P1_idle5k get_c50_P16_idle5k)
+BLOCK_WORKLOADS=(get_c50_P1_blocked500)
+BLOCK_TARGETS=(redis shardproxy) # twemproxy refuses blocking commands
 TARGETS=(redis shardproxy twemproxy)
 MAXCONN=$((IDLE_WANT > CONNS_WANT ? IDLE_WANT : CONNS_WANT))
 MAXCONN=$((MAXCONN > HOLD_N ? MAXCONN : HOLD_N))
@@ -472,6 +488,19 @@ for p in "${BACKENDS[@]}"; do
     redis-cli -p "$p" mset "${mset[@]}" >/dev/null
 done
 
+# Keys of the blocked clients: BLOCK_N keys that no workload writes, spread
+# evenly over the 3 backends as shardproxy routes them (--route), one list
+# each.
+cands=()
+for ((i = 0; i < BLOCK_N * 2; i++)); do cands+=("blk:$i"); done
+route_args=()
+for k in "${cands[@]}"; do route_args+=(--route "$k"); done
+"$SP_BIN" -c "$tmp/sp-main.conf" "${route_args[@]}" | awk '{ print $1 }' |
+    paste -d ' ' - <(printf '%s\n' "${cands[@]}") |
+    awk -v n="$BLOCK_N" -v q=$(((BLOCK_N + 2) / 3)) \
+        'got < n && c[$1] < q { c[$1]++; got++; print $2 }' >"$tmp/block-keys"
+[ "$(wc -l <"$tmp/block-keys")" -eq "$BLOCK_N" ] || die "could not choose the BLPOP keys"
+
 # Both proxies must really serve the workloads before they are timed.
 for t in "${TARGETS[@]}"; do
     got=$(redis-cli -p "${PORT[$t]}" get key:000000000007)
@@ -494,6 +523,12 @@ cat >"$tmp/conns.py" <<'EOF'
                          fails), writes how many to the file READY, holds
                          them until SIGTERM, then prints "N CLOSED" (CLOSED:
                          how many the server closed meanwhile), closes them
+  blpop PORT KEYFILE READY
+                         one connection per key of KEYFILE (one a line), each
+                         sending BLPOP <key> 0 and no more; writes how many to
+                         READY, holds them until SIGTERM, then prints "N
+                         WOKEN" (WOKEN: how many got a reply or were closed
+                         meanwhile: a client still blocked gets neither)
   pingall PIDS PORT WANT [DIR I K]
                          opens up to WANT connections (as many as the fd
                          limits let) first and holds them all, then sends
@@ -512,7 +547,7 @@ import os, resource, selectors, signal, socket, sys, time
 
 PING = b'*1\r\n$4\r\nPING\r\n'
 mode = sys.argv[1]
-if mode == 'hold':
+if mode in ('hold', 'blpop'):
     # SIGTERM waits for sigwait() at the end, whenever it comes
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
 
@@ -649,6 +684,34 @@ elif mode == 'hold':
         s.close()
     print(len(socks), closed)
 
+elif mode == 'blpop':
+    port, keys, ready = int(sys.argv[2]), open(sys.argv[3]).read().split(), sys.argv[4]
+    socks = []
+    try:
+        for k in keys:
+            s = connect(port)
+            socks.append(s)
+            k = k.encode()
+            s.sendall(b'*3\r\n$5\r\nBLPOP\r\n$%d\r\n%s\r\n$1\r\n0\r\n' % (len(k), k))
+    except OSError as e:
+        sys.exit('blpop: stopped at %d connections: %s' % (len(socks), e))
+    with open(ready + '.tmp', 'w') as f:
+        f.write('%d\n' % len(socks))
+    os.rename(ready + '.tmp', ready)
+    signal.sigwait({signal.SIGTERM})
+    woken = 0
+    for s in socks:
+        s.setblocking(False)
+        try:
+            s.recv(64)  # a reply, or b'' for a close: either way not blocked
+            woken += 1
+        except BlockingIOError:
+            pass
+        except OSError:
+            woken += 1
+        s.close()
+    print(len(socks), woken)
+
 elif mode == 'pingall':
     pids = [int(x) for x in sys.argv[2].split(',')]
     port, want = int(sys.argv[3]), int(sys.argv[4])
@@ -754,6 +817,94 @@ hold_close() {
     sleep 0.3 # let the server take the closes before the next run
 }
 
+# blocked_counts TARGET: "BLOCKED DEDICATED CONNS": the clients the three
+# backends hold blocked (INFO's blocked_clients, summed) and, for shardproxy,
+# the dedicated connections its clients hold and all its backend connections
+# (INFO backends, dedicated= and connections= summed; '-' for Redis).
+blocked_counts() {
+    local p v b=0 dc='- -'
+    for p in "${BACKENDS[@]}"; do
+        v=$(redis-cli -p "$p" info clients | tr -d '\r' | sed -n 's/^blocked_clients://p')
+        b=$((b + ${v:-0}))
+    done
+    if [ "$1" = shardproxy ]; then
+        dc=$(redis-cli -p "${PORT[$1]}" info backends | tr -d '\r' |
+            sed -n 's/.*,connections=\([0-9]*\),dedicated=\([0-9]*\),.*/\2 \1/p' |
+            awk '{ d += $1; c += $2 } END { print d + 0, c + 0 }')
+    fi
+    echo "$b $dc"
+}
+
+# blocked_ok TARGET BLOCKED DEDICATED [MAX_CONNS]: poll blocked_counts (10 s)
+# until the backends hold BLOCKED blocked clients and, for shardproxy, its
+# clients DEDICATED dedicated connections and it at most MAX_CONNS backend
+# connections in all; the last counts are left in BLK_B, BLK_D and BLK_C.
+blocked_ok() {
+    local i
+    for ((i = 0; i < 200; i++)); do
+        read -r BLK_B BLK_D BLK_C <<<"$(blocked_counts "$1")"
+        if [ "$BLK_B" = "$2" ]; then
+            [ "$1" = shardproxy ] || return 0
+            [ "$BLK_D" = "$3" ] && { [ -z "${4:-}" ] || ((BLK_C <= $4)); } && return 0
+        fi
+        sleep 0.05
+    done
+    return 1
+}
+
+# block_open TARGET: BLOCK_N clients blocked in BLPOP through TARGET (a
+# background conns.py blpop, pid in BLOCK_PID), once the backends hold them
+# all blocked and shardproxy its clients' BLOCK_N dedicated connections.
+block_open() {
+    local i port=${PORT[$1]}
+    read -r _ _ BLOCK_C0 <<<"$(blocked_counts "$1")" # backend connections before
+    rm -f "$tmp/block.ready" "$tmp/block.out"
+    python3 "$tmp/conns.py" blpop "$port" "$tmp/block-keys" "$tmp/block.ready" \
+        >"$tmp/block.out" 2>>"$tmp/block.err" &
+    BLOCK_PID=$!
+    pids+=("$BLOCK_PID")
+    for ((i = 0; i < 1200; i++)); do
+        [ -e "$tmp/block.ready" ] && break
+        alive "$BLOCK_PID" || die "blocked clients on $1 failed: $(tail -3 "$tmp/block.err")"
+        sleep 0.05
+    done
+    [ -e "$tmp/block.ready" ] || die "blocked clients on $1: not connected after 60 s"
+    read -r BLOCK_GOT <"$tmp/block.ready"
+    blocked_ok "$1" "$BLOCK_N" "$BLOCK_N" ||
+        say "warning: $1: $BLOCK_N clients sent BLPOP, but $BLK_B are blocked on the backends" \
+            "(dedicated connections: $BLK_D)"
+    BLOCK_SB=$BLK_B BLOCK_SD=$BLK_D
+    sleep 0.3 # let the blocking settle before the run
+}
+
+# block_close TARGET ROUND: disconnects the blocked clients and waits until
+# the backends hold none blocked and shardproxy no dedicated connection, its
+# backend connections back to as many as before; records: target round
+# clients blocked dedicated woken_early blocked_after dedicated_after
+# conns_after_minus_before
+block_close() {
+    local n woken extra=-
+    stop "$BLOCK_PID"
+    read -r n woken <"$tmp/block.out" || { n=$BLOCK_GOT woken='?'; }
+    blocked_ok "$1" 0 0 "$BLOCK_C0" ||
+        say "warning: $1: blocked clients gone, yet $BLK_B still blocked on the backends" \
+            "(dedicated connections: $BLK_D, backend connections $BLOCK_C0 -> $BLK_C)"
+    [ "$1" != shardproxy ] || extra=$((BLK_C - BLOCK_C0))
+    echo "$1 $2 $n $BLOCK_SB $BLOCK_SD $woken $BLK_B $BLK_D $extra" >>"$BLOCKS"
+    if [ "$n" != "$BLOCK_N" ] || [ "$woken" != 0 ]; then
+        say "warning: $1: $n of $BLOCK_N blocked clients held, $woken woken or closed meanwhile" \
+            "($(tail -1 "$tmp/block.err" 2>/dev/null))"
+    fi
+    if [ "$1" = shardproxy ]; then
+        say "round $2 blocked500   $1: $n clients; blocked on the backends / dedicated" \
+            "connections: $BLOCK_SB / $BLOCK_SD, after release $BLK_B / $BLK_D" \
+            "(backend connections $BLOCK_C0 -> $BLK_C)"
+    else
+        say "round $2 blocked500   $1: $n clients; blocked: $BLOCK_SB, after release $BLK_B"
+    fi
+    sleep 0.3
+}
+
 # --- throughput / CPU / latency ---------------------------------------------
 
 # workload target round rps p50 p99 cpu_us rss_kb redis_cpu_us procs
@@ -761,13 +912,15 @@ hold_close() {
 # workers summed for workers*); redis_cpu_us: the three backends'.
 RESULTS=$tmp/results
 HOLDS=$tmp/holds # target round idle_clients closed_by_server
+BLOCKS=$tmp/blocks # as block_close says
 : >"$RESULTS"
 : >"$HOLDS"
+: >"$BLOCKS"
 
 # bench_args WORKLOAD -> BARGS and NREQ
 bench_args() {
     case $1 in
-    get_c50_P1 | get_c50_P1_idle5k) NREQ=$N_P1 BARGS=(-c 50 -P 1 -r "$KEYSPACE" -t get) ;;
+    get_c50_P1 | get_c50_P1_idle5k | get_c50_P1_blocked500) NREQ=$N_P1 BARGS=(-c 50 -P 1 -r "$KEYSPACE" -t get) ;;
     set_c50_P1) NREQ=$N_P1 BARGS=(-c 50 -P 1 -r "$KEYSPACE" -t set) ;;
     get_c50_P16 | get_c50_P16_idle5k | get_c50_P16_workers)
         NREQ=$N_P16 BARGS=(-c 50 -P 16 -r "$KEYSPACE" -t get)
@@ -837,7 +990,7 @@ run_one() {
     # "test","rps","avg","min","p50","p95","p99","max"
     IFS=, read -r _ rps _ _ p50 _ p99 _ <<<"${line//\"/}"
     echo "$w $t $r $rps $p50 $p99 $cpu $rss $bcpu $nproc" >>"$RESULTS"
-    printf 'bench: round %d %-19s %-10s %10s rps  p50 %6s  p99 %6s ms  cpu %7s us/req  redis %7s\n' \
+    printf 'bench: round %d %-21s %-10s %10s rps  p50 %6s  p99 %6s ms  cpu %7s us/req  redis %7s\n' \
         "$r" "$w" "$t" "$rps" "$p50" "$p99" "$cpu" "$bcpu" >&2
 }
 
@@ -862,6 +1015,13 @@ for ((r = 1; r <= ROUNDS; r++)); do
         hold_open "${PORT[$t]}"
         for w in "${IDLE_WORKLOADS[@]}"; do run_one "$w" "$t" "$r"; done
         hold_close "$t" "$r"
+    done
+    # the GET at -P 1 with BLOCK_N clients blocked in BLPOP through the target
+    for ((i = 0; i < ${#BLOCK_TARGETS[@]}; i++)); do
+        t=${BLOCK_TARGETS[$(((i + r - 1) % ${#BLOCK_TARGETS[@]}))]}
+        block_open "$t"
+        for w in "${BLOCK_WORKLOADS[@]}"; do run_one "$w" "$t" "$r"; done
+        block_close "$t" "$r"
     done
     if [ -z "$WORKERS_SKIP" ]; then
         for ((i = 0; i < 2; i++)); do
@@ -971,23 +1131,26 @@ stop "$pid"
 # --- report -------------------------------------------------------------------
 
 META=("$SP_VERSION" "$EVENTS" "$TW_VERSION" "$RD_VERSION" "$(nproc)" "$WORKERS_N" "$WORKERS_SKIP"
-    "$HOLD_N")
-python3 - "$RESULTS" "$IDLE" "$HOLDS" "$CONNS" $((SECONDS - START)) "$ROUNDS" "${META[@]}" <<'EOF'
+    "$HOLD_N" "$BLOCK_N")
+python3 - "$RESULTS" "$IDLE" "$HOLDS" "$BLOCKS" "$CONNS" $((SECONDS - START)) "$ROUNDS" \
+    "${META[@]}" <<'EOF'
 import statistics, sys
 from collections import defaultdict
 
-(results, idle, holds, conns_file, elapsed, rounds, sp_version, events, tw_version,
- rd_version, ncpu, workers_n, workers_skip, hold_n) = sys.argv[1:]
-elapsed, rounds, hold_n = int(elapsed), int(rounds), int(hold_n)
+(results, idle, holds, blocks, conns_file, elapsed, rounds, sp_version, events, tw_version,
+ rd_version, ncpu, workers_n, workers_skip, hold_n, block_n) = sys.argv[1:]
+elapsed, rounds, hold_n, block_n = int(elapsed), int(rounds), int(hold_n), int(block_n)
 WORKLOADS = ['get_c50_P1', 'set_c50_P1', 'get_c50_P16', 'set_c50_P16', 'mget10_c50', 'get_c1_P1',
-             'get_c50_P1_idle5k', 'get_c50_P16_idle5k']
+             'get_c50_P1_idle5k', 'get_c50_P16_idle5k', 'get_c50_P1_blocked500']
 TARGETS = ['redis', 'shardproxy', 'twemproxy']
 COLS = ['shardproxy', 'twemproxy', 'redis']  # the table's order
 LABEL = {'get_c50_P1': 'GET -c 50 -P 1', 'set_c50_P1': 'SET -c 50 -P 1',
          'get_c50_P16': 'GET -c 50 -P 16', 'set_c50_P16': 'SET -c 50 -P 16',
          'mget10_c50': 'MGET 10 keys -c 50', 'get_c1_P1': 'GET -c 1 -P 1',
          'get_c50_P1_idle5k': 'GET -c 50 -P 1, %s idle clients' % format(hold_n, ','),
-         'get_c50_P16_idle5k': 'GET -c 50 -P 16, %s idle clients' % format(hold_n, ',')}
+         'get_c50_P16_idle5k': 'GET -c 50 -P 16, %s idle clients' % format(hold_n, ','),
+         'get_c50_P1_blocked500': 'GET -c 50 -P 1, %s clients blocked in BLPOP'
+                                  % format(block_n, ',')}
 # workload -> limit on shardproxy CPU / twemproxy CPU
 CPU_TARGET = {'get_c50_P1': 0.5, 'set_c50_P1': 0.5, 'get_c50_P16': 0.7,
               'set_c50_P16': 0.7, 'mget10_c50': 1.0}
@@ -1057,6 +1220,8 @@ for w in WORKLOADS:
     kv = [('workload', w)]
     if w.endswith('_idle5k'):
         kv.append(('idle_clients', hold_n))
+    if w.endswith('_blocked500'):
+        kv.append(('blocked_clients', block_n))
     for t in TARGETS:
         kv.append(('%s_rps' % t, f(m[t]['rps'], '%.0f')))
     kv += [('shardproxy_cpu_us', f(sp['cpu'], '%.3f')), ('twemproxy_cpu_us', f(tw['cpu'], '%.3f')),
@@ -1085,6 +1250,26 @@ for w in WORKLOADS:
         verdicts.append((w, 'added p50 latency at -c 1 <= twemproxy\'s',
                          '%s vs %s us' % (f(None if spa is None else spa * 1000, '%.0f'),
                                           f(None if twa is None else twa * 1000, '%.0f')), met))
+    elif w.endswith('_blocked500'):  # no target: reported only
+        base = w[:-len('_blocked500')]
+        cpu_r = {t: paired(w, t, 'tcpu', base, t, 'tcpu', ratio) for t in TARGETS}
+        rps_r = {t: paired(w, t, 'rps', base, t, 'rps', ratio) for t in TARGETS}
+        p99_r = {t: paired(w, t, 'p99', base, t, 'p99', ratio) for t in TARGETS}
+        red_r = paired(w, 'shardproxy', 'cpu', w, 'redis', 'bcpu', ratio)
+        red_r0 = paired(base, 'shardproxy', 'cpu', base, 'redis', 'bcpu', ratio)
+        kv += [('shardproxy_noblock_cpu_us', f(med(base, 'shardproxy', 'cpu'), '%.3f')),
+               ('redis_noblock_cpu_us', f(med(base, 'redis', 'bcpu'), '%.3f')),
+               ('shardproxy_noblock_rps', f(med(base, 'shardproxy', 'rps'), '%.0f')),
+               ('redis_noblock_rps', f(med(base, 'redis', 'rps'), '%.0f'))]
+        for t in ('shardproxy', 'redis'):
+            kv += [('%s_blocked_ratio' % t, f(cpu_r[t], '%.3f')),
+                   ('%s_blocked_rps_ratio' % t, f(rps_r[t], '%.3f')),
+                   ('%s_blocked_p99_ratio' % t, f(p99_r[t], '%.3f'))]
+        kv += [('shardproxy_redis_ratio', f(red_r, '%.3f')),
+               ('shardproxy_redis_ratio_noblock', f(red_r0, '%.3f'))]
+        rows.append(['CPU/GET and req/s with %s clients blocked vs none, -P %s'
+                     % (format(block_n, ','), base.split('_P')[-1])]
+                    + [c for t in COLS for c in (f(cpu_r[t], '%.2fx'), f(rps_r[t], '%.2fx'), '')])
     else:  # *_idle5k
         base = w[:-len('_idle5k')]
         idle_r = {t: paired(w, t, 'tcpu', base, t, 'tcpu', ratio) for t in TARGETS}
@@ -1122,6 +1307,26 @@ if held:
         ('min_held', min(int(h[2]) for h in held)),
         ('closed_by_server', sum(int(h[3]) for h in held if h[3].isdigit())),
         ('ok', 'no' if short else 'yes')]))
+
+# clients actually blocked in the *_blocked500 runs: target round clients
+# blocked dedicated woken_early blocked_after dedicated_after conns_left
+blk = [line.split() for line in open(blocks)]
+if blk:
+    num_i = lambda v: int(v) if v.lstrip('-').isdigit() else None
+    sp_blk = [b for b in blk if b[0] == 'shardproxy']
+    bad = [b for b in blk if b[2] != str(block_n) or b[3] != str(block_n) or b[5] != '0'
+           or b[6] != '0' or (b[0] == 'shardproxy' and (b[4] != str(block_n) or b[7] != '0'
+                                                         or (num_i(b[8]) or 0) > 0
+                                                         or b[8] == '-'))]
+    summary.append(' '.join('%s=%s' % x for x in [
+        ('workload', 'blocked500_clients'), ('wanted', block_n), ('holds', len(blk)),
+        ('min_blocked', min(num_i(b[3]) or 0 for b in blk)),
+        ('min_dedicated', min(num_i(b[4]) or 0 for b in sp_blk) if sp_blk else '-'),
+        ('woken_early', sum(num_i(b[5]) or 0 for b in blk)),
+        ('max_blocked_after', max(num_i(b[6]) or 0 for b in blk)),
+        ('max_dedicated_after', max(num_i(b[7]) or 0 for b in sp_blk) if sp_blk else '-'),
+        ('max_conns_left', max(num_i(b[8]) or 0 for b in sp_blk) if sp_blk else '-'),
+        ('ok', 'no' if bad else 'yes')]))
 
 # workers
 W = 'get_c50_P16_workers'
