@@ -3314,6 +3314,30 @@ static int client_subscribed(const struct client *c)
     return c->sub && c->sub->chan.n + c->sub->pat.n + c->sub->shard.n > 0;
 }
 
+/* C leaves with its WAIT unanswered: the dedicated connections it holds
+ * for it (owned, neither its block, its WATCH nor a stream) are closed, so
+ * no backend keeps waiting for replicas on nobody's behalf; the WAIT's
+ * record is an orphan, like the others. */
+static void client_wait_drop(struct client *c)
+{
+    uint32_t i;
+    int j;
+
+    for (i = 0; i < c->wait->nchild; i++) {
+        struct backend *b = c->wait->child[i]->backend;
+        for (j = 0; j < b->nded; j++) {
+            struct bconn *bc = b->ded[j];
+            if (bc->owner == c && bc != c->ded && bc != c->watch && !bc->stream) {
+                bc->owner = NULL;
+                bc->release_idle = 0;
+                bc->drop = DROP_NOW;
+                bconn_touch(bc);
+            }
+        }
+    }
+    c->wait = NULL;
+}
+
 /* C lets go of its stream connections at once: each still subscribes or
  * monitors on its backend, so it is closed (bconn_drop), never reused. */
 static void client_streams_drop(struct client *c)
@@ -3396,7 +3420,8 @@ static void client_close(struct client *c, const char *why)
         bconn_touch(c->ded);
         c->ded = NULL;
     }
-    c->wait = NULL; /* its record is an orphan now, like the others */
+    if (c->wait) /* its WAIT's connections: the backends would wait for nobody */
+        client_wait_drop(c);
     client_watch_end(c, 1);
     client_sub_free(c);
     for (r = c->head; r; r = next) {
@@ -3787,7 +3812,9 @@ static void reply_push_stream(struct client *c, const char *head, size_t hn, con
 
     if (c->state != CLIENT_OPEN)
         return;
-    if (!c->head) {
+    /* blocked (RESP3: BLPOP, WAIT while subscribed), the client owes only
+     * its block, after everything before it: pushes go at once, as Redis's */
+    if (!c->head || (client_blocked(c) && c->head == c->tail && !c->head->done)) {
         buf_append(&c->out, head, hn);
         buf_append(&c->out, p, n);
         reply_dirty(c);
@@ -3824,6 +3851,20 @@ static int reply_bulk_at(const char *p, size_t n, size_t *at, const char **s, si
     return 0;
 }
 
+/* The channel WAIT's no-op PUBLISH uses (route_wait): a pattern that
+ * matches it must not hear it through the proxy. */
+#define WAIT_CHANNEL "__shardproxy__:wait"
+
+/* Is the pmessage P[0..N), whose pattern ends at AT, WAIT's no-op? */
+static int reply_is_wait_noop(const char *p, size_t n, size_t at)
+{
+    const char *ch;
+    size_t len;
+
+    return p[1] == '4' && reply_bulk_at(p, n, &at, &ch, &len) == 0 &&
+           len == sizeof WAIT_CHANNEL - 1 && !memcmp(ch, WAIT_CHANNEL, len);
+}
+
 /* Deliver P[0..N), a frame of a pub/sub connection, to C if it is a
  * message (`message`, `pmessage`, `smessage` with its channel or pattern)
  * for something C is still subscribed to: an UNSUBSCRIBE already answered
@@ -3847,7 +3888,8 @@ static int reply_message(struct client *c, const char *p, size_t n)
         set = c && c->sub ? &c->sub->shard : NULL;
     else
         return 0;
-    if (set && reply_bulk_at(p, n, &at, &name, &nlen) == 0 && set_find(set, name, nlen))
+    if (set && reply_bulk_at(p, n, &at, &name, &nlen) == 0 && set_find(set, name, nlen) &&
+        !reply_is_wait_noop(p, n, at))
         reply_push_stream(c, c->proto == 3 ? ">" : "*", 1, p + 1, n - 1);
     return 1;
 }
@@ -3896,8 +3938,8 @@ static void reply_flush(struct client *c)
             return;
         }
     }
-    if (c->state == CLIENT_CLOSING && !c->head && buf_len(&c->out) == 0)
-        client_close(c, "done");
+    if (c->state == CLIENT_CLOSING && buf_len(&c->out) == 0 && (!c->head || client_blocked(c)))
+        client_close(c, "done"); /* a blocked one would wait for nothing: its block goes */
 }
 
 /* =========================================================== completion */
@@ -5000,6 +5042,9 @@ static void bconn_exec_reply(struct req *r, const char *p, size_t n)
     if (r->multi_refused)
         complete_error(r, "ERR backend %s refused MULTI (%s): the transaction's commands may "
                           "have run one by one", r->backend->cfg.id, r->skip_err);
+    else if (r->parent && r->parent->merge == MERGE_MIN) /* WAIT's no-op: the count means nothing */
+        complete_error(r, "ERR backend %s refused the PUBLISH WAIT needs (%s)", r->backend->cfg.id,
+                       r->skip_err);
     else if (n >= sizeof abort - 1 && !memcmp(p, abort, sizeof abort - 1))
         complete_error(r, "EXECABORT Transaction discarded because of previous errors: %s",
                        r->skip_err);
@@ -5431,8 +5476,8 @@ static uint64_t backend_dedicated(const struct backend *b)
     uint64_t n = 0;
     int i;
 
-    for (i = 0; i < b->nded; i++) /* a WAIT's is nobody's, but busy until answered */
-        n += b->ded[i]->owner != NULL || (b->ded[i]->release_idle && b->ded[i]->head);
+    for (i = 0; i < b->nded; i++)
+        n += b->ded[i]->owner != NULL;
     return n;
 }
 
@@ -6257,7 +6302,7 @@ static int route_wait_asks(const struct client *c, int bi)
  */
 static void route_wait(const struct call *k)
 {
-    static const char noop[] = "*3\r\n$7\r\nPUBLISH\r\n$19\r\n__shardproxy__:wait\r\n$0\r\n\r\n";
+    static const char noop[] = "*3\r\n$7\r\nPUBLISH\r\n$19\r\n" WAIT_CHANNEL "\r\n$0\r\n\r\n";
     struct client *c = k->c;
     uint64_t ms = cmd_timeout_ms(&k->argv[2], 1.0);
     int *asks = xcalloc((size_t)srv.nbackends, sizeof *asks);
@@ -6287,9 +6332,7 @@ static void route_wait(const struct call *k)
                            b->cfg.id, b->ded_max);
             continue;
         }
-        /* nobody's: freed once answered (its client may leave before) */
-        bc->owner = NULL;
-        bc->release_idle = 1;
+        bc->release_idle = 1; /* freed once answered; dropped if the client leaves first */
         bc->block_until_us = route_block_deadline(ms);
         buf_append(&bc->out, noop, sizeof noop - 1);
         enc_command(&bc->out, k->argv, (size_t)k->argc);
@@ -6637,6 +6680,8 @@ static void sub_check_placement(void)
         for (i = 0; i < srv.nbackends && !moved; i++)
             moved = (c->sub->pat.n && !sub_find(c, srv.backends[i], STREAM_PUBSUB)) ||
                     (c->sub->monitor && !sub_find(c, srv.backends[i], STREAM_MONITOR));
+        for (i = 0; i < c->sub->nconn && !moved; i++) /* a removed backend's go too */
+            moved = c->sub->conn[i]->backend->retired;
         if (moved) {
             log_at(LOG_INFO, "client %llu %s: closing: the reload moved what it subscribed to",
                    (unsigned long long)c->id, c->addr);
@@ -8178,6 +8223,8 @@ static int input_defer(const struct call *k)
 
     /* only CMD_SAME rows block, and WATCH is CMD_LOCAL: GET and the like
      * pass after one comparison */
+    if (k->cmd && k->c->head && k->c->sub && !strcmp(k->cmd->name, "reset"))
+        return 1; /* in MULTI too: it closes the stream connections */
     return k->cmd && k->c->head && !k->c->txn &&
            (k->cmd->kind == CMD_SAME || k->cmd->kind == CMD_LOCAL) &&
            cmd_arity_ok(k->cmd, k->argc) &&
@@ -9143,10 +9190,10 @@ static void reload_apply(struct config *next)
 
     reload_keep_restart_only(old, next);
     backend_apply(next);
-    sub_check_placement();
     srv.timer_us = 0; /* timeouts may have changed, backends gone: walk every timer */
     srv.cfg = next;
     srv.cfg_gen++;
+    sub_check_placement(); /* the new table over the new backends */
     log_threshold = (enum log_level)next->log_level;
     if (next->npasswords > 0 && old->npasswords == 0)
         client_require_auth();

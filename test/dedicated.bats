@@ -317,3 +317,17 @@ wait_replica() {
     [ "$(tr '\n' ' ' <"$(sp_tmpdir)/wait.out")" = '+OK\r\n :1\r\n ' ]
     wait_until eval '[ "$(dedicated)" = 0 ]'
 }
+
+@test "WAIT: a client that leaves while its WAIT waits frees its dedicated connections at once" {
+    start_redis 1
+    write_config "blocking_connections 2"
+    start_proxy
+    local i
+    for i in 1 2 3 4; do # each WAIT would wait forever: no replica
+        timeout 0.5 redis-cli -p "$SP_PORT" wait 1 0 >/dev/null 2>&1 || true
+    done
+    wait_until eval '[ "$(dedicated)" = 0 ]'
+    # their connections are free: a blocking command and a WAIT still get one
+    [ "$(rcli blpop wait:none 0.1)" = "" ]
+    [ "$(rcli wait 0 100)" = 0 ]
+}

@@ -366,3 +366,82 @@ monitors_gone() {
     wait_until pubsub_gone
     [ "$(rcli ping)" = PONG ]
 }
+
+# bats test_tags=valgrind
+@test "pub/sub: a reload that moves a subscriber's channel or adds a backend under its pattern closes it; the others stay" {
+    start_redis 3
+    write_config
+    start_proxy
+    local conf3 c2 kept p moved
+    conf3="$(sp_tmpdir)/three.conf"
+    cp "$SP_CONF" "$conf3"
+    # with two backends: one channel that stays put, one on backend 2 later
+    sed -i "/^backend 127.0.0.1:${REDIS_PORTS[2]}\$/d" "$SP_CONF"
+    kill -HUP "$SP_PID"
+    wait_until eval '[ "$(rcli info proxy | tr -d "\r" | sed -n "s/^backends://p")" = 2 ]'
+    kept=$(key_for "127.0.0.1:${REDIS_PORTS[0]}" mv "$conf3") # on backend 0 under both
+    moved=$(key_for "127.0.0.1:${REDIS_PORTS[2]}" mv "$conf3") # moves to the new backend
+    hold k SUBSCRIBE "$kept"
+    hold m SUBSCRIBE "$moved"
+    hold p PSUBSCRIBE 'mv*'
+    cp "$conf3" "$SP_CONF"
+    kill -HUP "$SP_PID"
+    wait_until closed m # PUBLISH would now go where it is not subscribed
+    wait_until closed p # the new backend does not have its pattern
+    [ "$(rcli publish "$kept" still)" = 1 ]
+    wait_until has k "$(frame message "$kept" still)"
+    run closed k
+    [ "$status" -ne 0 ]
+    # and back to two backends: the one whose connection's backend is gone goes too
+    hold p2 PSUBSCRIBE 'mv*'
+    sed -i "/^backend 127.0.0.1:${REDIS_PORTS[2]}\$/d" "$SP_CONF"
+    kill -HUP "$SP_PID"
+    wait_until closed p2
+    [ "$(rcli publish "$kept" again)" = 1 ]
+}
+
+@test "pub/sub: WAIT's no-op PUBLISH is not heard through the proxy; a RESP3 subscriber blocked in BLPOP hears pushes at once and is closed if it loses a subscription" {
+    start_redis 2
+    write_config
+    start_proxy
+    local c0 k0 out
+    c0=$(key_on 0 wn)
+    k0=$(key_on 0 wnk)
+    hold all PSUBSCRIBE '*'
+    [ "$(rcli wait 0 0)" = 0 ]
+    [ "$(rcli publish "$c0" real)" = 1 ]
+    wait_until has all "$(frame pmessage '*' "$c0" real)"
+    run grep -F '__shardproxy__' "$BATS_TEST_TMPDIR/all.out"
+    [ "$status" -ne 0 ]
+    # RESP3: subscribed, then blocked; a message is pushed while it blocks
+    out="$(sp_tmpdir)/blocked"
+    python3 - "$SP_PORT" "$c0" "$out" "$k0" <<'PY' &
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.settimeout(20)
+ch = sys.argv[2].encode()
+s.sendall(b"HELLO 3\r\n")
+time.sleep(0.3)
+s.recv(65536)
+s.sendall(b"SUBSCRIBE " + ch + b"\r\nBLPOP " + sys.argv[4].encode() + b" 0\r\n")
+got = b""
+try:
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        got += d
+        open(sys.argv[3], "wb").write(got)
+except OSError:
+    pass
+open(sys.argv[3] + ".eof", "w").write("eof")
+PY
+    SP_EXTRA_PIDS+=($!)
+    wait_until eval '[ "$(bcli 0 client list | grep -c cmd=blpop)" = 1 ]'
+    [ "$(rcli publish "$c0" pushed)" = 2 ]
+    wait_until grep -q pushed "$out"
+    # its pub/sub connection is lost: it is closed, its block with it
+    bcli 0 client kill type pubsub >/dev/null
+    wait_until test -f "$out.eof"
+    wait_until eval '[ "$(bcli 0 client list | grep -c cmd=blpop)" = 0 ]'
+}
