@@ -2772,10 +2772,12 @@ struct req {
  *
  * A failure is a refused or timed-out connect, a rejected handshake, EOF, a
  * read or write error, garbage, or a reply timeout; every record on the
- * connection is failed with it.  Only a connection that had proven itself
- * (answered a request) and was lost goes to DOWN and reconnects at once;
- * anything else backs off, doubling from RECONNECT_MIN_MS, so a backend that
- * accepts and closes is not hammered.  Requests for a BACKOFF connection are
+ * connection is failed with it.  A connection that had proven itself
+ * (answered a request) and was lost, or that was connected and made no
+ * progress for `timeout` (a busy backend, such as one running a slow
+ * script, is not a broken one), goes to DOWN and reconnects at once; anything else backs off,
+ * doubling from RECONNECT_MIN_MS, so a backend that accepts and closes is
+ * not hammered.  Requests for a BACKOFF connection are
  * answered "unavailable" at once (unless another worker has the backend up
  * again: route_usable connects then); requests for DOWN, CONNECTING and
  * HANDSHAKE connections queue and are written once it is connected.
@@ -2805,6 +2807,9 @@ struct bconn {
     uint64_t backoff_ms;          /* next retry delay, doubling to RECONNECT_MAX_MS */
     uint64_t peer_check_us;       /* BACKOFF: when the other workers' view was last read */
     uint64_t used_us;             /* last request queued (an unused pool closes) */
+    uint64_t progress_us;         /* the last sign of life while records wait: bytes read,
+                                     the connect, or the first record on an idle one (its
+                                     `timeout` counts from here) */
     int pool;                     /* its pool (bconn_pool): database pool / 2, RESP3 if odd */
     int hs_pool;                  /* dedicated: the pool its handshake sets up (the one it
                                      was borrowed in; a WATCH's SELECT/HELLO follow after) */
@@ -2818,6 +2823,7 @@ struct bconn {
     uint8_t drop;                 /* dedicated, free: enum bconn_drop, when to close it */
     uint8_t stream;               /* dedicated: enum bconn_stream, what else it carries */
     uint8_t touched;              /* on srv.touched: the end of this pass looks at it */
+    uint8_t write_blocked;        /* its last write was partial (the kernel buffer full) */
 };
 
 /* What a dedicated connection streams to its client besides replies. */
@@ -4553,9 +4559,13 @@ static void bconn_fail(struct bconn *bc, int timed_out, const char *why)
         bc->fd = -1;
     }
     bc->out.r = bc->out.w = 0;
+    bc->write_blocked = 0;
     bc->in.r = bc->in.w = 0;
     resp_reply_init(&bc->rp);
-    if (was_connected && !timed_out && bc->proven) {
+    if (was_connected && (timed_out || bc->proven)) {
+        /* lost, or too slow to answer: a new connection at once, no backoff (a
+         * busy backend is not a broken one: its clients should not be told
+         * "unavailable" meanwhile); only failures to connect back off */
         bc->state = BCONN_DOWN;
         bc->retry_us = srv.now_us;
     } else {
@@ -4697,6 +4707,7 @@ static void bconn_up(struct bconn *bc)
     if (bc->backend->cfg.sa.ss_family != AF_UNIX)
         net_tcp_options(bc->fd);
     bc->state = bconn_handshake(bc) ? BCONN_HANDSHAKE : BCONN_UP;
+    bc->progress_us = srv.now_us; /* what queued while connecting waits from now */
     log_at(bc->dedicated ? LOG_DEBUG : LOG_INFO, "backend %s (%s): connected%s",
            bc->backend->cfg.id, bc->backend->cfg.addr, bc->dedicated ? " (dedicated)" : "");
 }
@@ -4905,16 +4916,20 @@ static void bconn_drop(struct bconn *bc)
     bconn_idle(bc);
 }
 
-/* When BC's oldest record is late, or UINT64_MAX: `timeout` after it was
- * queued; for a blocking command on a dedicated connection, what
- * route_blocking set. */
+/* When BC, with records waiting, has made no progress for too long, or
+ * UINT64_MAX: `timeout` after its last sign of life (progress_us), so a
+ * backend streaming a big reply, or answering a pipeline one by one, is
+ * busy, not dead, however long the whole takes.  (No separate bound on a
+ * request's age: replies come in order, so while bytes arrive the oldest
+ * record is being answered or is next.)  For a blocking command on a
+ * dedicated connection: what route_blocking set. */
 static uint64_t bconn_deadline(const struct bconn *bc)
 {
     if (!bc->head)
         return UINT64_MAX;
     if (bc->block_until_us && bc->head->role != REQ_HANDSHAKE)
         return bc->block_until_us;
-    return srv.cfg->timeout_ms ? bc->head->sent_us + srv.cfg->timeout_ms * 1000 : UINT64_MAX;
+    return srv.cfg->timeout_ms ? bc->progress_us + srv.cfg->timeout_ms * 1000 : UINT64_MAX;
 }
 
 /* Queue R (already tied to bc's backend) on BC; its bytes must already be
@@ -4923,6 +4938,8 @@ static void bconn_push(struct bconn *bc, struct req *r)
 {
     r->sent_us = srv.now_us;
     r->next_sent = NULL;
+    if (!bc->head) /* nothing was waiting: the clock starts */
+        bc->progress_us = srv.now_us;
     if (bc->tail)
         bc->tail->next_sent = r;
     else
@@ -5166,6 +5183,9 @@ static void bconn_read(struct bconn *bc)
             return;
         }
         bc->in.w += n;
+        /* the clock as it is, not the pass's: a pass that spent long reading a
+         * stream must not make the next one believe the backend was silent */
+        bc->progress_us = clock_now_us();
         bc->backend->sh->st.bytes_in += n;
         bconn_replies(bc);
         if (!bconn_connected(bc) || n < room)
@@ -5183,6 +5203,12 @@ static void bconn_flush(struct bconn *bc)
         return;
     rc = net_write(bc->fd, bc->out.data + bc->out.r, buf_len(&bc->out), &n);
     if (rc == NET_OK) {
+        /* after a partial write, room again means the backend read: it takes a
+         * big request in, busy, not silent (a write the kernel just buffers
+         * says nothing: a stuck backend's socket takes small ones too) */
+        if (n > 0 && bc->head && bc->write_blocked)
+            bc->progress_us = clock_now_us();
+        bc->write_blocked = n < buf_len(&bc->out);
         bc->backend->sh->st.bytes_out += n;
         buf_consume(&bc->out, n);
         if (buf_len(&bc->out) == 0 && bc->out.cap > 4 * READ_CHUNK)

@@ -524,3 +524,38 @@ wait_exit() {
     ((n < 50))
     ((t1 - t0 < hz / 2))
 }
+
+@test "a slow script: only requests that waited past timeout fail, as timed out, never unavailable; served again at once" {
+    start_redis 2
+    write_config "timeout 300"
+    start_proxy
+    local k0 k1 out i script
+    k0=$(key_on 0 slow) k1=$(key_on 1 slow)
+    [[ "$(rcli set "$k0" v0)" == OK ]]
+    out="$(sp_tmpdir)"
+    # 1.5 s of Lua on backend 0 (below lua-time-limit: Redis answers nobody meanwhile)
+    rcli eval "local t = redis.call('TIME') local s = t[1] * 1000000 + t[2]
+        repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] - s > 1500000 return 1" \
+        1 "$k0" >"$out/script" 2>&1 &
+    script=$!
+    SP_EXTRA_PIDS+=("$script")
+    wait_until inflight_is 0 1
+    # a GET of backend 0 every 25 ms for ~2.5 s, each on its own connection, so
+    # some arrive just after each timeout; backend 1 answers all along
+    for ((i = 0; i < 100; i++)); do
+        (rcli get "$k0" >"$out/get.$i" 2>&1 &)
+        sleep 0.025
+    done
+    [[ "$(rcli get "$k1")" == "" ]]
+    wait "$script" || true
+    for ((i = 0; i < 100; i++)); do
+        wait_until test -s "$out/get.$i"
+        cat "$out/get.$i" >>"$out/gets"
+    done
+    cat "$out/script" "$out/gets"
+    grep -q "timed out" "$out/gets"     # those behind the script waited past timeout
+    [[ "$(grep -c unavailable "$out/gets")" == 0 ]] # but the backend was never declared down
+    [[ "$(tail -n 1 "$out/gets")" == v0 ]] # the last ones, well after the script
+    # and once the script is over every GET is answered (a new connection at once)
+    [[ "$(grep -c '^v0$' "$out/gets")" -ge 5 ]]
+}
