@@ -2615,7 +2615,9 @@ struct config {
     uint64_t blocking_connections;     /* dedicated connections per backend (blocking, WATCH) */
     uint64_t max_clients;              /* client connections accepted at once */
     uint64_t client_max_pending;       /* unanswered requests before reading pauses */
-    uint64_t client_output_limit;      /* unread reply bytes before disconnect */
+    uint64_t client_output_limit;      /* unread reply bytes before disconnect (hard limit) */
+    uint64_t client_output_soft_limit; /* unread reply bytes a client may stay above ... */
+    uint64_t client_output_soft_seconds; /* ... this long before it is cut; 0: no soft limit */
     uint64_t client_timeout;           /* seconds a client may sit idle or mid-request; 0 = forever */
     uint64_t max_request_size;         /* largest request in bytes */
     uint64_t log_level;                /* enum log_level */
@@ -2865,7 +2867,7 @@ enum bconn_drop {
     C(errors, STATS, "total_error_replies", "Error replies sent to clients")           \
     C(protocol_errors, PROXY, "protocol_errors", "Clients closed for a protocol error") \
     C(output_overflows, PROXY, "output_overflows",                                      \
-      "Clients closed for exceeding client_output_limit")                               \
+      "Clients closed for their unread replies (client_output_limit, soft limit)")     \
     C(bytes_in, STATS, "total_net_input_bytes", "Bytes read from clients")             \
     C(bytes_out, STATS, "total_net_output_bytes", "Bytes written to clients")
 
@@ -3078,6 +3080,8 @@ struct client {
     uint64_t created_us;              /* accept time */
     uint64_t last_us;                 /* last time it sent bytes */
     uint64_t partial_us;              /* when the partial request in `in` began */
+    uint64_t soft_since_us;           /* since when its unread replies are above
+                                         client_output_soft_limit, 0 while below */
 };
 
 /* Why a client's current command is answered with nothing (client.mute). */
@@ -3603,6 +3607,37 @@ static void client_limit_check(void)
                (unsigned long long)client_limit(), srv.maxfds);
 }
 
+/* Enforce the output limits, as Redis's client-output-buffer-limit does:
+ * above client_output_limit a client is cut at once (memory safety);
+ * above client_output_soft_limit it is cut once it stayed there for
+ * client_output_soft_seconds without draining below.  A client that reads
+ * is so never cut for receiving one big value, or a burst.  Checked when
+ * replies are added, and by client_timers for a client that gets none. */
+static void client_check_output(struct client *c)
+{
+    /* replies waiting behind a slow one count too: they are just as unread */
+    size_t owed = buf_len(&c->out) + c->held;
+    const char *which = NULL;
+
+    if (c->state == CLIENT_DEAD)
+        return;
+    if (owed <= srv.cfg->client_output_soft_limit || !srv.cfg->client_output_soft_seconds)
+        c->soft_since_us = 0;
+    else if (!c->soft_since_us)
+        c->soft_since_us = srv.now_us;
+    if (owed > srv.cfg->client_output_limit)
+        which = "client_output_limit";
+    else if (c->soft_since_us &&
+             srv.now_us - c->soft_since_us >= srv.cfg->client_output_soft_seconds * 1000000)
+        which = "client_output_soft_limit for client_output_soft_seconds";
+    if (!which)
+        return;
+    log_at(LOG_WARN, "client %llu %s closed: %zu bytes of unread replies exceed %s",
+           (unsigned long long)c->id, c->addr, owed, which);
+    srv.st->output_overflows++;
+    client_close(c, "output limit");
+}
+
 /* Every CLIENT_TIMER_US: free the emptied I/O buffers of clients quiet for a
  * second (the input buffer a partial request needed; the output buffer
  * goes back as soon as it is written and nothing more is owed), and apply
@@ -3619,6 +3654,11 @@ static void client_timers(void)
     srv.client_timers_us = srv.now_us;
     for (c = srv.clients; c; c = next) {
         next = c->next;
+        if (c->soft_since_us) {
+            client_check_output(c);
+            if (c->state == CLIENT_DEAD)
+                continue;
+        }
         if (srv.now_us - c->last_us >= CLIENT_IDLE_US) {
             if (c->in.data && buf_len(&c->in) == 0)
                 buf_free(&c->in);
@@ -3700,19 +3740,6 @@ static void reply_emit(struct client *c, const char *p, size_t n)
     reply_dirty(c);
 }
 
-/* Enforce client_output_limit after replies were appended. */
-static void reply_check_limit(struct client *c)
-{
-    /* replies waiting behind a slow one count too: they are just as unread */
-    size_t owed = buf_len(&c->out) + c->held;
-
-    if (c->state != CLIENT_DEAD && owed > srv.cfg->client_output_limit) {
-        log_at(LOG_WARN, "client %llu %s closed: %zu bytes of unread replies exceed "
-               "client_output_limit", (unsigned long long)c->id, c->addr, owed);
-        srv.st->output_overflows++;
-        client_close(c, "output limit");
-    }
-}
 
 /* Append R to C's reply FIFO. */
 static void reply_push(struct client *c, struct req *r)
@@ -3758,7 +3785,7 @@ static void reply_release(struct client *c)
             reply_emit(c, c->head->reply.data + c->head->reply.r, buf_len(&c->head->reply));
         reply_pop(c);
     }
-    reply_check_limit(c);
+    client_check_output(c);
 }
 
 /* A reply the proxy makes itself to call K: straight out when nothing is
@@ -3774,7 +3801,7 @@ static void reply_local(const struct call *k, const char *p, size_t n)
         return;
     if (!c->head) {
         reply_emit(c, p, n);
-        reply_check_limit(c);
+        client_check_output(c);
         return;
     }
     r = req_new();
@@ -3782,7 +3809,7 @@ static void reply_local(const struct call *k, const char *p, size_t n)
     buf_append(&r->reply, p, n);
     reply_push(c, r);
     reply_hold(c, r);
-    reply_check_limit(c);
+    client_check_output(c);
 }
 
 static void reply_local_str(const struct call *k, const char *s)
@@ -3836,7 +3863,7 @@ static void reply_push_stream(struct client *c, const char *head, size_t hn, con
         buf_append(&r->reply, p, n);
         c->held += hn + n;
     }
-    reply_check_limit(c);
+    client_check_output(c);
 }
 
 /* The bulk string at P[*AT..N) of a complete frame: its bytes in *S and
@@ -3932,6 +3959,8 @@ static void reply_flush(struct client *c)
         if (rc == NET_OK) {
             srv.st->bytes_out += n;
             buf_consume(&c->out, n);
+            if (buf_len(&c->out) + c->held <= srv.cfg->client_output_soft_limit)
+                c->soft_since_us = 0; /* drained below the soft limit */
             /* caught up and owed nothing: an idle client keeps no buffer
              * (what idle pools of thousands cost).  A first-size one goes
              * to the spare list, which the next reply takes back cheaply; a
@@ -4435,7 +4464,7 @@ static void complete_reply(struct req *r, const char *p, size_t n, int proxy_err
         if (c->head == parent)
             reply_release(c);
         else
-            reply_check_limit(c);
+            client_check_output(c);
         return;
     }
     c = r->client;
@@ -4453,7 +4482,7 @@ static void complete_reply(struct req *r, const char *p, size_t n, int proxy_err
     }
     buf_append(&r->reply, p, n);
     reply_hold(c, r);
-    reply_check_limit(c);
+    client_check_output(c);
 }
 
 /* Complete R with an error the proxy generated. */
@@ -8870,7 +8899,11 @@ static const struct config_directive config_directives[] = {
     {"client_timeout", config_parse_number, CONFIG_FIELD(client_timeout), 0, 100000000, "0",
      CONFIG_RELOADS},
     {"client_output_limit", config_parse_size, CONFIG_FIELD(client_output_limit), 1024,
-     UINT64_MAX, "64mb", CONFIG_RELOADS},
+     UINT64_MAX, "1gb", CONFIG_RELOADS},
+    {"client_output_soft_limit", config_parse_size, CONFIG_FIELD(client_output_soft_limit),
+     1024, UINT64_MAX, "64mb", CONFIG_RELOADS},
+    {"client_output_soft_seconds", config_parse_number,
+     CONFIG_FIELD(client_output_soft_seconds), 0, 86400, "60", CONFIG_RELOADS},
     {"max_request_size", config_parse_size, CONFIG_FIELD(max_request_size), 1024, 4ULL << 30,
      "512mb", CONFIG_RELOADS},
     {"log_level", config_parse_log_level, 0, 0, 0, "info", CONFIG_RELOADS},

@@ -559,3 +559,55 @@ wait_exit() {
     # and once the script is over every GET is answered (a new connection at once)
     [[ "$(grep -c '^v0$' "$out/gets")" -ge 5 ]]
 }
+
+@test "output limits: a reading client gets a 100 MiB value and 100 pipelined 1 MiB values with the defaults" {
+    start_redis 1
+    write_config
+    start_proxy
+    head -c $((100 << 20)) /dev/zero | tr '\0' v | rcli -x set huge >/dev/null
+    head -c $((1 << 20)) /dev/zero | tr '\0' m | rcli -x set mib >/dev/null
+    run timeout 120 python3 - "$SP_PORT" <<'PY'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.settimeout(60)
+def reply_bytes(want):
+    got = 0
+    while got < want:
+        d = s.recv(1 << 20)
+        if not d:
+            raise SystemExit("EOF after %d of %d bytes" % (got, want))
+        got += len(d)
+    return got
+s.sendall(b"GET huge\r\n")
+one = len(b"$%d\r\n" % (100 << 20)) + (100 << 20) + 2
+print("huge", reply_bytes(one))
+s.sendall(b"GET mib\r\n" * 100)
+each = len(b"$%d\r\n" % (1 << 20)) + (1 << 20) + 2
+print("pipelined", reply_bytes(100 * each))
+s.sendall(b"PING\r\n")
+print("after", s.recv(100))
+PY
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"after b'+PONG\\r\\n'"* ]]
+    ! grep -q 'output limit' "$SP_LOG" || false
+}
+
+@test "output limits: above client_output_soft_limit for client_output_soft_seconds without reading: cut; the others unaffected" {
+    start_redis 1
+    write_config "client_output_soft_limit 1mb" "client_output_soft_seconds 1"
+    start_proxy
+    local out bg
+    head -c 102400 /dev/zero | tr '\0' x | rcli -x set big >/dev/null
+    out="$(sp_tmpdir)/noread.out"
+    SPTOOL noread "$SP_PORT" 200 big "$(sp_tmpdir)/go" </dev/null >"$out" 2>&1 3>&- &
+    bg=$!
+    SP_EXTRA_PIDS+=("$bg")
+    wait_until grep -q 'exceed client_output_soft_limit for client_output_soft_seconds' "$SP_LOG"
+    [[ "$(rcli get small)" == "" ]]
+    touch "$(sp_tmpdir)/go"
+    wait "$bg"
+    cat "$out"
+    [[ "$(cat "$out")" =~ ^bytes=([0-9]+)\ end=(EOF|RESET)$ ]]
+    ((BASH_REMATCH[1] < 200 * 102400))
+}

@@ -1921,8 +1921,12 @@ static void test_config_defaults(void)
     T_CHECK(c->timeout_ms == 1000, "timeout_ms %" PRIu64, c->timeout_ms);
     T_CHECK(c->connect_timeout_ms == 1000, "connect_timeout_ms %" PRIu64, c->connect_timeout_ms);
     T_CHECK(c->table_size == 65537, "table_size %" PRIu64, c->table_size);
-    T_CHECK(c->client_output_limit == 64ULL * 1024 * 1024, "client_output_limit %" PRIu64,
+    T_CHECK(c->client_output_limit == 1024ULL * 1024 * 1024, "client_output_limit %" PRIu64,
             c->client_output_limit);
+    T_CHECK(c->client_output_soft_limit == 64ULL * 1024 * 1024,
+            "client_output_soft_limit %" PRIu64, c->client_output_soft_limit);
+    T_CHECK(c->client_output_soft_seconds == 60, "client_output_soft_seconds %" PRIu64,
+            c->client_output_soft_seconds);
     T_CHECK(c->max_request_size == 512ULL * 1024 * 1024, "max_request_size %" PRIu64,
             c->max_request_size);
     T_CHECK(c->admin_mode == 0600, "admin_mode %" PRIo64, c->admin_mode);
