@@ -179,6 +179,9 @@
 #ifndef LISTEN_BACKLOG
 #define LISTEN_BACKLOG 511 /* listen() backlog of the data listeners (Redis: 511) */
 #endif
+#ifndef DRAIN_IDLE_MS
+#define DRAIN_IDLE_MS 50 /* shutdown_grace: a client idle this long is let go (half-closed) */
+#endif
 #ifndef SHUTDOWN_GRACE_MS
 #define SHUTDOWN_GRACE_MS 10000 /* drain bound on SIGTERM when timeout is 0 */
 #endif
@@ -2618,6 +2621,7 @@ struct config {
     uint64_t client_output_limit;      /* unread reply bytes before disconnect (hard limit) */
     uint64_t client_output_soft_limit; /* unread reply bytes a client may stay above ... */
     uint64_t client_output_soft_seconds; /* ... this long before it is cut; 0: no soft limit */
+    uint64_t shutdown_grace_ms;        /* SIGTERM: how long clients are still served */
     uint64_t client_timeout;           /* seconds a client may sit idle or mid-request; 0 = forever */
     uint64_t max_request_size;         /* largest request in bytes */
     uint64_t log_level;                /* enum log_level */
@@ -3080,6 +3084,8 @@ struct client {
     uint64_t created_us;              /* accept time */
     uint64_t last_us;                 /* last time it sent bytes */
     uint64_t partial_us;              /* when the partial request in `in` began */
+    uint8_t let_go;                   /* draining: told EOF (its write side shut) at a
+                                         request boundary; read until it closes */
     uint64_t soft_since_us;           /* since when its unread replies are above
                                          client_output_soft_limit, 0 while below */
 };
@@ -3167,6 +3173,8 @@ static struct server {
     time_t start_time;             /* wall clock at start, for uptime */
     int stopping;                  /* SIGTERM seen: draining */
     uint64_t stop_deadline_us;     /* drain bound */
+    uint64_t grace_until_us;       /* stopping: clients are read and served until then */
+    uint8_t grace_over;            /* stopping, and the clients were told it ended */
     uint64_t accept_paused_until;  /* after EMFILE: no accept before this */
     uint64_t accept_warned_us;     /* last "pausing accepts" warning (one a second) */
     uint64_t client_timers_us;     /* last run of client_timers */
@@ -3316,6 +3324,12 @@ static int client_watching(const struct client *c)
 static int client_blocked(const struct client *c)
 {
     return c->ded || c->wait;
+}
+
+/* Are clients read?  Yes, but once stopping, only for shutdown_grace. */
+static int client_reading(void)
+{
+    return !srv.stopping || srv.now_us < srv.grace_until_us;
 }
 
 /* Is C subscribed to anything (Redis's pub/sub context)? */
@@ -3480,12 +3494,12 @@ static void client_interest(struct client *c)
 
     if (c->state == CLIENT_DEAD)
         return;
-    if (c->state == CLIENT_OPEN && !c->throttled && !srv.stopping)
+    if (c->state == CLIENT_OPEN && !c->throttled && client_reading())
         want |= EV_READ;
     /* a blocked client is still read, a little, to see it leave (and drop
      * its block) as Redis does; what it sends waits unparsed */
     if (c->state == CLIENT_OPEN && client_blocked(c) && buf_len(&c->in) < READ_CHUNK &&
-        !srv.stopping)
+        client_reading())
         want |= EV_READ;
     if (buf_len(&c->out))
         want |= EV_WRITE;
@@ -8439,7 +8453,11 @@ static void input_read(struct client *c)
     } else {
         rc = net_read(c->fd, srv.rbuf, READ_CHUNK, &n);
     }
-    if (rc == NET_OK) {
+    if (rc == NET_OK && c->let_go) {
+        /* told EOF already: what it sent after that is not run (it could not be
+         * answered), only read, so that closing sends no RST */
+        srv.st->bytes_in += n;
+    } else if (rc == NET_OK) {
         srv.st->bytes_in += n;
         if (own) {
             c->in.w += n;
@@ -8904,6 +8922,8 @@ static const struct config_directive config_directives[] = {
      1024, UINT64_MAX, "64mb", CONFIG_RELOADS},
     {"client_output_soft_seconds", config_parse_number,
      CONFIG_FIELD(client_output_soft_seconds), 0, 86400, "60", CONFIG_RELOADS},
+    {"shutdown_grace", config_parse_number, CONFIG_FIELD(shutdown_grace_ms), 0, 3600000,
+     "5000", CONFIG_RELOADS},
     {"max_request_size", config_parse_size, CONFIG_FIELD(max_request_size), 1024, 4ULL << 30,
      "512mb", CONFIG_RELOADS},
     {"log_level", config_parse_log_level, 0, 0, 0, "info", CONFIG_RELOADS},
@@ -9875,6 +9895,8 @@ static int loop_timeout(void)
         t = MIN(t, srv.accept_paused_until);
     if (srv.stopping)
         t = MIN(t, srv.stop_deadline_us);
+    if (srv.stopping && client_reading()) /* quiet clients are let go, the grace ends */
+        t = MIN(t, MIN(srv.now_us + DRAIN_IDLE_MS * 1000, srv.grace_until_us));
     if (buf_len(&srv.report))
         t = MIN(t, srv.now_us + 10000); /* stderr is polled, not waited on */
     return t <= srv.now_us ? 0 : (int)((t - srv.now_us + 999) / 1000);
@@ -9998,7 +10020,7 @@ static void loop_event(int fd, unsigned mask)
 /* Parse what throttled client C left unread, if it may go on now. */
 static void loop_resume(struct client *c)
 {
-    if (c->state == CLIENT_OPEN && c->throttled && !client_blocked(c) && !srv.stopping &&
+    if (c->state == CLIENT_OPEN && c->throttled && !client_blocked(c) && client_reading() &&
         c->npending < srv.cfg->client_max_pending)
         input_process(c, c->in.data + c->in.r, buf_len(&c->in), 1);
 }
@@ -10039,26 +10061,58 @@ static void loop_flush(void)
 /* SIGTERM: stop accepting and reading; finish what is in flight. */
 static void loop_begin_stop(void)
 {
-    struct client *c;
-
     log_at(LOG_INFO, "shutting down: draining %llu client(s)", (unsigned long long)srv.nclients);
-    for (c = srv.clients; c; c = c->next)
-        reply_dirty(c); /* no more reading: every client's interest changes */
     srv.stopping = 1;
-    srv.stop_deadline_us = srv.now_us + (srv.cfg->timeout_ms ? srv.cfg->timeout_ms * 1000 + 100000
-                                                             : SHUTDOWN_GRACE_MS * 1000ULL);
+    srv.grace_until_us = srv.now_us + srv.cfg->shutdown_grace_ms * 1000;
+    srv.stop_deadline_us = srv.grace_until_us +
+                           (srv.cfg->timeout_ms ? srv.cfg->timeout_ms * 1000 + 100000
+                                                : SHUTDOWN_GRACE_MS * 1000ULL);
     loop_close_listeners();
 }
 
-/* While stopping: close every client that is owed nothing; 1 when none remain. */
+/* Is C, owed nothing, between requests and quiet for DRAIN_IDLE_MS (a
+ * client mid-burst is not), so that it can be let go? */
+static int loop_idle(const struct client *c)
+{
+    char b;
+
+    /* nothing arrived unread either: a request that came in since the wait
+     * would be dropped, and its client told EOF instead of answered (the
+     * socket is non-blocking: no data is EAGAIN) */
+    return c->state == CLIENT_OPEN && !c->head && buf_len(&c->out) == 0 &&
+           buf_len(&c->in) == 0 && !client_subscribed(c) && !c->txn && !client_watching(c) &&
+           srv.now_us - c->last_us >= DRAIN_IDLE_MS * 1000 &&
+           recv(c->fd, &b, 1, MSG_PEEK) < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+/* While stopping.  During shutdown_grace every client is served as usual,
+ * and one that goes quiet between requests is let go: its write side shut
+ * (it reads EOF, and an event-driven client reconnects, through the load
+ * balancer, to another proxy before its next request), its socket read
+ * until it closes it, so that closing sends no RST.  A subscriber is let go
+ * at once, between messages.  After the grace, nothing more is read: every
+ * client owed nothing is closed, the others once answered.  Returns 1 when
+ * no client remains. */
 static int loop_drained(void)
 {
     struct client *c, *next;
+    int grace = client_reading();
 
+    if (!grace && !srv.grace_over) { /* nobody is read any more: interests change */
+        srv.grace_over = 1;
+        for (c = srv.clients; c; c = c->next)
+            reply_dirty(c);
+    }
     for (c = srv.clients; c; c = next) {
         next = c->next;
-        if (!c->head && buf_len(&c->out) == 0)
+        if (!grace && !c->head && buf_len(&c->out) == 0) {
             client_close(c, "shutdown");
+        } else if (grace && !c->let_go && (loop_idle(c) || (client_subscribed(c) &&
+                                                          !c->head && !buf_len(&c->out)))) {
+            c->let_go = 1;
+            shutdown(c->fd, SHUT_WR);
+            client_streams_drop(c); /* no more messages: it was told EOF */
+        }
     }
     return srv.clients == NULL;
 }
@@ -10402,7 +10456,7 @@ static void master_begin_stop(void)
 {
     log_at(LOG_INFO, "shutting down: draining %d worker(s)", master_running());
     srv.stopping = 1;
-    srv.stop_deadline_us = srv.now_us + 2000000 +
+    srv.stop_deadline_us = srv.now_us + 2000000 + srv.cfg->shutdown_grace_ms * 1000 +
                            (srv.cfg->timeout_ms ? srv.cfg->timeout_ms * 1000 + 100000
                                                 : SHUTDOWN_GRACE_MS * 1000ULL);
     master_signal(SIGTERM);

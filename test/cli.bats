@@ -62,6 +62,7 @@ config_directive_names() {
         [client_output_limit]="client_output_limit 1gb"
         [client_output_soft_limit]="client_output_soft_limit 64mb"
         [client_output_soft_seconds]="client_output_soft_seconds 60"
+        [shutdown_grace]="shutdown_grace 5000"
         [max_request_size]="max_request_size 512mb"
         [log_level]="log_level info"
         [admin]="admin $(sp_tmpdir)/admin.sock"

@@ -611,3 +611,90 @@ PY
     [[ "$(cat "$out")" =~ ^bytes=([0-9]+)\ end=(EOF|RESET)$ ]]
     ((BASH_REMATCH[1] < 200 * 102400))
 }
+
+@test "SIGTERM under load: served through shutdown_grace, each client let go between requests: no error, no RST, every request run was answered" {
+    start_redis 2
+    write_config "shutdown_grace 3000"
+    start_proxy
+    local pid=$SP_PID out
+    out="$(sp_tmpdir)/drain"
+    # 20 clients, each: 20 pipelined INCRs of its own key, all replies read,
+    # then 30-80 ms quiet, watching the socket as an event-driven client does
+    timeout 60 python3 - "$SP_PORT" "$out" <<'PY' &
+import random, select, socket, sys, threading, time
+port, out = int(sys.argv[1]), sys.argv[2]
+res = []
+def client(i):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.settimeout(10)
+    key = b"drain:%d" % i
+    got = errors = resets = 0
+    how = "deadline"
+    t_end = time.time() + 30
+    while time.time() < t_end:
+        try:
+            s.sendall(b"*2\r\n$4\r\nINCR\r\n$%d\r\n%s\r\n" % (len(key), key) * 20)
+            buf = b""
+            while buf.count(b"\r\n") < 20:
+                d = s.recv(65536)
+                if not d:
+                    errors += 1  # EOF with replies owed: an error the client sees
+                    how = "eof mid-request"
+                    break
+                buf += d
+            got += buf.count(b"\r\n")
+            if how != "deadline":
+                break
+        except ConnectionResetError:
+            resets += 1
+            how = "reset"
+            break
+        r, _, _ = select.select([s], [], [], random.uniform(0.03, 0.08))
+        if r:
+            try:
+                if s.recv(1) == b"":
+                    how = "let go"  # EOF while quiet: it reconnects elsewhere
+                    break
+            except ConnectionResetError:
+                resets += 1
+                how = "reset"
+                break
+    s.close()
+    res.append((i, got, errors, resets, how))
+ts = [threading.Thread(target=client, args=(i,)) for i in range(20)]
+for t in ts:
+    t.start()
+for t in ts:
+    t.join()
+with open(out, "w") as f:
+    for r in sorted(res):
+        f.write("%d %d %d %d %s\n" % r)
+PY
+    local load=$!
+    SP_EXTRA_PIDS+=("$load")
+    sleep 1
+    kill -TERM "$pid"
+    wait "$load"
+    wait_exit "$pid" 10000
+    SP_PID=
+    ((EXIT_RC == 0))
+    cat "$out"
+    [ "$(wc -l <"$out")" -eq 20 ]
+    local i got errors resets how n
+    while read -r i got errors resets how; do
+        [[ "$how" == "let go" && "$errors" == 0 && "$resets" == 0 ]]
+        # every INCR that ran was answered: the backend's count is the client's
+        n=$(rcli_backend_sum "drain:$i")
+        [[ "$n" == "$got" ]] || { echo "client $i: ran $n, answered $got"; false; }
+    done <"$out"
+}
+
+# rcli_backend_sum KEY: KEY's value on whichever backend has it.
+rcli_backend_sum() {
+    local i v
+    for i in "${!REDIS_PORTS[@]}"; do
+        v=$(bcli "$i" get "$1")
+        [[ -n "$v" ]] && { echo "$v"; return; }
+    done
+    echo 0
+}
