@@ -179,6 +179,9 @@
 #ifndef LISTEN_BACKLOG
 #define LISTEN_BACKLOG 511 /* listen() backlog of the data listeners (Redis: 511) */
 #endif
+#ifndef MAGLEV_STEP_SLOTS
+#define MAGLEV_STEP_SLOTS 100000 /* Maglev slots a reload builds per loop pass */
+#endif
 #ifndef DRAIN_IDLE_MS
 #define DRAIN_IDLE_MS 50 /* shutdown_grace: a client idle this long is let go (half-closed) */
 #endif
@@ -1160,13 +1163,32 @@ static int maglev_cmp(const void *a, const void *b)
     return strcmp(((const struct maglev_entry *)a)->id, ((const struct maglev_entry *)b)->id);
 }
 
-int maglev_build(uint16_t *table, uint32_t m, const char *const *ids, const uint32_t *weights,
-                 int n)
+/* A Maglev table being built, resumable: maglev_start, then maglev_step
+ * until it says done, so a big table (5,000,011 slots) is built a slice per
+ * loop pass instead of stalling the loop. */
+struct maglev_state {
+    uint16_t *table;         /* the table being filled (the caller's) */
+    uint32_t m;              /* its size, prime */
+    int n;                   /* backends */
+    struct maglev_entry *e;  /* their walks, sorted by identity; NULL once done */
+    double max_w;            /* the largest normalized weight */
+    uint64_t cleared;        /* slots set to empty so far (the first phase) */
+    uint64_t filled;         /* slots given a backend so far */
+    uint64_t iteration;      /* round of the fill (credits grow by one each round) */
+    int i;                   /* next entry to consider in this round */
+    uint32_t *owned;         /* slots each backend got so far, in the caller's order (the
+                                caller's once done: it frees them) */
+};
+
+#define MAGLEV_EMPTY UINT16_MAX
+
+/* Start building into TABLE[0..M) for N backends with identities IDS and
+ * WEIGHTS (the strings must outlive the build).  Returns 0, or -1 on bad
+ * arguments (S is then untouched). */
+static int maglev_start(struct maglev_state *s, uint16_t *table, uint32_t m,
+                        const char *const *ids, const uint32_t *weights, int n)
 {
-    struct maglev_entry *e;
-    double sum = 0, max_w = 0;
-    uint64_t filled = 0, iteration = 1, c;
-    const uint16_t empty = UINT16_MAX;
+    double sum = 0;
     int i;
 
     if (n <= 0 || n > MAGLEV_MAX_BACKENDS || m < (uint32_t)n || m < 2 || m > MAGLEV_MAX_SIZE ||
@@ -1177,38 +1199,80 @@ int maglev_build(uint16_t *table, uint32_t m, const char *const *ids, const uint
             return -1;
         sum += weights[i];
     }
-    e = xmalloc(sizeof *e * (size_t)n);
+    memset(s, 0, sizeof *s);
+    s->table = table;
+    s->m = m;
+    s->n = n;
+    s->iteration = 1;
+    s->e = xmalloc(sizeof *s->e * (size_t)n);
+    s->owned = xcalloc((size_t)n, sizeof *s->owned);
     for (i = 0; i < n; i++) {
+        struct maglev_entry *e = &s->e[i];
         size_t len = strlen(ids[i]);
-        e[i].id = ids[i];
-        e[i].index = i;
-        e[i].weight = weights[i] / sum;
-        e[i].target = 0.0;
-        e[i].offset = hash_xxh64(ids[i], len, 0) % m;
-        e[i].skip = hash_xxh64(ids[i], len, 1) % (m - 1) + 1;
-        e[i].next = 0;
-        if (e[i].weight > max_w)
-            max_w = e[i].weight;
+        e->id = ids[i];
+        e->index = i;
+        e->weight = weights[i] / sum;
+        e->target = 0.0;
+        e->offset = hash_xxh64(ids[i], len, 0) % m;
+        e->skip = hash_xxh64(ids[i], len, 1) % (m - 1) + 1;
+        e->next = 0;
+        if (e->weight > s->max_w)
+            s->max_w = e->weight;
     }
-    qsort(e, (size_t)n, sizeof *e, maglev_cmp);
-    for (c = 0; c < m; c++)
-        table[c] = empty;
-    for (; filled < m; iteration++) {
-        for (i = 0; i < n && filled < m; i++) {
-            if ((double)iteration * e[i].weight < e[i].target)
-                continue;
-            e[i].target += max_w;
-            c = (e[i].offset + e[i].skip * e[i].next) % m;
-            while (table[c] != empty) {
-                e[i].next++;
-                c = (e[i].offset + e[i].skip * e[i].next) % m;
-            }
-            table[c] = (uint16_t)e[i].index;
-            e[i].next++;
-            filled++;
+    qsort(s->e, (size_t)n, sizeof *s->e, maglev_cmp);
+    return 0;
+}
+
+/* Do at most about BUDGET slots' worth of S's work (clearing, then
+ * probing).  Returns 1 when the table is complete (S's memory freed), 0
+ * while more remains. */
+static int maglev_step(struct maglev_state *s, uint64_t budget)
+{
+    for (; s->cleared < s->m && budget > 0; s->cleared++, budget--)
+        s->table[s->cleared] = MAGLEV_EMPTY;
+    while (s->filled < s->m && budget > 0) {
+        struct maglev_entry *e = &s->e[s->i];
+        uint64_t c;
+        if (s->i + 1 == s->n) { /* the round ends after this entry */
+            s->i = 0;
+        } else {
+            s->i++;
         }
+        budget -= budget > 1; /* looking at an entry costs too, skipped or not */
+        if ((double)s->iteration * e->weight >= e->target) {
+            e->target += s->max_w;
+            c = (e->offset + e->skip * e->next) % s->m;
+            while (s->table[c] != MAGLEV_EMPTY) {
+                e->next++;
+                c = (e->offset + e->skip * e->next) % s->m;
+                budget -= budget > 1;
+            }
+            s->table[c] = (uint16_t)e->index;
+            s->owned[e->index]++;
+            e->next++;
+            s->filled++;
+            budget--;
+        }
+        if (s->i == 0)
+            s->iteration++;
     }
-    free(e);
+    if (s->filled < s->m || s->cleared < s->m)
+        return 0;
+    free(s->e);
+    s->e = NULL;
+    return 1;
+}
+
+int maglev_build(uint16_t *table, uint32_t m, const char *const *ids, const uint32_t *weights,
+                 int n)
+{
+    struct maglev_state s;
+
+    if (maglev_start(&s, table, m, ids, weights, n) < 0)
+        return -1;
+    while (!maglev_step(&s, UINT64_MAX))
+        ;
+    free(s.owned);
     return 0;
 }
 
@@ -2636,6 +2700,9 @@ struct config {
     char *admin;                       /* admin socket path, or NULL */
     uint64_t admin_mode;               /* its file mode (default 0600) */
     uint16_t *table;                   /* Maglev table: slot -> backend index */
+    struct maglev_state *build;        /* the table while it is still being built (a reload
+                                          builds it a slice per pass), else NULL */
+    uint32_t *owned;                   /* slots of the table each backend owns, once built */
     int resolve;                       /* resolve addresses (0: only check their shape) */
     char **restart_lines;              /* every line of a restart-only directive, as
                                           "name arg...", in file order (reload compares) */
@@ -3188,6 +3255,7 @@ static struct server {
     int nworkers;                  /* worker processes; 1: this process serves alone */
     int self;                      /* worker index (0 when alone), -1 in the master */
     int ctl_fd;                    /* worker: its control socket to the master, else -1 */
+    struct config *reload_next;    /* a reload whose Maglev table is still being built */
     struct buf ctl_in;             /* worker: control bytes read, not acted on yet */
     struct worker *workers;        /* master: nworkers entries */
     struct buf report;             /* SIGUSR1 report bytes not yet written to stderr */
@@ -5733,7 +5801,6 @@ static void backend_apply(const struct config *c)
     /* the master routes nothing: its backends are names for the reports */
     int per_pool = srv.self < 0 ? 0 : (int)c->backend_connections, i, j;
     int databases = (int)c->databases, ded_max = (int)c->blocking_connections;
-    uint64_t s;
 
     for (i = 0; i < c->nbackends; i++) {
         struct backend *b = NULL;
@@ -5765,8 +5832,8 @@ static void backend_apply(const struct config *c)
     free(srv.backends);
     srv.backends = next;
     srv.nbackends = c->nbackends;
-    for (s = 0; s < c->table_size; s++)
-        next[c->table[s]]->slots++;
+    for (i = 0; i < c->nbackends; i++) /* counted as the table was built */
+        next[i]->slots = c->owned[i];
     srv.split_child = xrealloc(srv.split_child, sizeof *srv.split_child * (size_t)c->nbackends);
     for (i = 0; i < c->nbackends; i++)
         srv.split_child[i] = -1;
@@ -8963,6 +9030,12 @@ static void config_free(struct config *c)
     free(c->listens);
     free(c->backends);
     free(c->table);
+    if (c->build) { /* a reload superseded before its table was built */
+        free(c->build->e);
+        free(c->build->owned);
+    }
+    free(c->build);
+    free(c->owned);
     free(c->admin);
     free(c->path);
     free(c);
@@ -9034,7 +9107,8 @@ static int config_validate(struct config *c, char *err, size_t errlen)
         weights[i] = c->backends[i].weight;
     }
     c->table = xmalloc(sizeof *c->table * c->table_size);
-    rc = maglev_build(c->table, (uint32_t)c->table_size, ids, weights, c->nbackends);
+    c->build = xcalloc(1, sizeof *c->build);
+    rc = maglev_start(c->build, c->table, (uint32_t)c->table_size, ids, weights, c->nbackends);
     free(ids);
     free(weights);
     if (rc != 0) {
@@ -9105,8 +9179,20 @@ static const struct config_directive *config_find(const char *name)
  * RESOLVE, addresses are resolved (without, only their shape is checked:
  * --route and --table need no network).  Returns the config, or NULL with
  * "PATH:LINE: reason" in ERR. */
+/* Build a slice (BUDGET slots) of C's Maglev table.  Returns 1 once the
+ * table is complete. */
+static int config_table_step(struct config *c, uint64_t budget)
+{
+    if (c->build && maglev_step(c->build, budget)) {
+        c->owned = c->build->owned;
+        free(c->build);
+        c->build = NULL;
+    }
+    return c->build == NULL;
+}
+
 static struct config *config_parse(const char *path, const char *text, size_t len, int resolve,
-                                   char *err, size_t errlen)
+                                   int table_later, char *err, size_t errlen)
 {
     struct config *c = xmalloc(sizeof *c);
     char *line = xmalloc(len + 1), *argv[32], why[512], esc[96];
@@ -9151,6 +9237,8 @@ static struct config *config_parse(const char *path, const char *text, size_t le
         snprintf(err, errlen, "%s:%ld: %s", path, c->line, why);
         goto fail;
     }
+    if (!table_later)
+        config_table_step(c, UINT64_MAX);
     free(line);
     return c;
 fail:
@@ -9188,12 +9276,13 @@ static int config_read(const char *path, struct buf *text, char *err, size_t err
 /* Read and parse the file PATH; its bytes are left in TEXT (the master
  * hands them to its workers).  Returns the config, or NULL with
  * "PATH:LINE: reason" (or "PATH: reason") in ERR. */
-static struct config *config_load_text(const char *path, int resolve, struct buf *text,
-                                       char *err, size_t errlen)
+static struct config *config_load_text(const char *path, int resolve, int table_later,
+                                       struct buf *text, char *err, size_t errlen)
 {
     if (config_read(path, text, err, errlen) < 0)
         return NULL;
-    return config_parse(path, text->data ? text->data : "", buf_len(text), resolve, err, errlen);
+    return config_parse(path, text->data ? text->data : "", buf_len(text), resolve, table_later,
+                        err, errlen);
 }
 
 /* Read and parse the file PATH.  Returns the config, or NULL with the
@@ -9201,7 +9290,7 @@ static struct config *config_load_text(const char *path, int resolve, struct buf
 static struct config *config_load(const char *path, int resolve, char *err, size_t errlen)
 {
     struct buf text = {0, 0, 0, 0};
-    struct config *c = config_load_text(path, resolve, &text, err, errlen);
+    struct config *c = config_load_text(path, resolve, 0, &text, err, errlen);
 
     buf_free(&text);
     return c;
@@ -9282,6 +9371,36 @@ static void reload_apply(struct config *next)
            next->path, next->nbackends, (unsigned long long)next->table_size);
 }
 
+/* Build a slice of the pending reload's Maglev table (MAGLEV_STEP_SLOTS
+ * slots, a few milliseconds at most), and apply it once complete: the loop
+ * keeps serving with the old table meanwhile, so a 5,000,011-slot table
+ * costs no pass more than a slice.  A table of at most that many slots (the
+ * default's 65537) is built at once: the reload is in force when it is
+ * answered. */
+static void reload_step(void)
+{
+    struct config *next = srv.reload_next;
+
+    if (!next || !config_table_step(next, MAGLEV_STEP_SLOTS))
+        return;
+    srv.reload_next = NULL;
+    reload_apply(next);
+}
+
+/* Apply NEXT, its table built first across passes if need be
+ * (reload_step); a reload still building is superseded by a newer one. */
+static void reload_begin(struct config *next)
+{
+    if (srv.reload_next) {
+        log_at(LOG_INFO, "reload: superseded before its table was built");
+        config_free(srv.reload_next);
+    }
+    if (next->table_size <= MAGLEV_STEP_SLOTS) /* a few milliseconds: in force at once */
+        config_table_step(next, UINT64_MAX);
+    srv.reload_next = next;
+    reload_step();
+}
+
 /* =============================================================== control */
 /* ctl_: the master's control socket to each worker.  The master asks, the
  * worker answers; both ends are in this file, so the format is private:
@@ -9336,9 +9455,9 @@ static int ctl_serve_one(void)
         struct config *next;
         if (buf_len(in) - head < len)
             return 0;
-        next = config_parse(srv.cfg->path, p + head, len, 1, err + 4, sizeof err - 4);
+        next = config_parse(srv.cfg->path, p + head, len, 1, 1, err + 4, sizeof err - 4);
         if (next) {
-            reload_apply(next);
+            reload_begin(next);
             ctl_answer("OK", 2);
         } else {
             ctl_answer(err, strlen(err));
@@ -9488,7 +9607,8 @@ static void ctl_clients(struct buf *out)
 static int reload_config(char *err, size_t errlen)
 {
     struct buf text = {0, 0, 0, 0};
-    struct config *next = config_load_text(srv.cfg->path, 1, &text, err, errlen);
+    /* the master serves no client: it builds the table at once */
+    struct config *next = config_load_text(srv.cfg->path, 1, srv.self >= 0, &text, err, errlen);
     int rc = 0;
 
     if (!next) {
@@ -9496,7 +9616,7 @@ static int reload_config(char *err, size_t errlen)
         buf_free(&text);
         return -1;
     }
-    reload_apply(next);
+    reload_begin(next);
     if (srv.self < 0 && ctl_reload(&text, err, errlen) < 0)
         rc = -1;
     buf_free(&text);
@@ -9891,6 +10011,8 @@ static int loop_timeout(void)
 
     if (srv.publish_due)
         t = MIN(t, srv.published_us + PUBLISH_EVERY_MS * 1000);
+    if (srv.reload_next) /* a table to build: no sleeping */
+        t = srv.now_us;
     if (srv.accept_paused_until > srv.now_us)
         t = MIN(t, srv.accept_paused_until);
     if (srv.stopping)
@@ -10178,6 +10300,7 @@ static void loop_run(void)
         if (srv.stopping && (loop_drained() || srv.now_us >= srv.stop_deadline_us))
             break;
         loop_wait(loop_timeout());
+        reload_step();
         loop_timers();
         client_timers();
         loop_flush();
@@ -10194,6 +10317,8 @@ static void loop_cleanup(void)
     while (srv.clients)
         client_close(srv.clients, "exit");
     loop_flush();
+    config_free(srv.reload_next); /* a reload still building its table */
+    srv.reload_next = NULL;
     admin_shutdown();
     loop_close_listeners();
     for (i = 0; i < srv.nall; i++) /* every record first: children span backends */

@@ -682,3 +682,42 @@ for s in d["samples"]:
     [[ "$("$src/shardproxy-static" -V)" == "$version (events: $native, listen: $listen)" ]]
     [[ "$("$src/shardproxy-static" -c "$src/shardproxy.conf" --route foo)" == "$("$SP_BIN" -c "$src/shardproxy.conf" --route foo)" ]]
 }
+
+@test "reload with table_size 5000011: built a slice per pass while the old table serves, then in force, as --route computes it" {
+    start_redis 4
+    ADMIN_SOCK="$(ops_sockdir)/admin.sock"
+    _sp_defaults
+    local dir conf3 conf4 k i j want got
+    dir="$(sp_tmpdir)"
+    conf3="$dir/3.conf"
+    conf4="$dir/4.conf"
+    ops_config "$conf3" "$(backend_line 0)" "$(backend_line 1)" "$(backend_line 2)" \
+        "table_size 5000011"
+    ops_config "$conf4" "$(backend_line 0)" "$(backend_line 1)" "$(backend_line 2)" \
+        "$(backend_line 3)" "table_size 5000011"
+    install_config "$conf3"
+    start_proxy
+    install_config "$conf4"
+    kill -HUP "$SP_PID"
+    [[ "$(rcli ping)" == PONG ]] # answered while (or after) the table builds
+    wait_until reloads_at_least 1
+    [[ "$(rcli info proxy | tr -d '\r' | sed -n 's/^backends://p')" == 4 ]]
+    # the table built in slices routes every key as the one built at once
+    for ((i = 0; i < 50; i++)); do
+        k="big$i"
+        want=$(route_addr "$conf4" "$k")
+        [[ "$(rcli set "$k" v)" == OK ]]
+        got=""
+        for j in 0 1 2 3; do
+            [[ "$(bcli "$j" exists "$k")" == 1 ]] && got="127.0.0.1:${REDIS_PORTS[$j]}"
+        done
+        [[ "$got" == "$want" ]] || { echo "$k: on $got, --route says $want"; false; }
+    done
+    # two reloads in a row (the second may supersede the first still
+    # building): the later one is in force
+    install_config "$conf4"
+    kill -HUP "$SP_PID"
+    install_config "$conf3"
+    kill -HUP "$SP_PID"
+    wait_until eval '[ "$(rcli info proxy | tr -d "\r" | sed -n "s/^backends://p")" = 3 ]'
+}

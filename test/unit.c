@@ -640,6 +640,37 @@ static void test_maglev_reference(void)
     }
 }
 
+/* A table built in slices (as a reload builds it, maglev_step with a small
+ * budget) is the table built at once, slot for slot, whatever the slice. */
+static void test_maglev_steps(void)
+{
+    static const char *const ids[] = {"10.0.0.1:6379", "10.0.0.2:6379", "10.0.0.3:6379",
+                                      "10.0.0.4:6379"};
+    static const uint32_t weights[] = {1, 2, 3, 1};
+    static const uint64_t budgets[] = {1, 7, 1000, 65537};
+    const uint32_t m = 65537;
+    uint16_t *whole = malloc(sizeof *whole * m), *sliced = malloc(sizeof *sliced * m);
+    size_t b;
+
+    T_CHECK(maglev_build(whole, m, ids, weights, 4) == 0, "maglev_build failed");
+    for (b = 0; b < sizeof budgets / sizeof budgets[0]; b++) {
+        struct maglev_state st;
+        uint64_t steps = 0;
+        uint32_t s, diff = 0;
+        T_CHECK(maglev_start(&st, sliced, m, ids, weights, 4) == 0, "maglev_start failed");
+        while (!maglev_step(&st, budgets[b]))
+            steps++;
+        free(st.owned); /* the caller's once done */
+        for (s = 0; s < m; s++)
+            diff += whole[s] != sliced[s];
+        T_CHECK(diff == 0, "budget %" PRIu64 ": %" PRIu32 " slots differ", budgets[b], diff);
+        T_CHECK(budgets[b] >= 65537 || steps > 1, "budget %" PRIu64 ": done in one step",
+                budgets[b]);
+    }
+    free(whole);
+    free(sliced);
+}
+
 static void test_maglev_is_prime(void)
 {
     static const struct {
@@ -1876,7 +1907,7 @@ static void test_cmd_blocks(void)
 static struct config *t_conf(const char *text, char *err, size_t errlen)
 {
     err[0] = '\0';
-    return config_parse("t.conf", text, strlen(text), 0, err, errlen);
+    return config_parse("t.conf", text, strlen(text), 0, 0, err, errlen);
 }
 
 /* TEXT must fail with an error that starts with WANT_PREFIX ("t.conf:N: ") and
@@ -2198,7 +2229,7 @@ static void test_config_errors(void)
     {
         char err[1024];
         static const char text[] = "listen 127.0.0.1:1\nback\0end 127.0.0.1:2\n";
-        struct config *c = config_parse("t.conf", text, sizeof text - 1, 0, err, sizeof err);
+        struct config *c = config_parse("t.conf", text, sizeof text - 1, 0, 0, err, sizeof err);
         T_CHECK(!c && !strncmp(err, "t.conf:2: ", 10) && strstr(err, "NUL"),
                 "NUL byte on line 2: '%s'", err);
         config_free(c);
@@ -2456,6 +2487,7 @@ int main(void)
     test_maglev_args();
     test_maglev_reference();
     test_maglev_is_prime();
+    test_maglev_steps();
     test_req_parser();
     test_reply_parser();
     test_hist_constants();

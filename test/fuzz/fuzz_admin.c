@@ -60,7 +60,7 @@ static void fuzz_admin_init(void)
 
     log_threshold = LOG_ERROR;
     cmd_init();
-    c = config_parse(FUZZ_ADMIN_PATH, fuzz_admin_conf, sizeof fuzz_admin_conf - 1, 0, err,
+    c = config_parse(FUZZ_ADMIN_PATH, fuzz_admin_conf, sizeof fuzz_admin_conf - 1, 0, 0, err,
                      sizeof err);
     if (!c) {
         fprintf(stderr, "fuzz_admin: fixed config does not parse: %s\n", err);

@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct config *c;
 
     err[0] = '\0';
-    c = config_parse("fuzz.conf", (const char *)data, size, 0, err, sizeof err);
+    c = config_parse("fuzz.conf", (const char *)data, size, 0, 0, err, sizeof err);
     if (!c) {
         FUZZ_CHECK(!strncmp(err, "fuzz.conf:", 10), "error without the file name: '%s'", err);
         FUZZ_CHECK(!strchr(err, '\n'), "error spans lines: '%s'", err);
