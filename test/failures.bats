@@ -698,3 +698,26 @@ rcli_backend_sum() {
     done
     echo 0
 }
+
+@test "noisy neighbours: 4 clients pipelining 100 GETs of 1 MiB without reading cost an innocent client on the same backend no error" {
+    start_redis 1
+    write_config # the default timeout
+    start_proxy
+    local d i bg=()
+    d="$(sp_tmpdir)"
+    head -c $((1 << 20)) /dev/zero | tr '\0' h | rcli -x set heavy >/dev/null
+    [[ "$(rcli set light l)" == OK ]]
+    for i in 1 2 3 4; do
+        SPTOOL noread "$SP_PORT" 100 heavy "$d/go" </dev/null >"$d/noread$i" 2>&1 3>&- &
+        bg+=($!)
+        SP_EXTRA_PIDS+=($!)
+    done
+    # the backend streams ~400 MB at the proxy meanwhile: busy, not silent
+    for ((i = 0; i < 200; i++)); do
+        rcli get light >>"$d/light" 2>&1
+    done
+    touch "$d/go"
+    wait "${bg[@]}"
+    sort "$d/light" | uniq -c
+    [[ "$(grep -c '^l$' "$d/light")" == 200 ]]
+}
