@@ -721,3 +721,28 @@ rcli_backend_sum() {
     sort "$d/light" | uniq -c
     [[ "$(grep -c '^l$' "$d/light")" == 200 ]]
 }
+
+@test "SIGTERM: a client quiet inside MULTI is not let go; its EXEC during shutdown_grace is answered" {
+    start_redis 1
+    write_config "shutdown_grace 3000"
+    start_proxy
+    local pid=$SP_PID
+    timeout 30 python3 - "$SP_PORT" "$pid" <<'PY'
+import os, signal, socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.settimeout(10)
+s.sendall(b"MULTI\r\nSET drainq v\r\n")
+time.sleep(0.2)
+print(s.recv(100))
+os.kill(int(sys.argv[2]), signal.SIGTERM)
+time.sleep(0.5)  # quiet for ten times DRAIN_IDLE_MS, in the grace
+s.sendall(b"EXEC\r\n")
+got = s.recv(100)
+print(got)
+sys.exit(0 if got == b"*1\r\n+OK\r\n" else 1)
+PY
+    [[ "$(bcli 0 get drainq)" == v ]]
+    wait_exit "$pid" 10000
+    SP_PID=
+    ((EXIT_RC == 0))
+}
