@@ -57,44 +57,8 @@ const RUN = `${process.pid}.${Date.now().toString(36)}`;
 const P = `compat:${lib}:${RUN}`;
 const SCAN_N = 500;
 
-let fails = 0;
-
-function oneLine(e) {
-  const msg = e && e.message ? e.message : String(e);
-  return msg.replace(/\s+/g, ' ').trim();
-}
-
-function withTimeout(promise, ms, what) {
-  let t;
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => {
-      t = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(t));
-}
-
-// Run one check: FN throws (or rejects) on failure.
-async function check(name, fn) {
-  try {
-    await withTimeout(Promise.resolve().then(fn), STEP_MS, name);
-    console.log(`ok ${lib} ${name}`);
-    return true;
-  } catch (e) {
-    fails++;
-    console.log(`FAIL ${lib} ${name}: ${oneLine(e)}`);
-    return false;
-  }
-}
-
-function eq(got, want, what) {
-  const g = JSON.stringify(got), w = JSON.stringify(want);
-  if (g !== w) throw new Error(`${what}: got ${g}, want ${w}`);
-}
-
-function assert(cond, msg) {
-  if (!cond) throw new Error(msg);
-}
+const T = require('./checks')(lib, STEP_MS); // the ok/FAIL lines, bounded checks
+const { oneLine, withTimeout, check, eq, assert } = T;
 
 // A reply that must be a plain object (not an array, not a Map).
 function plainObject(reply, want, what) {
@@ -173,8 +137,7 @@ async function nodeRedis() {
       eq(await c.ping(), 'PONG', 'PING');
     });
     if (!c) {
-      fails++;
-      console.log(`FAIL ${lib} remaining-checks: not run, no connection`);
+      T.fail('remaining-checks', `not run, no connection`);
       return;
     }
     await check('set-get', async () => {
@@ -279,8 +242,7 @@ async function ioredis() {
       eq(await r.ping(), 'PONG', 'PING');
     });
     if (!r) {
-      fails++;
-      console.log(`FAIL ${lib} remaining-checks: not run, no connection`);
+      T.fail('remaining-checks', `not run, no connection`);
       return;
     }
     await check('set-get', async () => {
@@ -369,7 +331,7 @@ async function ioredis() {
   if (lib === 'ioredis') await ioredis();
   else await nodeRedis();
   clearTimeout(globalTimer);
-  process.exit(fails ? 1 : 0);
+  process.exit(T.failed() ? 1 : 0);
 })().catch((e) => {
   console.log(`FAIL ${lib} internal: ${e && e.stack ? e.stack.split('\n').slice(0, 3).join(' | ') : e}`);
   process.exit(1);

@@ -78,45 +78,10 @@ const PATTERN = `${P}:p:*`;
 const PCHANNELS = [0, 1, 2, 3, 4, 5].map((i) => `${P}:p:${i}`);
 const SCHANNELS = [0, 1, 2, 3, 4, 5].map((i) => `${P}:s:${i}`);
 
-let fails = 0;
+const T = require('./checks')(lib, STEP_MS); // the ok/FAIL lines, bounded checks
+const { oneLine, withTimeout, check, eq, assert } = T;
 
-function oneLine(e) {
-  const msg = e && e.message ? e.message : String(e);
-  return msg.replace(/\s+/g, ' ').trim();
-}
-
-function withTimeout(promise, ms, what) {
-  let t;
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => {
-      t = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(t));
-}
-
-async function check(name, fn) {
-  try {
-    await withTimeout(Promise.resolve().then(fn), STEP_MS, name);
-    console.log(`ok ${lib} ${name}`);
-    return true;
-  } catch (e) {
-    fails++;
-    console.log(`FAIL ${lib} ${name}: ${oneLine(e)}`);
-    return false;
-  }
-}
-
-function eq(got, want, what) {
-  const g = JSON.stringify(got), w = JSON.stringify(want);
-  if (g !== w) throw new Error(`${what}: got ${g}, want ${w}`);
-}
-
-function assert(cond, msg) {
-  if (!cond) throw new Error(msg);
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const { sleep } = T;
 
 // Poll FN until it returns true; throw WHAT (with FN's last note) after MS.
 async function until(fn, ms, what) {
@@ -355,8 +320,7 @@ async function main() {
     L = lib.startsWith('ioredis') ? await ioredisLib() : await nodeRedisLib();
   });
   if (!L) {
-    fails++;
-    console.log(`FAIL ${lib} remaining-checks: not run, no connection`);
+    T.fail('remaining-checks', `not run, no connection`);
     return;
   }
   const subs = { c: new Set(), p: false, s: new Set() };
@@ -382,8 +346,7 @@ async function main() {
       if (n2 !== null) eq(Number(n2), CHANNELS.length + 2, 'subscription count after PSUBSCRIBE of a pattern');
     });
     if (!subscribed) {
-      fails++;
-      console.log(`FAIL ${lib} remaining-checks: not run, SUBSCRIBE failed`);
+      T.fail('remaining-checks', `not run, SUBSCRIBE failed`);
       return;
     }
     await check('ssubscribe', async () => {
@@ -579,7 +542,7 @@ async function main() {
 (async () => {
   await main();
   clearTimeout(globalTimer);
-  process.exit(fails ? 1 : 0);
+  process.exit(T.failed() ? 1 : 0);
 })().catch((e) => {
   console.log(`FAIL ${lib} internal: ${e && e.stack ? e.stack.split('\n').slice(0, 3).join(' | ') : e}`);
   process.exit(1);
