@@ -13,7 +13,8 @@
  *
  * Sections, bottom-up: each uses only what comes before it (two forward
  * declarations are the exceptions and say why: stats_info_merge, and
- * admin_clients, which a worker's control channel answers with).
+ * admin_clients, which a worker's control channel answers with; and
+ * bconn_touch lives with the fd table, because client_close needs it).
  *
  *   leaves, no sockets of their own and no server state
  *     tunables and limits . utility macros
@@ -23,7 +24,8 @@
  *     network I/O      net_       read/write/accept results, listening sockets
  *     event backends   ev_        epoll, kqueue or poll() behind one interface
  *     hashing          hash_      MurmurHash64A, XXH64, hash tags
- *     Maglev           maglev_    Envoy-compatible lookup table
+ *     string sets      set_       a client's channels and patterns
+ *     Maglev           maglev_    Envoy-compatible lookup table, built in resumable slices
  *     RESP parsing     resp_      resumable request and reply framing, no I/O
  *     RESP encoding    enc_       replies and requests the proxy builds
  *     histograms       hist_      fixed log-linear latency histograms
@@ -40,7 +42,8 @@
  *     backend conns    bconn_     connect, handshake, read, write, timers
  *     stats blocks     stats_     per-process stats in one shared mapping, sums
  *     backends         backend_   the set of backends, their state, the reload swap
- *     routing          route_     key -> backend; forward, split, fan out, CROSSSLOT
+ *     routing          route_     key -> backend; forward, split, fan out, CROSSSLOT, WAIT
+ *     pub/sub          sub_       (P|S)(UN)SUBSCRIBE, MONITOR: stream connections
  *     stats            stats_     text, JSON, Prometheus and INFO, from the X-macros
  *     local commands   local_     PING ECHO QUIT SELECT HELLO AUTH CLIENT INFO
  *     reading, dispatch input_    read, frame, look up, check, route
