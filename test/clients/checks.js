@@ -7,6 +7,7 @@
 //   const T = require('./checks')(lib, STEP_MS);
 //   await T.check('name', async () => { T.eq(got, want, 'what'); });
 //   T.fail('name', 'why')      a failure found outside a check
+//   await T.closeNodeRedis([client, ...])
 //   process.exit(T.failed() ? 1 : 0);
 
 module.exports = function checks(lib, stepMs) {
@@ -57,5 +58,18 @@ module.exports = function checks(lib, stepMs) {
 
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-  return { oneLine, withTimeout, check, fail, eq, assert, sleep, failed: () => fails };
+  // Close node-redis CLIENTS: politely when ready (bounded), else at once.
+  async function closeNodeRedis(clients) {
+    for (const x of clients) {
+      try {
+        if (x.isReady) await withTimeout(x.close(), 2000, 'close');
+        else x.destroy();
+      } catch (_) {
+        try { x.destroy(); } catch (__) { /* closed already */ }
+      }
+    }
+  }
+
+  return { oneLine, withTimeout, check, fail, eq, assert, sleep, closeNodeRedis,
+           failed: () => fails };
 };

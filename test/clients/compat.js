@@ -207,14 +207,7 @@ async function nodeRedis() {
       if (c1 && c1.isReady) await c1.del(`${P}:db1only`);
     })(), STEP_MS, 'cleanup').catch(() => {});
   } finally {
-    for (const x of clients) {
-      try {
-        if (x.isReady) await withTimeout(x.close(), 2000, 'close');
-        else x.destroy();
-      } catch (e) {
-        try { x.destroy(); } catch (_) { /* closed already */ }
-      }
-    }
+    await T.closeNodeRedis(clients);
   }
 }
 

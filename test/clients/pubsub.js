@@ -177,16 +177,7 @@ async function nodeRedisLib() {
       ping: () => subC.ping(),
       onReady: (fn) => subC.on('ready', fn),
     },
-    close: async () => {
-      for (const x of [subC, pubC]) {
-        try {
-          if (x.isReady) await withTimeout(x.close(), 2000, 'close');
-          else x.destroy();
-        } catch (_) {
-          try { x.destroy(); } catch (__) { /* closed already */ }
-        }
-      }
-    },
+    close: () => T.closeNodeRedis([subC, pubC]),
   };
 }
 
