@@ -5298,7 +5298,8 @@ static void bconn_read(struct bconn *bc)
         }
         bc->in.w += n;
         /* the clock as it is, not the pass's: a pass that spent long reading a
-         * stream must not make the next one believe the backend was silent */
+         * stream must not make the next one believe the backend was silent
+         * (a vDSO read, beside the read() this follows) */
         bc->progress_us = clock_now_us();
         bc->backend->sh->st.bytes_in += n;
         bconn_replies(bc);
@@ -6294,10 +6295,10 @@ static int route_keys_backend(const struct call *k, int64_t n)
     return bi;
 }
 
-/* A dedicated connection of backend B for call K's client (bconn_borrow),
- * or NULL with the error replied: B is down, or all its dedicated
- * connections are held. */
-static struct bconn *route_borrow(const struct call *k, struct backend *b)
+/* A dedicated connection of backend B in POOL for call K's client
+ * (bconn_borrow), or NULL with the error replied: B is down, or all its
+ * dedicated connections are held. */
+static struct bconn *route_borrow(const struct call *k, struct backend *b, int pool)
 {
     struct bconn *bc;
 
@@ -6306,7 +6307,7 @@ static struct bconn *route_borrow(const struct call *k, struct backend *b)
         reply_error(k, "ERR backend %s unavailable", b->cfg.id);
         return NULL;
     }
-    if (!(bc = bconn_borrow(b, k->c, client_pool(k->c)))) {
+    if (!(bc = bconn_borrow(b, k->c, pool))) {
         reply_error(k, "ERR backend %s: all %d dedicated connections for blocking commands "
                        "and WATCH are in use (blocking_connections)", b->cfg.id, b->ded_max);
         return NULL;
@@ -6349,7 +6350,7 @@ static void route_watch(const struct call *k)
     }
     if (c->watch && !client_watching(c)) /* ended, and idle: input_defer waited for it */
         client_watch_end(c, 1);
-    if (!c->watch && !(c->watch = route_borrow(k, b)))
+    if (!c->watch && !(c->watch = route_borrow(k, b, client_pool(k->c))))
         return;
     if ((r = route_record(k, b, c->watch)) != NULL)
         route_send(k, c->watch, r);
@@ -6401,7 +6402,7 @@ static void route_blocking(const struct call *k, int bi, uint64_t ms)
     struct bconn *bc;
     struct req *r;
 
-    if (!(bc = route_borrow(k, b)))
+    if (!(bc = route_borrow(k, b, client_pool(k->c))))
         return;
     c->ded = bc;
     if (!(r = route_record(k, b, bc))) {
@@ -6582,17 +6583,8 @@ static struct bconn *sub_conn(const struct call *k, struct backend *b, uint8_t s
 
     if (bc)
         return bc;
-    if (!route_usable(bconn_pick(b, c)) || ((bc = bconn_borrow(b, c, 0)) && bc->owner != c)) {
-        b->sh->st.failures++;
-        reply_error(k, "ERR backend %s unavailable", b->cfg.id);
+    if (!(bc = route_borrow(k, b, 0)))
         return NULL;
-    }
-    if (!bc) {
-        reply_error(k, "ERR backend %s: all %d dedicated connections for blocking commands, "
-                       "WATCH and pub/sub are in use (blocking_connections)", b->cfg.id,
-                    b->ded_max);
-        return NULL;
-    }
     bc->stream = stream;
     c->sub->conn = xrealloc(c->sub->conn, sizeof *c->sub->conn * (size_t)(c->sub->nconn + 1));
     c->sub->conn[c->sub->nconn++] = bc;
